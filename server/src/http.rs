@@ -1,0 +1,115 @@
+//! The HTTP side of a connection: the hyper service that turns a login request into a
+//! WebSocket session, and answers `/healthz` and `/metrics` (PROTOCOL.md S1–S3, O1).
+//!
+//! Names are checked *before* the upgrade, so a bad login gets `400` with a one-line reason
+//! and never becomes a session.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::login::{self, Refusal};
+use crate::shutdown::ShutdownSignal;
+use crate::{session, Shared};
+
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted TCP connection until it is upgraded, closed, or shutdown begins.
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
+    let _task = shared.tasks.track();
+    let service = service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(route(request, &shared)) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                debug!(%error, "http connection ended with an error");
+            }
+        }
+        _ = shutdown.fired() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+        }
+    }
+}
+
+fn route(mut request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    if fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return login(&mut request, shared);
+    }
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
+        (&Method::GET, "/metrics") => {
+            let body = shared.metrics.render(&shared.config.server_id);
+            let mut response = text(StatusCode::OK, body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => {
+            let mut response = text(
+                StatusCode::UPGRADE_REQUIRED,
+                "chat sessions are WebSocket connections: GET /?user=NAME with an upgrade\n".into(),
+            );
+            response.headers_mut().insert(
+                header::UPGRADE,
+                header::HeaderValue::from_static("websocket"),
+            );
+            response
+        }
+    }
+}
+
+/// Validates the login and answers `101`, handing the connection to a session task.
+fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    let refuse = |reason: Refusal, detail: String| {
+        shared.metrics.refuse(reason);
+        debug!(reason = reason.label(), "login refused");
+        text(StatusCode::BAD_REQUEST, detail)
+    };
+    let name = match login::user_from_query(request.uri().query(), shared.config.max_name) {
+        Ok(name) => name,
+        Err(reason) => return refuse(reason, format!("{reason}\n")),
+    };
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut *request) {
+        Ok(pair) => pair,
+        Err(error) => {
+            return refuse(
+                Refusal::BadHandshake,
+                format!("bad WebSocket handshake: {error}\n"),
+            )
+        }
+    };
+    tokio::spawn(session::run(shared.clone(), name, upgrade));
+    response.map(|_| Full::new(Bytes::new()))
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

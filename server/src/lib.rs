@@ -1,0 +1,268 @@
+//! `chat-server`: the WebSocket chat protocol of `PROTOCOL.md`, on tokio, hyper and
+//! fastwebsockets, done right where the Go demo it came from is wrong.
+//!
+//! [`Server::start`] binds a listener and returns a [`ServerHandle`]; the server runs on the
+//! caller's tokio runtime until [`ServerHandle::shutdown`]. The data path, one file each:
+//! [`http`] (accept a login) → [`session`] (read loop, writer) → [`registry`] (who is
+//! online) → [`outbox`] (one receiver's bounded queue) → [`frame`] (bytes on the wire).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), chat_server::Error> {
+//! let config = chat_server::Config { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+//! let server = chat_server::Server::start(config).await?;
+//! println!("ws://{}/?user=ann", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod frame;
+mod http;
+mod keepalive;
+pub mod login;
+pub mod metrics;
+pub mod outbox;
+pub mod registry;
+pub mod session;
+pub mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+use crate::outbox::QueueLimit;
+use crate::registry::SessionRegistry;
+use crate::shutdown::{ShutdownSignal, TaskCount};
+
+/// Everything the server can be told. [`Config::default`] matches the demo where it has a
+/// default (PROTOCOL.md O4) and the protocol's limits elsewhere.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (see [`ServerHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// Server id, shown in logs and as the `server_id` label in `/metrics`.
+    pub server_id: String,
+    /// Largest Text message accepted, in bytes, after reassembly (M5).
+    pub max_message: usize,
+    /// Longest user name accepted, in bytes (S3).
+    pub max_name: usize,
+    /// Frames a receiver may have queued before it is disconnected with 1013 (M6).
+    pub queue: usize,
+    /// Bytes a receiver may have queued before it is disconnected with 1013 (M6).
+    pub queue_bytes: usize,
+    /// How often idle connections are pinged; silence for two intervals drops one (O2).
+    pub ping_interval: Duration,
+    /// How long a closing connection may take to flush its last frames.
+    pub close_timeout: Duration,
+    /// How long shutdown waits for connections to drain before giving up (O3).
+    pub drain_timeout: Duration,
+    /// A deliberate defect, for proving that checks fail on a broken server. `None` in
+    /// any real use; the binary has no flag for it.
+    pub fault: Option<Fault>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6789)),
+            server_id: "1".into(),
+            max_message: 64 * 1024,
+            max_name: 64,
+            queue: 1024,
+            queue_bytes: 4 * 1024 * 1024,
+            ping_interval: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(5),
+            fault: None,
+        }
+    }
+}
+
+/// Deliberate defects, each reproducing a bug of the Go demo, so tests can show that a
+/// check catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A session that ends removes its user's entry by name, even when that entry is
+    /// already its successor's: after a relogin the new session silently stops receiving.
+    DeleteByName,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listen address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// State shared by every task of one server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: Config,
+    queue_limit: QueueLimit,
+    registry: SessionRegistry,
+    metrics: Metrics,
+    /// Source of unique connection ids.
+    next_id: AtomicU64,
+    /// Zero of the server's millisecond clock.
+    epoch: Instant,
+    /// Live connection tasks, for shutdown to wait on.
+    tasks: TaskCount,
+}
+
+impl Shared {
+    /// Milliseconds since the server started.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// The server type; see [`Server::start`].
+pub struct Server;
+
+impl Server {
+    /// Binds `config.listen` and starts serving on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<ServerHandle, Error> {
+        validate(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, signal) = ShutdownSignal::new();
+        let shared = Arc::new(Shared {
+            queue_limit: QueueLimit {
+                frames: config.queue,
+                bytes: config.queue_bytes,
+            },
+            registry: SessionRegistry::new(config.fault == Some(Fault::DeleteByName)),
+            metrics: Metrics::default(),
+            next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
+            tasks: TaskCount::default(),
+            config,
+        });
+        info!(listen = %local_addr, id = %shared.config.server_id, "chat server started");
+        let accept = tokio::spawn(accept_loop(listener, shared.clone(), signal.clone()));
+        tokio::spawn(keepalive::run(shared.clone(), signal));
+        Ok(ServerHandle {
+            local_addr,
+            shared,
+            stop,
+            accept,
+        })
+    }
+}
+
+fn validate(config: &Config) -> Result<(), Error> {
+    let positive = [
+        ("max message", config.max_message),
+        ("max name", config.max_name),
+        ("queue", config.queue),
+        ("queue bytes", config.queue_bytes),
+    ];
+    for (what, value) in positive {
+        if value == 0 {
+            return Err(Error::Config(format!("{what} must be at least 1")));
+        }
+    }
+    if config.ping_interval.is_zero() {
+        return Err(Error::Config("ping interval must be above zero".into()));
+    }
+    Ok(())
+}
+
+/// Accepts connections until shutdown. Errors (such as running out of file descriptors)
+/// back off and retry rather than ending the server.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.fired() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                backoff = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(http::serve(stream, shared.clone(), shutdown.clone()));
+            }
+            Err(error) => {
+                warn!(%error, ?backoff, "accept failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The bound address (the real port when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's counters, as `/metrics` shows them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// How many users are online.
+    pub fn online(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Graceful shutdown (O3): stop accepting, send every session Close 1001, and wait up
+    /// to `drain_timeout` for the queues to drain and the connections to end. Returns
+    /// whether everything ended in time.
+    pub async fn shutdown(self) -> bool {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await; // drops the listener
+        for session in self.shared.registry.close_all() {
+            session.close(
+                Some(frame::close(
+                    frame::close_code::GOING_AWAY,
+                    "server shutting down",
+                )),
+                false,
+            );
+        }
+        let drained = tokio::time::timeout(
+            self.shared.config.drain_timeout,
+            self.shared.tasks.all_done(),
+        )
+        .await
+        .is_ok();
+        info!(
+            drained,
+            left = self.shared.tasks.live(),
+            "chat server stopped"
+        );
+        drained
+    }
+}

@@ -1,0 +1,208 @@
+//! Who is logging in: the `user` query parameter of the upgrade request.
+//!
+//! PROTOCOL.md S1–S3: NAME is percent-decoded UTF-8 (raw UTF-8 bytes are accepted too, as
+//! the demo's client sends them), must be present and non-empty, at most `max_name` bytes,
+//! and free of control characters. A refusal carries a [`Refusal`] that names the reason,
+//! so the HTTP layer can answer `400` with one line and count refusals by reason.
+
+use std::fmt;
+
+/// Why a login was refused before the WebSocket upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `user` parameter in the query.
+    MissingUser,
+    /// `user=` with nothing after it.
+    EmptyUser,
+    /// Longer than the configured limit, in bytes after decoding.
+    NameTooLong { limit: usize },
+    /// Not valid UTF-8 after percent-decoding.
+    InvalidUtf8,
+    /// Holds a control character (C0, DEL or C1).
+    ControlCharacter,
+    /// The request asked for an upgrade but is not a valid WebSocket handshake.
+    BadHandshake,
+}
+
+impl Refusal {
+    /// Every reason, for exporting zero-valued counters in `/metrics`.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::MissingUser,
+        Refusal::EmptyUser,
+        Refusal::NameTooLong { limit: 0 },
+        Refusal::InvalidUtf8,
+        Refusal::ControlCharacter,
+        Refusal::BadHandshake,
+    ];
+
+    /// The `reason` label used in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MissingUser => "missing_user",
+            Refusal::EmptyUser => "empty_user",
+            Refusal::NameTooLong { .. } => "name_too_long",
+            Refusal::InvalidUtf8 => "invalid_utf8",
+            Refusal::ControlCharacter => "control_character",
+            Refusal::BadHandshake => "bad_handshake",
+        }
+    }
+
+    /// Position in [`Refusal::ALL`], for indexing counters.
+    pub fn index(self) -> usize {
+        match self {
+            Refusal::MissingUser => 0,
+            Refusal::EmptyUser => 1,
+            Refusal::NameTooLong { .. } => 2,
+            Refusal::InvalidUtf8 => 3,
+            Refusal::ControlCharacter => 4,
+            Refusal::BadHandshake => 5,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::MissingUser => write!(f, "missing user: log in with GET /?user=NAME"),
+            Refusal::EmptyUser => write!(f, "empty user: NAME must not be empty"),
+            Refusal::NameTooLong { limit } => {
+                write!(f, "user name too long: at most {limit} bytes")
+            }
+            Refusal::InvalidUtf8 => write!(f, "user name is not valid UTF-8"),
+            Refusal::ControlCharacter => write!(f, "user name holds a control character"),
+            Refusal::BadHandshake => write!(f, "bad WebSocket handshake"),
+        }
+    }
+}
+
+/// Extracts and validates the user name from a raw query string (the part after `?`).
+///
+/// The first `user` parameter wins, as in Go's `url.Values.Get`. `+` decodes to a space,
+/// as in HTML form encoding and Go; a malformed `%` escape is kept literally.
+pub fn user_from_query(query: Option<&str>, max_name: usize) -> Result<String, Refusal> {
+    let query = query.ok_or(Refusal::MissingUser)?;
+    let raw = query
+        .split('&')
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key) == b"user").then_some(value)
+        })
+        .ok_or(Refusal::MissingUser)?;
+    validate(percent_decode(raw), max_name)
+}
+
+/// Checks a decoded name against S2/S3.
+pub fn validate(bytes: Vec<u8>, max_name: usize) -> Result<String, Refusal> {
+    if bytes.is_empty() {
+        return Err(Refusal::EmptyUser);
+    }
+    if bytes.len() > max_name {
+        return Err(Refusal::NameTooLong { limit: max_name });
+    }
+    let name = String::from_utf8(bytes).map_err(|_| Refusal::InvalidUtf8)?;
+    if name.chars().any(char::is_control) {
+        return Err(Refusal::ControlCharacter);
+    }
+    Ok(name)
+}
+
+/// Decodes `%XX` escapes and `+`; bytes that are not part of a valid escape pass through.
+pub fn percent_decode(input: &str) -> Vec<u8> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_encoded_utf8() {
+        let name = user_from_query(Some("user=%E5%BC%A0%E4%B8%89"), 64).unwrap();
+        assert_eq!(name, "张三");
+    }
+
+    #[test]
+    fn accepts_raw_utf8_and_plus_as_space() {
+        assert_eq!(user_from_query(Some("user=张三"), 64).unwrap(), "张三");
+        assert_eq!(user_from_query(Some("a=1&user=a+b"), 64).unwrap(), "a b");
+    }
+
+    #[test]
+    fn first_user_parameter_wins() {
+        assert_eq!(user_from_query(Some("user=x&user=y"), 64).unwrap(), "x");
+    }
+
+    #[test]
+    fn malformed_escapes_are_literal() {
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%4"), b"%4");
+        assert_eq!(percent_decode("%zz"), b"%zz");
+        assert_eq!(percent_decode("%41"), b"A");
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(user_from_query(None, 64), Err(Refusal::MissingUser));
+        assert_eq!(
+            user_from_query(Some("name=x"), 64),
+            Err(Refusal::MissingUser)
+        );
+        assert_eq!(user_from_query(Some("user="), 64), Err(Refusal::EmptyUser));
+        assert_eq!(user_from_query(Some("user"), 64), Err(Refusal::EmptyUser));
+        assert_eq!(
+            user_from_query(Some(&format!("user={}", "a".repeat(65))), 64),
+            Err(Refusal::NameTooLong { limit: 64 })
+        );
+        assert!(user_from_query(Some(&format!("user={}", "a".repeat(64))), 64).is_ok());
+        assert_eq!(
+            user_from_query(Some("user=%FF"), 64),
+            Err(Refusal::InvalidUtf8)
+        );
+        assert_eq!(
+            user_from_query(Some("user=a%0Ab"), 64),
+            Err(Refusal::ControlCharacter)
+        );
+        assert_eq!(
+            user_from_query(Some("user=a%7F"), 64),
+            Err(Refusal::ControlCharacter)
+        );
+        assert_eq!(
+            user_from_query(Some("user=a%C2%85"), 64),
+            Err(Refusal::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn labels_index_all() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+}

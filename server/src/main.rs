@@ -1,0 +1,128 @@
+//! The `chat-server` binary: flags and environment into a [`Config`], then run until
+//! SIGINT or SIGTERM and shut down gracefully (PROTOCOL.md O3).
+//!
+//! Exit codes: 0 after a graceful shutdown; 1 when the server cannot start (address in use,
+//! bad value); 2 for bad usage (clap's own).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use chat_server::{Config, Server};
+use clap::Parser;
+
+/// WebSocket chat server: log in with `GET /?user=NAME`; every text message goes to every
+/// other user as `<message> -- FROM <NAME>`; a second login of a name evicts the first.
+///
+/// Also serves `GET /healthz` and `GET /metrics` (Prometheus text). Every flag can be set
+/// from the environment variable shown. Exit codes: 0 graceful shutdown, 1 cannot start,
+/// 2 bad usage.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version)]
+struct Args {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "CHAT_LISTEN", default_value = "0.0.0.0:6789")]
+    listen: SocketAddr,
+    /// Server id, shown in logs and /metrics.
+    #[arg(long, env = "CHAT_ID", default_value = "1")]
+    id: String,
+    /// Largest text message accepted, in bytes; larger ones close the connection with 1009.
+    #[arg(long, env = "CHAT_MAX_MESSAGE", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_message: u32,
+    /// Longest user name accepted, in bytes; longer ones are refused with 400.
+    #[arg(long, env = "CHAT_MAX_NAME", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_name: u32,
+    /// Outbound queue bound per connection, in messages; a receiver that falls this far
+    /// behind is disconnected with 1013.
+    #[arg(long, env = "CHAT_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    queue: u32,
+    /// Outbound queue bound per connection, in bytes.
+    #[arg(long, env = "CHAT_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    queue_bytes: u32,
+    /// Ping connections silent this long; drop them after twice this. E.g. 30s, 500ms.
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    ping_interval: Duration,
+    /// How long shutdown waits for queues to drain.
+    #[arg(long, env = "CHAT_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, env = "CHAT_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat-server: {error:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("bad --log filter {:?}", args.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let config = Config {
+        listen: args.listen,
+        server_id: args.id,
+        max_message: args.max_message as usize,
+        max_name: args.max_name as usize,
+        queue: args.queue as usize,
+        queue_bytes: args.queue_bytes as usize,
+        ping_interval: args.ping_interval,
+        drain_timeout: args.drain_timeout,
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        wait_for_signal().await?;
+        tracing::info!("signal received; shutting down");
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot watch SIGINT"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// Parses `30s`, `500ms`, `2m`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s or 500ms"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s or m"
+            ))
+        }
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(format!("{text:?} must be above zero"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}

@@ -1,0 +1,163 @@
+//! Counters behind `GET /metrics` (PROTOCOL.md O1), rendered in the Prometheus text format.
+//!
+//! Plain relaxed atomics: every counter is updated on its own and read for display only,
+//! so no ordering between them is needed. `deliveries_out` counts chat messages whose
+//! bytes were fully written to a receiver's socket, which is what a load generator can
+//! observe; messages still queued, or dropped with a slow consumer, are not deliveries.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::login::Refusal;
+
+/// Server-wide counters. One instance per server, shared by every connection.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Sessions currently registered (a gauge).
+    pub sessions_online: AtomicU64,
+    /// Successful logins (upgrades that registered a session).
+    pub logins: AtomicU64,
+    /// Sessions ended because the same name logged in again (S4).
+    pub evictions: AtomicU64,
+    /// Complete Text messages received from clients.
+    pub messages_in: AtomicU64,
+    /// Chat messages fully written to a receiver's socket.
+    pub deliveries_out: AtomicU64,
+    /// Bytes written to WebSocket sockets (all frames).
+    pub bytes_out: AtomicU64,
+    /// Receivers disconnected with 1013 because their queue was full (M6).
+    pub slow_consumer_disconnects: AtomicU64,
+    /// Binary messages received and ignored (M4).
+    pub binary_ignored: AtomicU64,
+    /// Connections dropped for silence (O2).
+    pub idle_disconnects: AtomicU64,
+    /// Connections closed for a protocol violation (1002, 1007, 1009).
+    pub protocol_errors: AtomicU64,
+    /// Refused logins, indexed by [`Refusal::index`].
+    pub refused: [AtomicU64; Refusal::ALL.len()],
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a refused login.
+    pub fn refuse(&self, reason: Refusal) {
+        Self::inc(&self.refused[reason.index()]);
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self, server_id: &str) -> String {
+        let mut out = String::with_capacity(2048);
+        let id = escape_label(server_id);
+        let mut metric = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
+            let _ = writeln!(out, "# HELP chat_{name} {help}");
+            let _ = writeln!(out, "# TYPE chat_{name} {kind}");
+            let _ = writeln!(
+                out,
+                "chat_{name}{{server_id=\"{id}\"}} {}",
+                value.load(Relaxed)
+            );
+        };
+        metric(
+            "sessions_online",
+            "gauge",
+            "Sessions currently online.",
+            &self.sessions_online,
+        );
+        metric(
+            "logins_total",
+            "counter",
+            "Successful logins.",
+            &self.logins,
+        );
+        metric(
+            "evictions_total",
+            "counter",
+            "Sessions replaced by a new login of the same name.",
+            &self.evictions,
+        );
+        metric(
+            "messages_in_total",
+            "counter",
+            "Text messages received from clients.",
+            &self.messages_in,
+        );
+        metric(
+            "deliveries_out_total",
+            "counter",
+            "Chat messages fully written to receivers.",
+            &self.deliveries_out,
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to WebSocket connections.",
+            &self.bytes_out,
+        );
+        metric(
+            "slow_consumer_disconnects_total",
+            "counter",
+            "Receivers disconnected with 1013 because their outbound queue was full.",
+            &self.slow_consumer_disconnects,
+        );
+        metric(
+            "binary_ignored_total",
+            "counter",
+            "Binary messages received and ignored.",
+            &self.binary_ignored,
+        );
+        metric(
+            "idle_disconnects_total",
+            "counter",
+            "Connections dropped after two ping intervals of silence.",
+            &self.idle_disconnects,
+        );
+        metric(
+            "protocol_errors_total",
+            "counter",
+            "Connections closed for a protocol violation (1002, 1007, 1009).",
+            &self.protocol_errors,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chat_refused_handshakes_total Logins refused before the upgrade, by reason."
+        );
+        let _ = writeln!(out, "# TYPE chat_refused_handshakes_total counter");
+        for reason in Refusal::ALL {
+            let _ = writeln!(
+                out,
+                "chat_refused_handshakes_total{{server_id=\"{id}\",reason=\"{}\"}} {}",
+                reason.label(),
+                self.refused[reason.index()].load(Relaxed)
+            );
+        }
+        out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_counter_with_help_and_type() {
+        let m = Metrics::default();
+        Metrics::inc(&m.deliveries_out);
+        m.refuse(Refusal::EmptyUser);
+        let text = m.render("a\"b");
+        assert!(text.contains("chat_deliveries_out_total{server_id=\"a\\\"b\"} 1\n"));
+        assert!(text.contains("reason=\"empty_user\"} 1\n"));
+        assert!(text.contains("reason=\"missing_user\"} 0\n"));
+        assert_eq!(text.matches("# TYPE").count(), 11);
+    }
+}

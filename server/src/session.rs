@@ -1,0 +1,455 @@
+//! One WebSocket connection: its shared handle ([`Session`]), its read loop and its writer.
+//!
+//! The connection's own task reads frames in order and handles each before reading the
+//! next, so two messages from one sender are fanned out in the order they were sent (M3)
+//! — no task per message. A second task, the writer, is the only thing that writes to the
+//! socket: it drains the [`Outbox`] in batches, so broadcasters never touch a socket and
+//! never wait (M6).
+//!
+//! Every way a session ends goes through [`Session::close`]: it closes the outbox with a
+//! last frame (a Close with the reason's code) and wakes the read loop, which then
+//! unregisters the session (by id, S5), gives the writer a bounded time to flush, and
+//! lingers briefly for the peer's end of the TCP connection.
+
+use std::collections::VecDeque;
+use std::io::{self, Cursor, IoSlice};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use fastwebsockets::{upgrade::UpgradeFut, CloseCode, Frame, OpCode, Role, WebSocketError};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::debug;
+
+use crate::frame::{self, close_code};
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, Outgoing, Pushed};
+use crate::Shared;
+
+/// How long a closing session waits for the peer to close its side of the TCP connection
+/// after our Close frame, so the peer reads the Close instead of a reset.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Most frames handed to one vectored write.
+const MAX_SLICES: usize = 64;
+
+/// The part of a connection that others hold: the registry, broadcasters, the idle sweeper
+/// and shutdown. Everything here is safe to use from any task without awaiting.
+#[derive(Debug)]
+pub struct Session {
+    /// Unique per connection, so a session can tell its own registry entry from a
+    /// successor's with the same name.
+    pub id: u64,
+    /// The user's name, as logged in.
+    pub name: Arc<str>,
+    /// Frames waiting for this connection's writer.
+    pub outbox: Outbox,
+    /// Wakes the read loop when someone else ends the session.
+    closing: Notify,
+    /// Server clock (ms) when the peer last sent a frame, for the idle sweeper (O2).
+    last_heard_ms: AtomicU64,
+}
+
+impl Session {
+    /// A session that has not yet heard anything.
+    pub fn new(id: u64, name: Arc<str>) -> Self {
+        Session {
+            id,
+            name,
+            outbox: Outbox::default(),
+            closing: Notify::new(),
+            last_heard_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Ends the session: `last` is the final frame, `discard_queued` drops the backlog.
+    /// Returns `false` if the session was already ending (then nothing changes).
+    pub fn close(&self, last: Option<Bytes>, discard_queued: bool) -> bool {
+        let first = self.outbox.close(last, discard_queued);
+        if first {
+            self.closing.notify_one();
+        }
+        first
+    }
+
+    /// Queues a frame for this receiver without waiting. A full queue makes this receiver
+    /// a slow consumer: it is closed with 1013, its backlog freed. Returns whether queued.
+    pub(crate) fn send(&self, item: Outgoing, shared: &Shared) -> bool {
+        match self.outbox.push(item, shared.queue_limit) {
+            Pushed::Queued => true,
+            Pushed::Closed => false,
+            Pushed::Overflow => {
+                let bye = frame::close(close_code::TRY_AGAIN_LATER, "outbound queue full");
+                if self.close(Some(bye), true) {
+                    Metrics::inc(&shared.metrics.slow_consumer_disconnects);
+                    debug!(user = %self.name, id = self.id, "slow consumer disconnected");
+                }
+                false
+            }
+        }
+    }
+
+    /// Server clock (ms) when the peer last sent anything.
+    pub fn last_heard_ms(&self) -> u64 {
+        self.last_heard_ms.load(Relaxed)
+    }
+}
+
+/// The bytes of a connection after the upgrade: whatever hyper had already read past the
+/// handshake, then the socket.
+type ReadStream = tokio::io::Chain<Cursor<Bytes>, OwnedReadHalf>;
+
+/// Runs one upgraded connection to its end.
+pub(crate) async fn run(shared: Arc<Shared>, name: String, upgrade: UpgradeFut) {
+    let _task = shared.tasks.track();
+    let (tcp, leftover) = match upgrade.await.map(|ws| ws.into_inner().into_inner()) {
+        Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (parts.io.into_inner(), parts.read_buf),
+            Err(_) => {
+                debug!("upgraded connection is not a TCP stream");
+                return;
+            }
+        },
+        Err(error) => {
+            debug!(%error, "upgrade failed");
+            return;
+        }
+    };
+    let (read_half, write_half) = tcp.into_split();
+    let session = Arc::new(Session::new(
+        shared.next_id.fetch_add(1, Relaxed),
+        name.into(),
+    ));
+    session.last_heard_ms.store(shared.now_ms(), Relaxed);
+    let mut writer = tokio::spawn(write_loop(write_half, session.clone(), shared.clone()));
+
+    match shared.registry.register(session.clone(), &shared.metrics) {
+        Ok(previous) => {
+            Metrics::inc(&shared.metrics.logins);
+            debug!(user = %session.name, id = session.id, "login");
+            if let Some(previous) = previous {
+                let bye = frame::close(close_code::REPLACED, "replaced by a new login");
+                if previous.close(Some(bye), false) {
+                    Metrics::inc(&shared.metrics.evictions);
+                    debug!(user = %previous.name, id = previous.id, "evicted");
+                }
+            }
+        }
+        Err(_shutting_down) => {
+            session.close(
+                Some(frame::close(close_code::GOING_AWAY, "server shutting down")),
+                false,
+            );
+        }
+    }
+
+    let mut stream = AsyncReadExt::chain(Cursor::new(leftover), read_half);
+    let peer_open = read_loop(&mut stream, &session, &shared).await;
+    shared.registry.unregister(&session, &shared.metrics);
+
+    if tokio::time::timeout(shared.config.close_timeout, &mut writer)
+        .await
+        .is_err()
+    {
+        // A peer that does not read cannot be flushed to; drop it.
+        writer.abort();
+    }
+    if peer_open {
+        linger(&mut stream).await;
+    }
+    debug!(user = %session.name, id = session.id, "session ended");
+}
+
+/// Reads frames until the session ends. Returns whether the peer's side may still be open
+/// (so it is worth lingering for its FIN).
+async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) -> bool {
+    // An idle connection waits for readability without a read buffer; the frame reader
+    // (which allocates one) is made when the peer first sends something.
+    if stream.get_ref().0.remaining() == 0 {
+        tokio::select! {
+            biased;
+            _ = session.closing.notified() => return true,
+            ready = stream.get_ref().1.readable() => {
+                if ready.is_err() {
+                    session.close(None, true);
+                    return false;
+                }
+            }
+        }
+    }
+    let mut reader = Box::new(MessageReader::new(stream, shared.config.max_message));
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = session.closing.notified() => return true,
+            event = reader.next() => event,
+        };
+        session.last_heard_ms.store(shared.now_ms(), Relaxed);
+        match event {
+            Event::Text(message) => broadcast(&message, session, shared),
+            Event::Binary => Metrics::inc(&shared.metrics.binary_ignored),
+            Event::Ping(payload) => {
+                session.send(
+                    Outgoing {
+                        bytes: frame::pong(&payload),
+                        chat: false,
+                    },
+                    shared,
+                );
+            }
+            Event::Pong | Event::Partial => {}
+            Event::Close(reply) => {
+                session.close(Some(reply), false);
+                return true;
+            }
+            Event::Violation(code, reason) => {
+                Metrics::inc(&shared.metrics.protocol_errors);
+                debug!(user = %session.name, code, reason, "protocol violation");
+                session.close(Some(frame::close(code, reason)), false);
+                return true;
+            }
+            Event::Gone => {
+                session.close(None, true);
+                return false;
+            }
+        }
+    }
+}
+
+/// Fans a message out to every other online user (M1, M2), encoded once.
+fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
+    // An evicted connection may have read one more message before noticing; it no longer
+    // speaks for the user.
+    if sender.outbox.is_closed() {
+        return;
+    }
+    Metrics::inc(&shared.metrics.messages_in);
+    let bytes = frame::chat(message, &sender.name);
+    shared.registry.for_each_other(&sender.name, |receiver| {
+        receiver.send(
+            Outgoing {
+                bytes: bytes.clone(),
+                chat: true,
+            },
+            shared,
+        );
+    });
+}
+
+/// What the peer did, one complete message or control frame at a time.
+enum Event {
+    Text(Vec<u8>),
+    Binary,
+    Ping(Vec<u8>),
+    Pong,
+    /// A fragment that did not complete a message.
+    Partial,
+    /// The peer sent Close; the payload is our reply.
+    Close(Bytes),
+    /// Close the connection with this code and reason.
+    Violation(u16, &'static str),
+    /// The TCP connection ended or failed.
+    Gone,
+}
+
+/// A message being reassembled from fragments (M4).
+enum Fragments {
+    None,
+    Text(Vec<u8>),
+    Binary(usize),
+}
+
+/// Turns frames into [`Event`]s: reassembles fragments, enforces the size limit across
+/// them, validates UTF-8 and Close frames. fastwebsockets parses each frame and unmasks it.
+struct MessageReader<'s> {
+    frames: fastwebsockets::WebSocketRead<&'s mut ReadStream>,
+    fragments: Fragments,
+    max_message: usize,
+}
+
+impl<'s> MessageReader<'s> {
+    fn new(stream: &'s mut ReadStream, max_message: usize) -> Self {
+        let (mut frames, _unused_writer) =
+            fastwebsockets::after_handshake_split(stream, tokio::io::sink(), Role::Server);
+        // Control frames are answered through the outbox, never written from here.
+        frames.set_auto_close(false);
+        frames.set_auto_pong(false);
+        // fastwebsockets refuses a frame whose length is >= this.
+        frames.set_max_message_size(max_message.saturating_add(1));
+        MessageReader {
+            frames,
+            fragments: Fragments::None,
+            max_message,
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        let mut no_obligations = |_: Frame<'_>| std::future::ready(Ok::<(), io::Error>(()));
+        let frame = match self.frames.read_frame(&mut no_obligations).await {
+            Ok(frame) => frame,
+            Err(error) => return violation_for(error),
+        };
+        let payload: &[u8] = &frame.payload;
+        match (frame.opcode, &mut self.fragments) {
+            (OpCode::Text | OpCode::Binary, Fragments::Text(_) | Fragments::Binary(_)) => {
+                Event::Violation(
+                    close_code::PROTOCOL_ERROR,
+                    "new message inside a fragmented one",
+                )
+            }
+            (OpCode::Text, Fragments::None) if frame.fin => Event::Text(payload.to_vec()),
+            (OpCode::Text, Fragments::None) => {
+                self.fragments = Fragments::Text(payload.to_vec());
+                Event::Partial
+            }
+            (OpCode::Binary, Fragments::None) if frame.fin => Event::Binary,
+            (OpCode::Binary, Fragments::None) => {
+                self.fragments = Fragments::Binary(payload.len());
+                Event::Partial
+            }
+            (OpCode::Continuation, Fragments::None) => {
+                Event::Violation(close_code::PROTOCOL_ERROR, "continuation without a message")
+            }
+            (OpCode::Continuation, Fragments::Text(buf)) => {
+                if buf.len() + payload.len() > self.max_message {
+                    return Event::Violation(close_code::TOO_BIG, "message too big");
+                }
+                buf.extend_from_slice(payload);
+                if !frame.fin {
+                    return Event::Partial;
+                }
+                let Fragments::Text(message) =
+                    std::mem::replace(&mut self.fragments, Fragments::None)
+                else {
+                    unreachable!("matched Fragments::Text above")
+                };
+                if std::str::from_utf8(&message).is_err() {
+                    return Event::Violation(close_code::INVALID_PAYLOAD, "invalid UTF-8");
+                }
+                Event::Text(message)
+            }
+            (OpCode::Continuation, Fragments::Binary(len)) => {
+                *len += payload.len();
+                if !frame.fin {
+                    return Event::Partial;
+                }
+                self.fragments = Fragments::None;
+                Event::Binary
+            }
+            (OpCode::Ping, _) => Event::Ping(payload.to_vec()),
+            (OpCode::Pong, _) => Event::Pong,
+            (OpCode::Close, _) => close_reply(payload),
+        }
+    }
+}
+
+/// Checks a peer's Close payload and builds the echo (RFC 6455 §5.5.1, §7.4).
+fn close_reply(payload: &[u8]) -> Event {
+    match payload {
+        [] => Event::Close(frame::close_empty()),
+        [_] => Event::Violation(close_code::PROTOCOL_ERROR, "close frame of one byte"),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !CloseCode::from(code).is_allowed() {
+                return Event::Violation(close_code::PROTOCOL_ERROR, "invalid close code");
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Event::Violation(
+                    close_code::INVALID_PAYLOAD,
+                    "invalid UTF-8 in close reason",
+                );
+            }
+            Event::Close(frame::close(code, ""))
+        }
+    }
+}
+
+/// Maps a frame-level error to how the connection ends (M5).
+fn violation_for(error: WebSocketError) -> Event {
+    match error {
+        WebSocketError::FrameTooLarge => Event::Violation(close_code::TOO_BIG, "message too big"),
+        WebSocketError::InvalidUTF8 => {
+            Event::Violation(close_code::INVALID_PAYLOAD, "invalid UTF-8")
+        }
+        WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) => Event::Gone,
+        _ => Event::Violation(close_code::PROTOCOL_ERROR, "protocol error"),
+    }
+}
+
+/// The only writer of the socket: drains the outbox in batches until it is closed.
+async fn write_loop(mut socket: OwnedWriteHalf, session: Arc<Session>, shared: Arc<Shared>) {
+    let mut batch = VecDeque::new();
+    loop {
+        let last = session.outbox.next_batch(&mut batch).await;
+        // Boxed so the idle writer's task does not carry the write's stack of slices.
+        if let Err(error) = Box::pin(write_batch(&mut socket, &mut batch, &shared.metrics)).await {
+            debug!(user = %session.name, %error, "write failed");
+            session.close(None, true);
+            return;
+        }
+        if last {
+            let _ = socket.shutdown().await;
+            return;
+        }
+        if batch.capacity() > MAX_SLICES {
+            // Give back a burst's worth of queue memory.
+            batch = VecDeque::new();
+        }
+    }
+}
+
+/// Writes every frame in `batch` with vectored writes, counting bytes and deliveries.
+async fn write_batch(
+    socket: &mut OwnedWriteHalf,
+    batch: &mut VecDeque<Outgoing>,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    while !batch.is_empty() {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = batch.len().min(MAX_SLICES);
+            for (slice, item) in slices.iter_mut().zip(batch.iter()) {
+                *slice = IoSlice::new(&item.bytes);
+            }
+            socket.write_vectored(&slices[..count]).await?
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        metrics.bytes_out.fetch_add(written as u64, Relaxed);
+        let mut left = written;
+        while left > 0 {
+            let Some(front) = batch.front_mut() else {
+                break;
+            };
+            if front.bytes.len() > left {
+                front.bytes.advance(left);
+                break;
+            }
+            left -= front.bytes.len();
+            if front.chat {
+                Metrics::inc(&metrics.deliveries_out);
+            }
+            batch.pop_front();
+        }
+    }
+    Ok(())
+}
+
+/// Discards what the peer still sends until it closes its side, for at most [`LINGER`].
+async fn linger(stream: &mut (impl AsyncRead + Unpin)) {
+    let mut sink = vec![0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
