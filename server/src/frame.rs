@@ -64,7 +64,7 @@ pub fn close(code: u16, reason: &str) -> Bytes {
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    encode(CLOSE, &[&code.to_be_bytes(), reason[..end].as_bytes()])
+    encode(CLOSE, &[&code.to_be_bytes(), &reason.as_bytes()[..end]])
 }
 
 /// A Close frame with no payload (the answer to an empty Close).
