@@ -109,7 +109,10 @@ pub(crate) async fn run(shared: Arc<Shared>, name: String, upgrade: UpgradeFut) 
     let _task = shared.tasks.track();
     let (tcp, leftover) = match upgrade.await.map(|ws| ws.into_inner().into_inner()) {
         Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (parts.io.into_inner(), parts.read_buf),
+            // hyper hands back its whole read buffer behind `read_buf`, even when nothing is
+            // left in it: copy out the leftover so that buffer is freed (it would otherwise
+            // cost every idle session several KiB).
+            Ok(parts) => (parts.io.into_inner(), Bytes::copy_from_slice(&parts.read_buf)),
             Err(_) => {
                 debug!("upgraded connection is not a TCP stream");
                 return;
