@@ -1,14 +1,16 @@
 //! The idle sweeper (PROTOCOL.md O2): one task for the whole server, not a timer per
 //! connection, so an idle session costs no timer memory.
 //!
-//! Every `ping_interval` it looks at when each session last heard from its peer: silent
-//! for one interval gets a Ping; silent for two is closed with 4002 `idle timeout`.
+//! Four times per `ping_interval` it looks at when each session last heard from its peer:
+//! silent for one interval gets a Ping (once — not again until the peer is heard); silent
+//! for two is closed with 4002 `idle timeout`. Sweeping at a quarter interval means a Ping
+//! goes out at most a quarter interval late, so a peer that answers is never dropped
+//! because the sweep's ticks happened to fall just before its last frame.
 
 use std::sync::Arc;
 
 use crate::frame::{self, close_code};
 use crate::metrics::Metrics;
-use crate::outbox::Outgoing;
 use crate::shutdown::ShutdownSignal;
 use crate::Shared;
 
@@ -16,7 +18,7 @@ use crate::Shared;
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
     let interval = shared.config.ping_interval;
     let interval_ms = interval.as_millis() as u64;
-    let mut ticks = tokio::time::interval(interval);
+    let mut ticks = tokio::time::interval(interval / 4);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await; // the first tick is immediate
     loop {
@@ -33,13 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
                     Metrics::inc(&shared.metrics.idle_disconnects);
                 }
             } else if silent >= interval_ms {
-                session.send(
-                    Outgoing {
-                        bytes: frame::ping(),
-                        chat: false,
-                    },
-                    &shared,
-                );
+                session.ping_if_unanswered(now, &shared);
             }
         }
     }

@@ -90,6 +90,11 @@ pub enum Fault {
     /// A session that ends removes its user's entry by name, even when that entry is
     /// already its successor's: after a relogin the new session silently stops receiving.
     DeleteByName,
+    /// Every Nth message received by the server is broadcast to nobody (message loss).
+    DropEvery(u64),
+    /// Each sender's messages are broadcast in swapped pairs: 2, 1, 4, 3, … (the demo's
+    /// goroutine per message loses order the same way, only less predictably).
+    SwapPairs,
 }
 
 /// Why the server could not start.

@@ -53,6 +53,8 @@ pub struct Session {
     closing: Notify,
     /// Server clock (ms) when the peer last sent a frame, for the idle sweeper (O2).
     last_heard_ms: AtomicU64,
+    /// Server clock (ms) of the last Ping the idle sweeper queued.
+    pinged_ms: AtomicU64,
 }
 
 impl Session {
@@ -64,6 +66,7 @@ impl Session {
             outbox: Outbox::default(),
             closing: Notify::new(),
             last_heard_ms: AtomicU64::new(0),
+            pinged_ms: AtomicU64::new(0),
         }
     }
 
@@ -98,6 +101,22 @@ impl Session {
     pub fn last_heard_ms(&self) -> u64 {
         self.last_heard_ms.load(Relaxed)
     }
+
+    /// Queues a Ping unless one was queued since the peer was last heard. Returns whether
+    /// it did.
+    pub(crate) fn ping_if_unanswered(&self, now_ms: u64, shared: &Shared) -> bool {
+        if self.pinged_ms.load(Relaxed) > self.last_heard_ms() {
+            return false;
+        }
+        self.pinged_ms.store(now_ms.max(1), Relaxed);
+        self.send(
+            Outgoing {
+                bytes: frame::ping(),
+                chat: false,
+            },
+            shared,
+        )
+    }
 }
 
 /// The bytes of a connection after the upgrade: whatever hyper had already read past the
@@ -112,7 +131,10 @@ pub(crate) async fn run(shared: Arc<Shared>, name: String, upgrade: UpgradeFut) 
             // hyper hands back its whole read buffer behind `read_buf`, even when nothing is
             // left in it: copy out the leftover so that buffer is freed (it would otherwise
             // cost every idle session several KiB).
-            Ok(parts) => (parts.io.into_inner(), Bytes::copy_from_slice(&parts.read_buf)),
+            Ok(parts) => (
+                parts.io.into_inner(),
+                Bytes::copy_from_slice(&parts.read_buf),
+            ),
             Err(_) => {
                 debug!("upgraded connection is not a TCP stream");
                 return;
@@ -186,6 +208,8 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
         }
     }
     let mut reader = Box::new(MessageReader::new(stream, shared.config.max_message));
+    // Only used by the deliberate `Fault::SwapPairs`.
+    let mut held: Option<Vec<u8>> = None;
     loop {
         let event = tokio::select! {
             biased;
@@ -193,7 +217,20 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
             event = reader.next() => event,
         };
         session.last_heard_ms.store(shared.now_ms(), Relaxed);
+        // Frames already buffered are parsed without touching the socket, so without this
+        // a burst would be fanned out in one go and the receivers' writers would not get
+        // to run until it was over — overflowing their queues although they read.
+        tokio::task::consume_budget().await;
         match event {
+            Event::Text(message) if shared.config.fault == Some(crate::Fault::SwapPairs) => {
+                match held.take() {
+                    None => held = Some(message),
+                    Some(first) => {
+                        broadcast(&message, session, shared);
+                        broadcast(&first, session, shared);
+                    }
+                }
+            }
             Event::Text(message) => broadcast(&message, session, shared),
             Event::Binary => Metrics::inc(&shared.metrics.binary_ignored),
             Event::Ping(payload) => {
@@ -231,7 +268,12 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
     if sender.outbox.is_closed() {
         return;
     }
-    Metrics::inc(&shared.metrics.messages_in);
+    let number = shared.metrics.messages_in.fetch_add(1, Relaxed) + 1;
+    if let Some(crate::Fault::DropEvery(n)) = shared.config.fault {
+        if n > 0 && number % n == 0 {
+            return;
+        }
+    }
     let bytes = frame::chat(message, &sender.name);
     shared.registry.for_each_other(&sender.name, |receiver| {
         receiver.send(
