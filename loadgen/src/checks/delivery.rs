@@ -1,0 +1,296 @@
+//! Loss, duplicate and order accounting for one receiving session, and the end-of-run loss
+//! computation.
+//!
+//! **The loss window.** A message sent at time `t` is *expected* by a session iff the
+//! session was online and stable from before `t` until `t + deadline`: confirmed online
+//! (its handshake finished `settle` ago, or it has already received something) and not
+//! being relogged, churned, closed or dropped during that window. Deliveries expected and
+//! missing are *lost*; deliveries outside any window are *unverified* (counted, not judged).
+//!
+//! Per (session, sender) the received sequence numbers are kept as a range
+//! `[first, last]` minus a list of holes. A correct server fills the range in order and
+//! never makes a hole, so the usual cost is two integers; a gap opens a hole, a late
+//! arrival that fills a hole is an order error, and anything already inside the range and
+//! not in a hole is a duplicate.
+
+use std::collections::HashMap;
+
+/// What one arrival was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The next in order (or after a gap).
+    InOrder,
+    /// Earlier than something already received (filled a hole or extended the start).
+    OutOfOrder,
+    /// Already received.
+    Duplicate,
+}
+
+/// The set of sequence numbers one session received from one sender.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceivedSet {
+    /// `[first, last]` when anything was received.
+    range: Option<(u64, u64)>,
+    /// Sorted, disjoint, inclusive ranges inside `range` that were not received.
+    holes: Vec<(u64, u64)>,
+}
+
+impl ReceivedSet {
+    /// Records an arrival of `seq`.
+    pub fn receive(&mut self, seq: u64) -> Arrival {
+        let Some((first, last)) = self.range else {
+            self.range = Some((seq, seq));
+            return Arrival::InOrder;
+        };
+        if seq > last {
+            if seq > last + 1 {
+                self.holes.push((last + 1, seq - 1));
+            }
+            self.range = Some((first, seq));
+            return Arrival::InOrder;
+        }
+        if seq < first {
+            if seq + 1 < first {
+                self.holes.insert(0, (seq + 1, first - 1));
+            }
+            self.range = Some((seq, last));
+            return Arrival::OutOfOrder;
+        }
+        match self.holes.iter().position(|&(a, b)| a <= seq && seq <= b) {
+            None => Arrival::Duplicate,
+            Some(i) => {
+                let (a, b) = self.holes[i];
+                match (seq == a, seq == b) {
+                    (true, true) => {
+                        self.holes.remove(i);
+                    }
+                    (true, false) => self.holes[i] = (a + 1, b),
+                    (false, true) => self.holes[i] = (a, b - 1),
+                    (false, false) => {
+                        self.holes[i] = (a, seq - 1);
+                        self.holes.insert(i + 1, (seq + 1, b));
+                    }
+                }
+                Arrival::OutOfOrder
+            }
+        }
+    }
+
+    /// Whether `seq` was received.
+    pub fn contains(&self, seq: u64) -> bool {
+        match self.range {
+            Some((first, last)) if first <= seq && seq <= last => {
+                !self.holes.iter().any(|&(a, b)| a <= seq && seq <= b)
+            }
+            _ => false,
+        }
+    }
+
+    /// How many distinct sequence numbers were received.
+    pub fn len(&self) -> u64 {
+        match self.range {
+            None => 0,
+            Some((first, last)) => {
+                last - first + 1 - self.holes.iter().map(|&(a, b)| b - a + 1).sum::<u64>()
+            }
+        }
+    }
+
+    /// How many of `lo..=hi` were received.
+    pub fn count_in(&self, lo: u64, hi: u64) -> u64 {
+        let Some((first, last)) = self.range else {
+            return 0;
+        };
+        let (a, b) = (lo.max(first), hi.min(last));
+        if a > b {
+            return 0;
+        }
+        let holes: u64 = self
+            .holes
+            .iter()
+            .map(|&(x, y)| {
+                let (x, y) = (x.max(a), y.min(b));
+                if x > y {
+                    0
+                } else {
+                    y - x + 1
+                }
+            })
+            .sum();
+        b - a + 1 - holes
+    }
+}
+
+/// Everything the delivery check needs from one finished session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionLedger {
+    /// Index of the user the session belonged to.
+    pub user: u32,
+    /// Start of the time (ns on the run clock) from which deliveries were expected, if the
+    /// session ever became stable.
+    pub expect_from_ns: Option<u64>,
+    /// When the session stopped being stable (relogin, churn, close, drop, end of run).
+    pub stable_until_ns: u64,
+    /// Received sequence numbers by sender index.
+    pub received: HashMap<u32, ReceivedSet>,
+}
+
+/// Expected, lost and unverified deliveries, each attributed to the interval in which the
+/// message was sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LossTally {
+    pub expected: Vec<u64>,
+    pub lost: Vec<u64>,
+    pub unverified: Vec<u64>,
+}
+
+impl LossTally {
+    fn bump(slot: &mut Vec<u64>, index: usize) {
+        if slot.len() <= index {
+            slot.resize(index + 1, 0);
+        }
+        slot[index] += 1;
+    }
+}
+
+/// Computes loss over all sessions. `send_times[s][k]` is the run-clock time (ns) at which
+/// sender `s` sent its message with sequence `k + 1` (non-decreasing in `k`); `interval_of`
+/// maps a send time to the index of the report interval it fell in.
+pub fn tally_loss(
+    ledgers: &[SessionLedger],
+    send_times: &[Vec<u64>],
+    deadline_ns: u64,
+    interval_of: impl Fn(u64) -> usize,
+) -> LossTally {
+    let mut tally = LossTally::default();
+    for ledger in ledgers {
+        let window = ledger.expect_from_ns.and_then(|from| {
+            let until = ledger.stable_until_ns.checked_sub(deadline_ns)?;
+            (from <= until).then_some((from, until))
+        });
+        for (sender, times) in send_times.iter().enumerate() {
+            let sender = sender as u32;
+            if sender == ledger.user {
+                continue;
+            }
+            let received = ledger.received.get(&sender);
+            // Sequence numbers (1-based) whose send time is inside the window.
+            let (lo, hi) = match window {
+                Some((from, until)) => {
+                    let lo = times.partition_point(|&t| t < from);
+                    let hi = times.partition_point(|&t| t <= until);
+                    (lo as u64 + 1, hi as u64)
+                }
+                None => (1, 0),
+            };
+            for seq in lo..=hi {
+                let when = interval_of(times[(seq - 1) as usize]);
+                LossTally::bump(&mut tally.expected, when);
+                if !received.is_some_and(|r| r.contains(seq)) {
+                    LossTally::bump(&mut tally.lost, when);
+                }
+            }
+            if let Some(received) = received {
+                let outside = received.len() - received.count_in(lo, hi);
+                if outside > 0 {
+                    // Attribute each out-of-window arrival to its send interval.
+                    let Some((first, last)) = received.range else {
+                        continue;
+                    };
+                    for seq in
+                        (first..=last).filter(|&s| (s < lo || s > hi) && received.contains(s))
+                    {
+                        let when = times.get((seq - 1) as usize).map_or(0, |&t| interval_of(t));
+                        LossTally::bump(&mut tally.unverified, when);
+                    }
+                }
+            }
+        }
+    }
+    tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_gap_fill_and_duplicate() {
+        let mut set = ReceivedSet::default();
+        assert_eq!(set.receive(1), Arrival::InOrder);
+        assert_eq!(set.receive(2), Arrival::InOrder);
+        assert_eq!(set.receive(5), Arrival::InOrder);
+        assert_eq!(set.len(), 3);
+        assert!(!set.contains(3));
+        assert_eq!(set.receive(4), Arrival::OutOfOrder);
+        assert_eq!(set.receive(4), Arrival::Duplicate);
+        assert_eq!(set.receive(2), Arrival::Duplicate);
+        assert_eq!(set.receive(3), Arrival::OutOfOrder);
+        assert_eq!(set.len(), 5);
+        assert_eq!(set.holes, vec![]);
+    }
+
+    #[test]
+    fn holes_split_and_start_extends() {
+        let mut set = ReceivedSet::default();
+        set.receive(10);
+        set.receive(20);
+        assert_eq!(set.receive(15), Arrival::OutOfOrder);
+        assert_eq!(set.holes, vec![(11, 14), (16, 19)]);
+        assert_eq!(set.receive(7), Arrival::OutOfOrder);
+        assert_eq!(set.holes, vec![(8, 9), (11, 14), (16, 19)]);
+        assert_eq!(set.count_in(1, 100), 4);
+        assert_eq!(set.count_in(10, 15), 2);
+        assert_eq!(set.count_in(21, 30), 0);
+    }
+
+    fn ledger(user: u32, from: u64, until: u64, got: &[(u32, &[u64])]) -> SessionLedger {
+        let mut received = HashMap::new();
+        for (sender, seqs) in got {
+            let set: &mut ReceivedSet = received.entry(*sender).or_default();
+            for &s in *seqs {
+                set.receive(s);
+            }
+        }
+        SessionLedger {
+            user,
+            expect_from_ns: Some(from),
+            stable_until_ns: until,
+            received,
+        }
+    }
+
+    #[test]
+    fn loss_counts_only_inside_the_window() {
+        // Sender 0 sends seq 1..=10 at t = 10, 20, ..., 100.
+        let sends = vec![(1..=10).map(|k| k * 10).collect::<Vec<u64>>()];
+        let per_10 = |t: u64| (t / 50) as usize;
+        // Receiver 1 is stable from 25 until 95; deadline 10 -> window [25, 85]: seqs 3..=8.
+        // It got 1, 3, 4, 6, 7, 8, 9: seq 5 is lost; 1 and 9 are unverified.
+        let l = ledger(1, 25, 95, &[(0, &[1, 3, 4, 6, 7, 8, 9])]);
+        let tally = tally_loss(&[l], &sends, 10, per_10);
+        assert_eq!(tally.expected.iter().sum::<u64>(), 6);
+        assert_eq!(tally.lost, vec![0, 1]);
+        assert_eq!(tally.unverified.iter().sum::<u64>(), 2);
+        // The sender never expects its own messages.
+        let own = ledger(0, 0, 1000, &[]);
+        assert_eq!(tally_loss(&[own], &sends, 10, per_10), LossTally::default());
+    }
+
+    #[test]
+    fn a_session_that_never_stabilised_expects_nothing() {
+        let sends = vec![vec![10, 20]];
+        let mut l = ledger(1, 0, 5, &[(0, &[1])]);
+        let tally = tally_loss(std::slice::from_ref(&l), &sends, 10, |_| 0);
+        assert_eq!(tally.expected.iter().sum::<u64>(), 0);
+        assert_eq!(tally.unverified, vec![1]);
+        l.expect_from_ns = None;
+        assert_eq!(
+            tally_loss(&[l], &sends, 10, |_| 0)
+                .expected
+                .iter()
+                .sum::<u64>(),
+            0
+        );
+    }
+}

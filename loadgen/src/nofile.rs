@@ -1,0 +1,69 @@
+//! The open-file limit, dealt with explicitly: every simulated connection is a socket, and
+//! a process here may hold at most the hard `RLIMIT_NOFILE` (20,000 on our CI machines,
+//! not raisable even by root). Raise the soft limit to the hard one, and refuse a scenario
+//! that cannot fit with a message that says why and what to do.
+
+/// File descriptors kept for everything that is not a user connection.
+const RESERVE: u64 = 64;
+
+/// The scenario needs more descriptors than the process may have.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this scenario holds up to {needed} connections at once, but this process may open only \
+     {limit} files (ulimit -n; the hard limit cannot be raised from inside). Lower users.count \
+     (or relogin_rate x relogin_concurrency), or split the users across several loadgen \
+     processes, each with its own limit"
+)]
+pub struct TooManyConnections {
+    pub needed: u64,
+    pub limit: u64,
+}
+
+/// Raises the soft limit as far as allowed and checks `connections` fit.
+pub fn ensure(connections: u64) -> Result<u64, TooManyConnections> {
+    let limit = raise_soft_limit();
+    if connections + RESERVE > limit {
+        return Err(TooManyConnections {
+            needed: connections,
+            limit: limit.saturating_sub(RESERVE),
+        });
+    }
+    Ok(limit)
+}
+
+/// Sets the soft limit to the hard limit; returns the resulting soft limit.
+fn raise_soft_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_cannot_fit() {
+        let limit = ensure(10).unwrap();
+        let error = ensure(limit).unwrap_err();
+        assert_eq!(error.needed, limit);
+        assert!(error.to_string().contains("ulimit -n"));
+    }
+}

@@ -1,0 +1,217 @@
+//! What a run measured, per one-second interval and overall.
+//!
+//! Simulated users record into a [`Recorder`] (a few mutex-guarded shards, so users on
+//! different threads rarely meet); once a second the run loop closes the interval and
+//! keeps an [`IntervalRecord`]. Loss and expected deliveries are only known once each
+//! message's delivery window has passed, so they are added to the interval the message was
+//! *sent* in when the run ends.
+
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Highest latency the histograms track, in µs (one hour); larger values are clamped.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// A latency histogram in microseconds, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("bug: constant histogram bounds")
+}
+
+/// Event counts. Every field is a count of events in the interval (or the whole run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Chat messages sent by simulated users (probes excluded).
+    pub sent: u64,
+    /// Text frames received by simulated users, of any kind (equals the server's
+    /// deliveries to loadgen connections).
+    pub delivered: u64,
+    /// Deliveries that the delivery check expected (see the loss window in the docs).
+    pub expected: u64,
+    /// Expected deliveries that never arrived.
+    pub lost: u64,
+    /// Deliveries that arrived although the receiver was not in the message's window
+    /// (churned, relogging, or not yet confirmed online): neither expected nor lost.
+    pub unverified: u64,
+    /// A (sender, sequence) received twice by one session.
+    pub duplicates: u64,
+    /// A message that arrived after a later message of the same sender.
+    pub order_errors: u64,
+    /// Text that is not a loadgen message, or whose `-- FROM` does not name its stamped
+    /// sender.
+    pub foreign: u64,
+    /// A user received its own message (M2).
+    pub self_deliveries: u64,
+    /// Login attempts that failed (refused, timed out, connection error).
+    pub connect_errors: u64,
+    /// Sessions that ended without the loadgen asking (not evicted, not churned).
+    pub unexpected_disconnects: u64,
+    /// Relogins started.
+    pub relogins: u64,
+    /// Relogins whose old session ended within the deadline, the new one got the probe,
+    /// and the old one got nothing after the new login.
+    pub evictions_ok: u64,
+    /// The old session ended, but after the deadline.
+    pub evictions_late: u64,
+    /// The old session never ended.
+    pub evictions_missing: u64,
+    /// The new session did not receive the probe (S5: it is online but deaf).
+    pub evictions_zombie: u64,
+    /// The old session received a message sent after the new login (plus grace).
+    pub evictions_ghost: u64,
+    /// Churn disconnects (a user leaving on purpose).
+    pub churn_leaves: u64,
+    /// Connections opened (first logins, relogins and churn rejoins).
+    pub connects: u64,
+}
+
+impl Counters {
+    /// Adds every field of `other`.
+    pub fn add(&mut self, other: &Counters) {
+        let Counters {
+            sent,
+            delivered,
+            expected,
+            lost,
+            unverified,
+            duplicates,
+            order_errors,
+            foreign,
+            self_deliveries,
+            connect_errors,
+            unexpected_disconnects,
+            relogins,
+            evictions_ok,
+            evictions_late,
+            evictions_missing,
+            evictions_zombie,
+            evictions_ghost,
+            churn_leaves,
+            connects,
+        } = other;
+        self.sent += sent;
+        self.delivered += delivered;
+        self.expected += expected;
+        self.lost += lost;
+        self.unverified += unverified;
+        self.duplicates += duplicates;
+        self.order_errors += order_errors;
+        self.foreign += foreign;
+        self.self_deliveries += self_deliveries;
+        self.connect_errors += connect_errors;
+        self.unexpected_disconnects += unexpected_disconnects;
+        self.relogins += relogins;
+        self.evictions_ok += evictions_ok;
+        self.evictions_late += evictions_late;
+        self.evictions_missing += evictions_missing;
+        self.evictions_zombie += evictions_zombie;
+        self.evictions_ghost += evictions_ghost;
+        self.churn_leaves += churn_leaves;
+        self.connects += connects;
+    }
+
+    /// Relogins that failed any eviction check.
+    pub fn eviction_failures(&self) -> u64 {
+        self.evictions_late + self.evictions_missing + self.evictions_zombie + self.evictions_ghost
+    }
+}
+
+/// One closed interval of the run.
+#[derive(Debug, Clone)]
+pub struct IntervalRecord {
+    /// Seconds from the start of the measured run to the start of this interval.
+    pub start_s: f64,
+    /// Length of the interval in seconds (1.0 except the last one, usually).
+    pub length_s: f64,
+    /// Sessions online at the end of the interval.
+    pub users_online: u64,
+    /// Events in the interval.
+    pub counters: Counters,
+    /// Delivery latency (receive time minus intended send time) in µs.
+    pub latency: Histogram<u64>,
+}
+
+/// Where users record; the run loop drains it once per interval.
+#[derive(Debug)]
+pub struct Recorder {
+    shards: Vec<Mutex<Shard>>,
+}
+
+#[derive(Debug)]
+struct Shard {
+    counters: Counters,
+    latency: Histogram<u64>,
+}
+
+impl Recorder {
+    /// A recorder with `shards` independent shards (use about twice the worker threads).
+    pub fn new(shards: usize) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                Mutex::new(Shard {
+                    counters: Counters::default(),
+                    latency: new_histogram(),
+                })
+            })
+            .collect();
+        Recorder { shards }
+    }
+
+    /// Runs `f` on shard `key % shards` (callers pass their user index).
+    pub fn with<R>(
+        &self,
+        key: usize,
+        f: impl FnOnce(&mut Counters, &mut Histogram<u64>) -> R,
+    ) -> R {
+        let mut shard = self.shards[key % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Shard { counters, latency } = &mut *shard;
+        f(counters, latency)
+    }
+
+    /// Adds to counters only.
+    pub fn count(&self, key: usize, f: impl FnOnce(&mut Counters)) {
+        self.with(key, |counters, _| f(counters));
+    }
+
+    /// Takes everything recorded since the last call.
+    pub fn take(&self) -> (Counters, Histogram<u64>) {
+        let mut counters = Counters::default();
+        let mut latency = new_histogram();
+        for shard in &self.shards {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            counters.add(&shard.counters);
+            shard.counters = Counters::default();
+            // Both histograms have the same bounds, so adding cannot fail.
+            let _ = latency.add(&shard.latency);
+            shard.latency.reset();
+        }
+        (counters, latency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_merges_shards_and_resets_them() {
+        let recorder = Recorder::new(3);
+        for user in 0..6 {
+            recorder.with(user, |c, h| {
+                c.delivered += 1;
+                h.record(100 + user as u64).unwrap();
+            });
+        }
+        let (counters, latency) = recorder.take();
+        assert_eq!(counters.delivered, 6);
+        assert_eq!(latency.len(), 6);
+        let (counters, latency) = recorder.take();
+        assert_eq!(counters.delivered, 0);
+        assert_eq!(latency.len(), 0);
+    }
+}

@@ -1,0 +1,189 @@
+//! `summary.json`: every figure of a run in one machine-readable file.
+//!
+//! This is what CI jobs and comparison scripts read: the scenario as run, where and when it
+//! ran, the totals, the derived rates, the latency percentiles, and each threshold's
+//! verdict. The field list is a struct so that the file's shape is visible in one place
+//! (and documented, field by field, in `reports/README.md`).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{clock, measured_secs, RunReport, ServerPlacement};
+use crate::record::Counters;
+use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, Verdict};
+
+/// The top-level object of `summary.json`.
+#[derive(Serialize)]
+struct Summary<'a> {
+    scenario_name: &'a str,
+    scenario_path: &'a str,
+    /// The scenario as run, after command-line overrides.
+    scenario: &'a serde_json::Value,
+    targets: &'a [String],
+    server: &'a ServerPlacement,
+    loadgen_version: &'a str,
+    git_revision: Option<&'a str>,
+    cores: usize,
+    /// RFC 3339 UTC, to the second.
+    started_at: String,
+    ended_at: String,
+    ramp_s: f64,
+    measured_s: f64,
+    complete: bool,
+    incomplete_reason: Option<&'a str>,
+    totals: &'a Counters,
+    /// Top-level fields, grouped here only in the code.
+    #[serde(flatten)]
+    derived: Derived,
+    latency_us: Latency,
+    server_deliveries_out: Option<u64>,
+    thresholds: &'a [Verdict],
+    /// Every verdict passed (says nothing about completeness: see `complete`).
+    passed: bool,
+}
+
+/// Figures computed from the totals.
+#[derive(Serialize)]
+struct Derived {
+    delivery_ratio: f64,
+    deliveries_per_sec: f64,
+    sent_per_sec: f64,
+    eviction_failures: u64,
+}
+
+/// The whole run's latency, in µs.
+#[derive(Serialize)]
+struct Latency {
+    count: u64,
+    min: u64,
+    mean: f64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency {
+                count: 0,
+                min: 0,
+                mean: 0.0,
+                p50: 0,
+                p90: 0,
+                p99: 0,
+                p999: 0,
+                max: 0,
+            };
+        }
+        Latency {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// The pretty-printed JSON text, newline-terminated.
+pub fn summary_json(
+    report: &RunReport,
+    verdicts: &[Verdict],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let measured_s = measured_secs(report);
+    let totals = &report.totals;
+    let summary = Summary {
+        scenario_name: &report.scenario_name,
+        scenario_path: &report.scenario_path,
+        scenario: &report.scenario,
+        targets: &report.targets,
+        server: &report.server,
+        loadgen_version: &report.loadgen_version,
+        git_revision: report.git_revision.as_deref(),
+        cores: report.cores,
+        started_at: clock::rfc3339(report.started_at),
+        ended_at: clock::rfc3339(report.ended_at),
+        ramp_s: report.ramp.as_secs_f64(),
+        measured_s,
+        complete: report.incomplete.is_none(),
+        incomplete_reason: report.incomplete.as_deref(),
+        totals,
+        derived: Derived {
+            delivery_ratio: delivery_ratio(totals),
+            deliveries_per_sec: deliveries_per_sec(totals, measured_s),
+            sent_per_sec: per_sec(totals.sent, measured_s),
+            eviction_failures: totals.eviction_failures(),
+        },
+        latency_us: Latency::of(&report.latency),
+        server_deliveries_out: report.server_deliveries_out,
+        thresholds: verdicts,
+        passed: verdicts.iter().all(|v| v.passed),
+    };
+    let mut text = serde_json::to_vec_pretty(&summary)?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::report::tests::sample;
+    use crate::report::timeseries::counter_columns;
+    use crate::thresholds::evaluate;
+
+    fn parse(report: &RunReport) -> Value {
+        let verdicts = evaluate(&report.thresholds, &report.totals, &report.latency, 3.0);
+        serde_json::from_slice(&summary_json(report, &verdicts).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn has_every_counter_and_figure() {
+        let report = sample();
+        let json = parse(&report);
+        for (name, value) in counter_columns(&report.totals) {
+            assert_eq!(json["totals"][name].as_u64(), Some(value), "totals.{name}");
+        }
+        assert_eq!(
+            json["totals"].as_object().unwrap().len(),
+            counter_columns(&report.totals).len()
+        );
+        assert_eq!(json["started_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(json["ended_at"], "2023-11-14T22:13:24Z");
+        assert_eq!(json["measured_s"], 3.0);
+        assert_eq!(json["ramp_s"], 0.5);
+        assert_eq!(json["complete"], true);
+        assert_eq!(json["incomplete_reason"], Value::Null);
+        assert_eq!(json["server"]["kind"], "embedded-child");
+        assert_eq!(json["latency_us"]["count"], report.latency.len());
+        assert_eq!(json["latency_us"]["max"], report.latency.max());
+        assert_eq!(json["deliveries_per_sec"], 100.0);
+        assert_eq!(json["eviction_failures"], 4);
+        assert_eq!(json["scenario"]["users"]["count"], 10);
+        let verdicts = json["thresholds"].as_array().unwrap();
+        assert!(verdicts
+            .iter()
+            .any(|v| v["name"] == "p99" && v["unit"] == "ms"));
+        assert_eq!(json["passed"], false, "the sample fails its eviction limit");
+    }
+
+    #[test]
+    fn incomplete_and_empty_runs_still_serialize() {
+        let mut report = sample();
+        report.incomplete = Some("interrupted (Ctrl-C)".into());
+        report.latency.reset();
+        report.intervals.clear();
+        let json = parse(&report);
+        assert_eq!(json["complete"], false);
+        assert_eq!(json["incomplete_reason"], "interrupted (Ctrl-C)");
+        assert_eq!(json["latency_us"]["p99"], 0);
+        assert_eq!(json["latency_us"]["mean"], 0.0);
+    }
+}

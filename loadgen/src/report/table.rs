@@ -1,0 +1,228 @@
+//! The human summary printed on stdout when a run ends.
+//!
+//! A compact label/value table of the figures someone looks at first (load, delivery,
+//! latency, errors, evictions, where the server ran), then one PASS/FAIL line per threshold
+//! and a result line, so the outcome of a run is readable without opening the report files.
+
+use std::fmt::Write;
+
+use super::{clock, measured_secs, RunReport, ServerPlacement};
+use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, Verdict};
+
+/// Width of the label column.
+const LABEL: usize = 16;
+
+/// The summary text (several lines, newline-terminated).
+pub fn summary_table(report: &RunReport, verdicts: &[Verdict]) -> String {
+    let t = &report.totals;
+    let measured = measured_secs(report);
+    let mut out = String::from("summary\n");
+    // `fmt::Write` for `String` cannot fail; results are ignored for that reason.
+    let mut row = |label: &str, value: String| {
+        let _ = writeln!(out, "  {label:<LABEL$} {value}");
+    };
+
+    let scenario = format!("{} ({})", report.scenario_name, report.scenario_path);
+    row("scenario", scenario);
+    row("server", placement(&report.server));
+    row("targets", report.targets.join(", "));
+    let configured = report
+        .scenario
+        .pointer("/users/count")
+        .and_then(serde_json::Value::as_u64)
+        .map_or_else(|| "?".to_string(), |n| n.to_string());
+    // The last interval is the wind-down, after every connection closed: show the peak.
+    let peak = report
+        .intervals
+        .iter()
+        .map(|i| i.users_online)
+        .max()
+        .map_or_else(|| "?".to_string(), |n| n.to_string());
+    row(
+        "users",
+        format!("{configured} configured, at most {peak} online"),
+    );
+    row(
+        "duration",
+        format!(
+            "ramp {:.2} s, measured {measured:.2} s, from {} to {}",
+            report.ramp.as_secs_f64(),
+            clock::rfc3339(report.started_at),
+            clock::rfc3339(report.ended_at),
+        ),
+    );
+    row(
+        "sent",
+        format!("{} ({:.1}/s)", t.sent, per_sec(t.sent, measured)),
+    );
+    row(
+        "delivered",
+        format!("{} ({:.1}/s)", t.delivered, deliveries_per_sec(t, measured)),
+    );
+    row(
+        "expected / lost",
+        format!("{} / {} ({} unverified)", t.expected, t.lost, t.unverified),
+    );
+    row("delivery ratio", format!("{:.6}", delivery_ratio(t)));
+    let h = &report.latency;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let (p50, p90, p99, p999, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0, 0.0, 0.0)
+    } else {
+        (
+            ms(h.value_at_quantile(0.50)),
+            ms(h.value_at_quantile(0.90)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.value_at_quantile(0.999)),
+            ms(h.max()),
+        )
+    };
+    row(
+        "latency ms",
+        format!(
+            "p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}  ({} samples)",
+            h.len()
+        ),
+    );
+    row(
+        "errors",
+        format!(
+            "connect {}, unexpected disconnects {}, duplicates {}, order {}, foreign {}, self {}",
+            t.connect_errors,
+            t.unexpected_disconnects,
+            t.duplicates,
+            t.order_errors,
+            t.foreign,
+            t.self_deliveries
+        ),
+    );
+    row(
+        "evictions",
+        format!(
+            "{} relogins: ok {}, late {}, missing {}, zombie {}, ghost {}",
+            t.relogins,
+            t.evictions_ok,
+            t.evictions_late,
+            t.evictions_missing,
+            t.evictions_zombie,
+            t.evictions_ghost
+        ),
+    );
+    row(
+        "connections",
+        format!("{} opened, {} churn leaves", t.connects, t.churn_leaves),
+    );
+    row(
+        "server out",
+        match report.server_deliveries_out {
+            Some(n) => format!("{n} deliveries (loadgen received {})", t.delivered),
+            None => "unknown (metrics not scraped)".to_string(),
+        },
+    );
+
+    let _ = writeln!(out, "thresholds");
+    let name_width = verdicts.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    for v in verdicts {
+        let _ = writeln!(
+            out,
+            "  {}  {:<name_width$}  {} {} {}",
+            if v.passed { "PASS" } else { "FAIL" },
+            v.name,
+            value(v.actual, v.unit),
+            v.relation(),
+            value(v.limit, v.unit),
+        );
+    }
+    if verdicts.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    let result = match &report.incomplete {
+        Some(why) => format!("INCOMPLETE: {why}"),
+        None if failed == 0 => format!("PASS ({} thresholds)", verdicts.len()),
+        None => format!("FAIL ({failed} of {} thresholds failed)", verdicts.len()),
+    };
+    let _ = writeln!(out, "result: {result}");
+    out
+}
+
+/// Where the server ran, in words.
+fn placement(server: &ServerPlacement) -> String {
+    match server {
+        ServerPlacement::EmbeddedChild { pid, address, .. } => {
+            format!("embedded child process (pid {pid}) on {address}")
+        }
+        ServerPlacement::External => "external".to_string(),
+    }
+}
+
+/// A verdict figure with its unit.
+fn value(x: f64, unit: &str) -> String {
+    match unit {
+        "ms" => format!("{x:.3} ms"),
+        "ratio" => format!("{x:.6}"),
+        "count" => format!("{x:.0}"),
+        "per_sec" => format!("{x:.1}/s"),
+        other => format!("{x} {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample;
+    use crate::thresholds::evaluate;
+
+    fn table(report: &RunReport) -> String {
+        let verdicts = evaluate(&report.thresholds, &report.totals, &report.latency, 3.0);
+        summary_table(report, &verdicts)
+    }
+
+    #[test]
+    fn shows_figures_and_one_line_per_threshold() {
+        let report = sample();
+        let text = table(&report);
+        for expected in [
+            "smoke (scenarios/smoke.toml)",
+            "embedded child process (pid 4242) on 127.0.0.1:9000",
+            "10 configured, at most 10 online",
+            "measured 3.00 s",
+            "300 (100.0/s)",
+            "p99.9 ",
+            "1000 deliveries (loadgen received 300)",
+            "ok 5, late 1, missing 1, zombie 1, ghost 1",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+        }
+        let verdicts = evaluate(&report.thresholds, &report.totals, &report.latency, 3.0);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  PASS") || l.starts_with("  FAIL"))
+            .collect();
+        assert_eq!(lines.len(), verdicts.len());
+        assert!(text.contains("FAIL  max_eviction_failures"), "{text}");
+        assert!(text.contains("PASS  p99 "), "{text}");
+        assert!(text.contains("result: FAIL (1 of"), "{text}");
+    }
+
+    #[test]
+    fn incomplete_run_says_why() {
+        let mut report = sample();
+        report.incomplete = Some("the embedded server exited mid-run".into());
+        report.server_deliveries_out = None;
+        let text = table(&report);
+        assert!(
+            text.contains("result: INCOMPLETE: the embedded server exited mid-run"),
+            "{text}"
+        );
+        assert!(text.contains("unknown (metrics not scraped)"), "{text}");
+    }
+
+    #[test]
+    fn passing_run_says_pass() {
+        let mut report = sample();
+        report.thresholds.max_eviction_failures = 10;
+        assert!(table(&report).contains("result: PASS ("));
+    }
+}

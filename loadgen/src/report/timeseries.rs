@@ -1,0 +1,171 @@
+//! `timeseries.csv`: one row per one-second interval, for plotting a run over time.
+//!
+//! Every [`Counters`] field gets a column under its own name, so a new counter shows up
+//! here as soon as it exists (the destructuring in [`counter_columns`] does not compile
+//! until it is listed). Latency columns are per interval, in µs.
+
+use hdrhistogram::Histogram;
+
+use crate::record::{Counters, IntervalRecord};
+
+/// Columns before the counters.
+const LEADING: [&str; 2] = ["elapsed_s", "users_online"];
+
+/// Columns after the counters.
+const TRAILING: [&str; 6] = [
+    "p50_us",
+    "p90_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "latency_count",
+];
+
+/// Every field of `c` with its name, in declaration order.
+pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 19] {
+    let Counters {
+        sent,
+        delivered,
+        expected,
+        lost,
+        unverified,
+        duplicates,
+        order_errors,
+        foreign,
+        self_deliveries,
+        connect_errors,
+        unexpected_disconnects,
+        relogins,
+        evictions_ok,
+        evictions_late,
+        evictions_missing,
+        evictions_zombie,
+        evictions_ghost,
+        churn_leaves,
+        connects,
+    } = *c;
+    [
+        ("sent", sent),
+        ("delivered", delivered),
+        ("expected", expected),
+        ("lost", lost),
+        ("unverified", unverified),
+        ("duplicates", duplicates),
+        ("order_errors", order_errors),
+        ("foreign", foreign),
+        ("self_deliveries", self_deliveries),
+        ("connect_errors", connect_errors),
+        ("unexpected_disconnects", unexpected_disconnects),
+        ("relogins", relogins),
+        ("evictions_ok", evictions_ok),
+        ("evictions_late", evictions_late),
+        ("evictions_missing", evictions_missing),
+        ("evictions_zombie", evictions_zombie),
+        ("evictions_ghost", evictions_ghost),
+        ("churn_leaves", churn_leaves),
+        ("connects", connects),
+    ]
+}
+
+/// The column names, in order.
+pub fn header() -> Vec<&'static str> {
+    let counters = counter_columns(&Counters::default()).map(|(name, _)| name);
+    LEADING
+        .into_iter()
+        .chain(counters)
+        .chain(TRAILING)
+        .collect()
+}
+
+/// The CSV text: the header, then one row per interval.
+pub fn timeseries_csv(intervals: &[IntervalRecord]) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(header())?;
+    for interval in intervals {
+        writer.write_record(row(interval))?;
+    }
+    writer.into_inner().map_err(|e| e.into_error().into())
+}
+
+fn row(interval: &IntervalRecord) -> Vec<String> {
+    let end = interval.start_s + interval.length_s;
+    let mut row = vec![format!("{end:.3}"), interval.users_online.to_string()];
+    row.extend(
+        counter_columns(&interval.counters)
+            .iter()
+            .map(|(_, value)| value.to_string()),
+    );
+    row.extend(latency_columns(&interval.latency).map(|v| v.to_string()));
+    row
+}
+
+/// p50, p90, p99, p99.9, max and count; all zero for an interval without deliveries.
+fn latency_columns(latency: &Histogram<u64>) -> [u64; 6] {
+    if latency.is_empty() {
+        return [0; 6];
+    }
+    [
+        latency.value_at_quantile(0.50),
+        latency.value_at_quantile(0.90),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999),
+        latency.max(),
+        latency.len(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::new_histogram;
+
+    fn interval(start_s: f64, delivered: u64, latencies_us: &[u64]) -> IntervalRecord {
+        let mut latency = new_histogram();
+        for &us in latencies_us {
+            latency.record(us).unwrap();
+        }
+        IntervalRecord {
+            start_s,
+            length_s: 1.0,
+            users_online: 7,
+            counters: Counters {
+                delivered,
+                ..Counters::default()
+            },
+            latency,
+        }
+    }
+
+    #[test]
+    fn one_row_per_interval_with_named_columns() {
+        let intervals = [interval(0.0, 3, &[100, 200, 300]), interval(1.0, 0, &[])];
+        let bytes = timeseries_csv(&intervals).unwrap();
+        let mut reader = csv::Reader::from_reader(&bytes[..]);
+        let names: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(names, header());
+        assert_eq!(names.len(), 2 + 19 + 6);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        let column = |row: &csv::StringRecord, name: &str| -> String {
+            let at = names.iter().position(|n| n == name).unwrap();
+            row[at].to_string()
+        };
+        assert_eq!(column(&rows[0], "elapsed_s"), "1.000");
+        assert_eq!(column(&rows[0], "users_online"), "7");
+        assert_eq!(column(&rows[0], "delivered"), "3");
+        assert_eq!(column(&rows[0], "max_us"), "300");
+        assert_eq!(column(&rows[0], "latency_count"), "3");
+        assert_eq!(column(&rows[1], "elapsed_s"), "2.000");
+        for name in TRAILING {
+            assert_eq!(column(&rows[1], name), "0", "{name} of an empty interval");
+        }
+    }
+
+    #[test]
+    fn every_counter_has_a_distinct_column() {
+        let mut names = header();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 2 + 19 + 6);
+    }
+}

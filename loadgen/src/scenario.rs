@@ -1,0 +1,555 @@
+//! The scenario file: who connects, what they do in each phase, and what counts as a pass.
+//!
+//! Parsed with serde from TOML, unknown fields refused, then validated as a whole, so a
+//! mistake is reported as the file, the field and the reason (exit code 2) before any
+//! connection is made. `scenarios/README.md` documents every field.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Span;
+use crate::stamp::{Stamp, FROM};
+use crate::target::Target;
+use crate::thresholds::Thresholds;
+
+/// The longest user name the protocol's reference server accepts (PROTOCOL.md S3).
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Names the run and its report folder; defaults to the file's stem.
+    pub name: Option<String>,
+    /// Free text, copied into the report.
+    pub description: Option<String>,
+    /// Server URL(s); users are spread across them round-robin. Absent: loadgen starts
+    /// its own chat-server as a child process.
+    #[serde(default)]
+    pub target: Targets,
+    /// The simulated users.
+    pub users: Users,
+    /// Deadlines of the delivery and eviction checks.
+    #[serde(default)]
+    pub verify: Verify,
+    /// What happens, in order.
+    #[serde(rename = "phase", default)]
+    pub phases: Vec<Phase>,
+    /// Pass/fail limits.
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Seed for choosing which users relogin or churn (same seed, same choices).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+/// `target = "ws://…"` or `target = ["ws://…", …]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Targets {
+    /// No target: run the embedded server.
+    #[default]
+    Embedded,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Targets {
+    /// The URLs as written (empty for the embedded server).
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            Targets::Embedded => Vec::new(),
+            Targets::One(url) => vec![url.clone()],
+            Targets::Many(urls) => urls.clone(),
+        }
+    }
+}
+
+/// `[users]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Users {
+    /// How many simulated users.
+    pub count: u32,
+    /// Users are named `<name_prefix><index>`; any UTF-8 without control characters.
+    #[serde(default = "default_prefix")]
+    pub name_prefix: String,
+    /// Logins started per second during the ramp (default 2000 when neither this nor
+    /// `connect_over` is set).
+    pub connect_rate: Option<f64>,
+    /// Spread the logins evenly over this long instead.
+    pub connect_over: Option<Span>,
+    /// A login that has not completed its handshake by then counts as a connect error.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Span,
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// After its handshake, a session counts as online (deliveries to it are expected)
+    /// after this long, or at its first delivery if sooner.
+    #[serde(default = "default_settle")]
+    pub settle: Span,
+    /// A message is expected by every session that is online from its send time until
+    /// this long after; also how long the run waits for stragglers at the end.
+    #[serde(default = "default_deadline")]
+    pub deadline: Span,
+    /// An evicted session must be closed this long after the new login completed.
+    #[serde(default = "default_eviction_deadline")]
+    pub eviction_deadline: Span,
+    /// The new session must receive the relogin probe within this long.
+    #[serde(default = "default_probe_deadline")]
+    pub probe_deadline: Span,
+    /// Messages sent later than this after a new login must not reach the old session.
+    #[serde(default = "default_ghost_grace")]
+    pub ghost_grace: Span,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            settle: default_settle(),
+            deadline: default_deadline(),
+            eviction_deadline: default_eviction_deadline(),
+            probe_deadline: default_probe_deadline(),
+            ghost_grace: default_ghost_grace(),
+        }
+    }
+}
+
+/// One `[[phase]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// Shown in progress output.
+    pub name: Option<String>,
+    /// How long the phase lasts.
+    pub duration: Span,
+    /// Messages per second across all senders (exclusive with `per_sender_rate`).
+    pub rate: Option<f64>,
+    /// Messages per second from each sender.
+    pub per_sender_rate: Option<f64>,
+    /// How many users send: the first `senders` users (default: all of them).
+    pub senders: Option<u32>,
+    /// Bytes per message, stamp included (at least the stamp's length).
+    #[serde(default = "default_message_size")]
+    pub message_size: usize,
+    /// Relogins per second, among users that do not send.
+    #[serde(default)]
+    pub relogin_rate: f64,
+    /// New connections per relogin; above 1 they log in concurrently (S6).
+    #[serde(default = "one")]
+    pub relogin_concurrency: u32,
+    /// Users per second that leave and rejoin, among users that do not send.
+    #[serde(default)]
+    pub churn_rate: f64,
+    /// How long a churned user stays away.
+    #[serde(default = "default_churn_offline")]
+    pub churn_offline: Span,
+}
+
+impl Phase {
+    /// Users sending in this phase (none when the phase has no traffic).
+    pub fn sender_count(&self, users: u32) -> u32 {
+        let sends = self.rate.or(self.per_sender_rate).is_some_and(|r| r > 0.0);
+        if sends {
+            self.senders.unwrap_or(users).min(users)
+        } else {
+            0
+        }
+    }
+
+    /// Messages per second from each sender.
+    pub fn rate_per_sender(&self, users: u32) -> f64 {
+        let senders = self.sender_count(users);
+        match (self.rate, self.per_sender_rate) {
+            (Some(total), _) if senders > 0 => total / f64::from(senders),
+            (_, Some(each)) => each,
+            _ => 0.0,
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_prefix() -> String {
+    "user".into()
+}
+fn default_connect_timeout() -> Span {
+    Span(std::time::Duration::from_secs(5))
+}
+fn default_settle() -> Span {
+    Span(std::time::Duration::from_millis(100))
+}
+fn default_deadline() -> Span {
+    Span(std::time::Duration::from_secs(1))
+}
+fn default_eviction_deadline() -> Span {
+    Span(std::time::Duration::from_secs(1))
+}
+fn default_probe_deadline() -> Span {
+    Span(std::time::Duration::from_secs(1))
+}
+fn default_ghost_grace() -> Span {
+    Span(std::time::Duration::from_millis(250))
+}
+fn default_message_size() -> usize {
+    64
+}
+fn one() -> u32 {
+    1
+}
+fn default_churn_offline() -> Span {
+    Span(std::time::Duration::from_secs(1))
+}
+
+/// A scenario that cannot be run, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: field `{field}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    /// Parses and validates scenario text; `path` is only for messages and the default name.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario =
+            toml::from_str(text).map_err(|error| ScenarioError::Parse {
+                path: path.to_path_buf(),
+                message: error.to_string().trim_end().replace('\n', "\n  "),
+            })?;
+        if scenario.name.is_none() {
+            scenario.name = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned());
+        }
+        scenario
+            .validate()
+            .map_err(|(field, reason)| ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                reason,
+            })?;
+        Ok(scenario)
+    }
+
+    /// The run's name.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("scenario")
+    }
+
+    /// The name of user `index`.
+    pub fn user_name(&self, index: u32) -> String {
+        format!("{}{index}", self.users.name_prefix)
+    }
+
+    /// The name of the probe user, which sends relogin probes (S5).
+    pub fn probe_name(&self) -> String {
+        format!("{}probe", self.users.name_prefix)
+    }
+
+    /// Whether any phase relogs users in (and so needs the probe user).
+    pub fn has_relogins(&self) -> bool {
+        self.phases.iter().any(|p| p.relogin_rate > 0.0)
+    }
+
+    /// The most users that send in any phase: users `0..max_senders()` are senders, the
+    /// rest are the ones relogins and churn act on.
+    pub fn max_senders(&self) -> u32 {
+        self.phases
+            .iter()
+            .map(|p| p.sender_count(self.users.count))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The most connections the run holds at once (users, the probe user, and extra
+    /// connections during concurrent relogins).
+    pub fn peak_connections(&self) -> u64 {
+        let relogin_extra = self
+            .phases
+            .iter()
+            .map(|p| {
+                if p.relogin_rate > 0.0 {
+                    // Relogins overlap for about eviction + probe deadlines.
+                    let overlap = (self.verify.eviction_deadline.0 + self.verify.probe_deadline.0)
+                        .as_secs_f64()
+                        + 1.0;
+                    (p.relogin_rate * overlap).ceil() as u64 * u64::from(p.relogin_concurrency)
+                } else {
+                    0
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        u64::from(self.users.count) + u64::from(self.has_relogins()) + relogin_extra
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, reason: String| Err((field.to_string(), reason));
+        for (i, url) in self.target.urls().iter().enumerate() {
+            if let Err(error) = url.parse::<Target>() {
+                return fail(&format!("target[{i}]"), error.to_string());
+            }
+        }
+        if matches!(&self.target, Targets::Many(urls) if urls.is_empty()) {
+            return fail(
+                "target",
+                "an empty list; leave `target` out to use the embedded server".into(),
+            );
+        }
+        let users = &self.users;
+        if users.count == 0 {
+            return fail("users.count", "must be at least 1".into());
+        }
+        let longest = self
+            .user_name(users.count - 1)
+            .len()
+            .max(self.probe_name().len());
+        if longest > MAX_NAME_BYTES {
+            return fail(
+                "users.name_prefix",
+                format!(
+                    "names would be up to {longest} bytes; the protocol allows {MAX_NAME_BYTES}"
+                ),
+            );
+        }
+        if users.name_prefix.chars().any(char::is_control) {
+            return fail("users.name_prefix", "holds a control character".into());
+        }
+        if users.name_prefix.contains(FROM.trim_start()) || users.name_prefix.contains(" -- ") {
+            return fail("users.name_prefix", format!("must not contain {FROM:?}"));
+        }
+        match (users.connect_rate, users.connect_over) {
+            (Some(_), Some(_)) => {
+                return fail(
+                    "users.connect_rate",
+                    "set connect_rate or connect_over, not both".into(),
+                )
+            }
+            (Some(rate), None) if !(rate > 0.0 && rate.is_finite()) => {
+                return fail("users.connect_rate", "must be above zero".into())
+            }
+            _ => {}
+        }
+        if users.connect_timeout.0.is_zero() {
+            return fail("users.connect_timeout", "must be above zero".into());
+        }
+        let v = &self.verify;
+        for (field, span) in [
+            ("verify.deadline", v.deadline),
+            ("verify.eviction_deadline", v.eviction_deadline),
+            ("verify.probe_deadline", v.probe_deadline),
+        ] {
+            if span.0.is_zero() {
+                return fail(field, "must be above zero".into());
+            }
+        }
+        if self.phases.is_empty() {
+            return fail("phase", "at least one [[phase]] is needed".into());
+        }
+        for (i, phase) in self.phases.iter().enumerate() {
+            let field = |name: &str| format!("phase[{i}].{name}");
+            if phase.duration.0.is_zero() {
+                return fail(&field("duration"), "must be above zero".into());
+            }
+            let rate_ok = |r: f64| r >= 0.0 && r.is_finite();
+            match (phase.rate, phase.per_sender_rate) {
+                (Some(_), Some(_)) => {
+                    return fail(
+                        &field("rate"),
+                        "set rate or per_sender_rate, not both".into(),
+                    )
+                }
+                (Some(r), None) if !rate_ok(r) => {
+                    return fail(&field("rate"), "must be zero or more".into())
+                }
+                (None, Some(r)) if !rate_ok(r) => {
+                    return fail(&field("per_sender_rate"), "must be zero or more".into())
+                }
+                _ => {}
+            }
+            if let Some(senders) = phase.senders {
+                if senders > users.count {
+                    return fail(
+                        &field("senders"),
+                        format!("{senders} senders but only {} users", users.count),
+                    );
+                }
+            }
+            if phase.message_size == 0 || phase.message_size > 16 << 20 {
+                return fail(
+                    &field("message_size"),
+                    "must be from 1 byte to 16 MiB".into(),
+                );
+            }
+            if phase.message_size < Stamp::max_len() {
+                // Allowed: messages are then as long as their stamp. Nothing to refuse.
+            }
+            for (name, rate) in [
+                ("relogin_rate", phase.relogin_rate),
+                ("churn_rate", phase.churn_rate),
+            ] {
+                if !rate_ok(rate) {
+                    return fail(&field(name), "must be zero or more".into());
+                }
+                if rate > 0.0 && self.max_senders() >= users.count {
+                    return fail(
+                        &field(name),
+                        "relogins and churn act on users that do not send, and every user sends: \
+                         set `senders` below users.count in every phase"
+                            .into(),
+                    );
+                }
+            }
+            if phase.relogin_concurrency == 0 {
+                return fail(&field("relogin_concurrency"), "must be at least 1".into());
+            }
+            if phase.churn_rate > 0.0 && phase.churn_offline.0.is_zero() {
+                return fail(&field("churn_offline"), "must be above zero".into());
+            }
+        }
+        let t = &self.thresholds;
+        if !(0.0..=1.0).contains(&t.min_delivery_ratio) {
+            return fail(
+                "thresholds.min_delivery_ratio",
+                "must be between 0 and 1".into(),
+            );
+        }
+        if let Some(rate) = t.min_deliveries_per_sec {
+            if !(rate >= 0.0 && rate.is_finite()) {
+                return fail(
+                    "thresholds.min_deliveries_per_sec",
+                    "must be zero or more".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [users]
+        count = 10
+        [[phase]]
+        duration = "2s"
+        rate = 20
+        senders = 5
+        relogin_rate = 1
+    "#;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(Path::new("scenarios/test.toml"), text)
+    }
+
+    #[test]
+    fn good_file_with_defaults() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.name(), "test");
+        assert_eq!(s.users.name_prefix, "user");
+        assert_eq!(s.phases[0].rate_per_sender(10), 4.0);
+        assert!(matches!(s.target, Targets::Embedded));
+        assert_eq!(s.thresholds.min_delivery_ratio, 1.0);
+        assert_eq!(s.user_name(3), "user3");
+    }
+
+    #[test]
+    fn targets_one_or_many() {
+        let s = parse(&format!("target = \"ws://127.0.0.1:1/\"\n{GOOD}")).unwrap();
+        assert_eq!(s.target.urls().len(), 1);
+        let s = parse(&format!(
+            "target = [\"ws://127.0.0.1:1/\", \"ws://[::1]:2/\"]\n{GOOD}"
+        ))
+        .unwrap();
+        assert_eq!(s.target.urls().len(), 2);
+    }
+
+    fn invalid(text: &str) -> (String, String) {
+        match parse(text) {
+            Err(ScenarioError::Invalid { field, reason, .. }) => (field, reason),
+            other => panic!("expected an invalid-field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_bad_file_names_the_field() {
+        let cases: &[(&str, &str)] = &[
+            ("[users]\ncount = 0\n[[phase]]\nduration = \"1s\"", "users.count"),
+            ("[users]\ncount = 2\n", "phase"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"0s\"", "phase[0].duration"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\nrate = 1\nper_sender_rate = 1", "phase[0].rate"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\nrate = -1", "phase[0].rate"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\nsenders = 3", "phase[0].senders"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\nrate = 1\nrelogin_rate = 1", "phase[0].relogin_rate"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\nmessage_size = 0", "phase[0].message_size"),
+            ("[users]\ncount = 2\nconnect_rate = 5\nconnect_over = \"1s\"\n[[phase]]\nduration = \"1s\"", "users.connect_rate"),
+            (&format!("[users]\ncount = 2\nname_prefix = \"{}\"\n[[phase]]\nduration = \"1s\"", "x".repeat(70)), "users.name_prefix"),
+            ("[users]\ncount = 2\nname_prefix = \"a\\n\"\n[[phase]]\nduration = \"1s\"", "users.name_prefix"),
+            ("target = \"http://x/\"\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "target[0]"),
+            ("target = []\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "target"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\n[thresholds]\nmin_delivery_ratio = 2", "thresholds.min_delivery_ratio"),
+        ];
+        for (text, field) in cases {
+            assert_eq!(invalid(text).0, *field, "for {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_syntax_are_parse_errors() {
+        for text in [
+            "[users]\ncount = 2\ncolour = 1\n[[phase]]\nduration = \"1s\"",
+            "[users]\ncount = 2\n[[phase]]\nduration = \"10\"",
+            "[users]\ncount = \"many\"",
+            "[users\ncount = 2",
+            "[[phase]]\nduration = \"1s\"",
+        ] {
+            match parse(text) {
+                Err(ScenarioError::Parse { message, .. }) => assert!(!message.is_empty()),
+                other => panic!("expected a parse error for {text:?}, got {other:?}"),
+            }
+        }
+        let message = parse("[users]\ncount = 2\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("scenarios/test.toml") && message.contains("colour"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn non_ascii_prefix_is_fine() {
+        let s = parse("[users]\ncount = 2\nname_prefix = \"张\"\n[[phase]]\nduration = \"1s\"")
+            .unwrap();
+        assert_eq!(s.user_name(1), "张1");
+    }
+}

@@ -1,0 +1,316 @@
+//! End-to-end tests of `loadgen run`: the real binary against a real server on loopback —
+//! the embedded child, or chat-server started here with a deliberate defect to prove that
+//! each check can fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use chat_server::{Config, Fault, Server, ServerHandle};
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+
+/// A short relogin-and-broadcast scenario (no target: tests pass --target or none).
+const SHORT: &str = r#"
+[users]
+count = 12
+connect_over = "100ms"
+
+[[phase]]
+duration = "2s"
+rate = 30
+senders = 6
+relogin_rate = 4
+
+[thresholds]
+min_delivery_ratio = 1.0
+max_eviction_failures = 0
+"#;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("loadgen-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn loadgen(args: &[&str]) -> Output {
+    let output = tokio::process::Command::new(LOADGEN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .await
+        .expect("loadgen runs");
+    eprintln!("--- loadgen {args:?} exited {:?}", output.status.code());
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// Runs `scenario` text, against `server` if given; returns (exit code, summary.json).
+async fn run_scenario(
+    tag: &str,
+    scenario: &str,
+    server: Option<&ServerHandle>,
+) -> (i32, serde_json::Value, TempDir) {
+    let dir = TempDir::new(tag);
+    let file = dir.path().join(format!("{tag}.toml"));
+    std::fs::write(&file, scenario).unwrap();
+    let out = dir.path().join("report");
+    let target = server.map(|s| format!("ws://{}/", s.local_addr()));
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if let Some(target) = &target {
+        args.extend(["--target", target]);
+    }
+    let output = loadgen(&args).await;
+    let summary = std::fs::read_to_string(out.join("summary.json"))
+        .map(|text| serde_json::from_str(&text).expect("summary.json parses"))
+        .unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap_or(-1), summary, dir)
+}
+
+async fn server(fault: Option<Fault>) -> ServerHandle {
+    Server::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        fault,
+        ..Config::default()
+    })
+    .await
+    .expect("server starts")
+}
+
+fn total(summary: &serde_json::Value, field: &str) -> u64 {
+    summary["totals"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("totals.{field} in {summary}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_run_against_the_embedded_server_is_clean() {
+    let dir = TempDir::new("smoke");
+    let out = dir.path().join("report");
+    let output = loadgen(&[
+        "run",
+        "../scenarios/smoke.toml",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    for file in [
+        "summary.json",
+        "timeseries.csv",
+        "latency.hlog",
+        "latency.hgrm",
+    ] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["delivery_ratio"].as_f64(), Some(1.0));
+    for field in [
+        "lost",
+        "duplicates",
+        "order_errors",
+        "foreign",
+        "self_deliveries",
+        "connect_errors",
+        "unexpected_disconnects",
+    ] {
+        assert_eq!(total(&summary, field), 0, "{field}");
+    }
+    assert_eq!(summary["eviction_failures"].as_u64(), Some(0));
+    assert!(total(&summary, "evictions_ok") > 0, "relogins were checked");
+    assert!(total(&summary, "churn_leaves") > 0, "churn happened");
+    assert!(total(&summary, "expected") > 1000);
+    assert_eq!(summary["server"]["kind"], "embedded-child");
+    // The embedded server's own count of deliveries, scraped by loadgen at the end.
+    assert_eq!(
+        summary["server_deliveries_out"].as_u64(),
+        Some(total(&summary, "delivered"))
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("PASS"), "summary table printed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_equals_the_servers_deliveries_out() {
+    let server = server(None).await;
+    let (code, summary, _dir) = run_scenario("metrics", SHORT, Some(&server)).await;
+    assert_eq!(code, 0);
+    let body = reqwest_metrics(server.local_addr()).await;
+    let scraped: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("chat_deliveries_out_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(scraped, total(&summary, "delivered"));
+    assert!(scraped > 0);
+}
+
+async fn reqwest_metrics(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_deletes_by_name_shows_zombies_and_fails() {
+    let server = server(Some(Fault::DeleteByName)).await;
+    let (code, summary, _dir) = run_scenario("zombie", SHORT, Some(&server)).await;
+    assert_eq!(code, 1, "a failed threshold exits 1");
+    assert!(total(&summary, "evictions_zombie") > 0, "{summary}");
+    let failed: Vec<&str> = summary["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["passed"] == false)
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"max_eviction_failures"), "{failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_drops_messages_shows_loss() {
+    let server = server(Some(Fault::DropEvery(10))).await;
+    let (code, summary, _dir) = run_scenario("loss", SHORT, Some(&server)).await;
+    assert_eq!(code, 1);
+    assert!(total(&summary, "lost") > 0, "{summary}");
+    assert!(summary["delivery_ratio"].as_f64().unwrap() < 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_reorders_shows_ordering_errors() {
+    let server = server(Some(Fault::SwapPairs)).await;
+    let (code, summary, _dir) = run_scenario("order", SHORT, Some(&server)).await;
+    assert_eq!(code, 1);
+    assert!(total(&summary, "order_errors") > 0, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_hlog_reads_back_to_the_summary_count() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let server = server(None).await;
+    let (code, summary, dir) = run_scenario("hlog", SHORT, Some(&server)).await;
+    assert_eq!(code, 0);
+    let log = std::fs::read(dir.path().join("report/latency.hlog")).unwrap();
+    let mut deserializer = Deserializer::new();
+    let mut count = 0u64;
+    for entry in IntervalLogIterator::new(&log) {
+        if let LogEntry::Interval(interval) = entry.expect("log parses") {
+            let bytes = base64_decode(interval.encoded_histogram());
+            let histogram: hdrhistogram::Histogram<u64> = deserializer
+                .deserialize(&mut bytes.as_slice())
+                .expect("histogram decodes");
+            count += histogram.len();
+        }
+    }
+    assert_eq!(count, summary["latency_us"]["count"].as_u64().unwrap());
+    assert!(count > 0);
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in text.as_bytes() {
+        let Some(v) = alphabet.iter().position(|&a| a == c) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_bad_scenario_exits_2_naming_the_field() {
+    let (code, _, _dir) = run_scenario(
+        "bad",
+        "[users]\ncount = 0\n[[phase]]\nduration = \"1s\"\n",
+        None,
+    )
+    .await;
+    assert_eq!(code, 2);
+    let dir = TempDir::new("bad2");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[users]\ncount = 3\ncolour = 1\n").unwrap();
+    let output = loadgen(&["run", file.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("colour"),
+        "{stderr}"
+    );
+    let output = loadgen(&["run", "no/such/file.toml"]).await;
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn an_unreachable_target_exits_3() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("unreachable");
+    let file = dir.path().join("u.toml");
+    std::fs::write(&file, SHORT).unwrap();
+    let target = format!("ws://127.0.0.1:{port}/");
+    let output = loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--target",
+        &target,
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn a_scenario_too_big_for_the_file_limit_is_refused() {
+    let (code, _, _dir) = run_scenario(
+        "huge",
+        "[users]\ncount = 4000000\n[[phase]]\nduration = \"1s\"\n",
+        None,
+    )
+    .await;
+    assert_eq!(code, 2);
+}
