@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Idle memory benchmark (not a test): N simulated users logged in and silent. Prints the
-# RSS per idle session of the release chat-server and per idle simulated user of loadgen
-# (RSS with N users minus RSS before the ramp, divided by N).
+# RSS per idle session of the release chat-server (with N sessions minus empty, over N)
+# and per idle simulated user of loadgen (a run of N users minus a run of 1 user, both
+# measured in their idle phase, over N - 1).
 #
-# Usage: scripts/bench-idle.sh [N]    (default 10000; both processes must fit the
+# Usage: scripts/bench-idle.sh [N]    (default 10000; each process must fit the
 #                                      open-file limit: N + 64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,35 +14,49 @@ cargo build --release --quiet -p chat-server -p loadgen
 WORK=$(mktemp -d)
 target/release/chat-server --listen "127.0.0.1:$PORT" --log warn &
 SRV=$!
-trap 'kill $SRV $LG 2>/dev/null; rm -rf "$WORK"' EXIT
 LG=
+trap 'kill $SRV $LG 2>/dev/null; rm -rf "$WORK"' EXIT
 sleep 0.5
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+online() {
+    python3 -c "import urllib.request as u; t=u.urlopen('http://127.0.0.1:$PORT/metrics').read().decode(); print([l.split()[-1] for l in t.splitlines() if l.startswith('chat_sessions_online')][0])"
+}
 SERVER_EMPTY=$(rss $SRV)
-cat > "$WORK/idle.toml" <<TOML
+
+# Starts loadgen with $1 idle users, waits until they are all online, sets RSS (KiB).
+idle_rss() {
+    cat > "$WORK/idle.toml" <<TOML
 name = "bench-idle"
 [users]
-count = $N
+count = $1
 connect_rate = 5000
 [[phase]]
 name = "idle"
-duration = "20s"
+duration = "30s"
 TOML
-target/release/loadgen run "$WORK/idle.toml" --quiet --target "ws://127.0.0.1:$PORT/" --out "$WORK/out" >/dev/null &
-LG=$!
-sleep 0.2
-LOADGEN_EMPTY=$(rss $LG)
-for _ in $(seq 200); do
-    ONLINE=$(python3 -c "import urllib.request as u; t=u.urlopen('http://127.0.0.1:$PORT/metrics').read().decode(); print([l.split()[-1] for l in t.splitlines() if l.startswith('chat_sessions_online')][0])")
-    [ "$ONLINE" = "$N" ] && break
-    sleep 0.1
-done
-sleep 2
+    target/release/loadgen run "$WORK/idle.toml" --quiet --target "ws://127.0.0.1:$PORT/" --out "$WORK/out-$1" >/dev/null 2>&1 &
+    LG=$!
+    for _ in $(seq 300); do
+        [ "$(online)" = "$1" ] && break
+        sleep 0.1
+    done
+    sleep 2
+    RSS=$(rss $LG)
+}
+stop_loadgen() {
+    kill -INT $LG 2>/dev/null || true
+    wait $LG 2>/dev/null || true
+    LG=
+    for _ in $(seq 100); do [ "$(online)" = "0" ] && break; sleep 0.1; done
+}
+
+idle_rss 1
+ONE=$RSS
+stop_loadgen
+idle_rss "$N"
+FULL=$RSS
 SERVER_FULL=$(rss $SRV)
-LOADGEN_FULL=$(rss $LG)
-echo "users: $N online"
-echo "chat-server: empty ${SERVER_EMPTY} KiB, with users ${SERVER_FULL} KiB, per idle session $(( (SERVER_FULL - SERVER_EMPTY) * 1024 / N )) bytes"
-echo "loadgen:     start ${LOADGEN_EMPTY} KiB, with users ${LOADGEN_FULL} KiB, per idle user $(( (LOADGEN_FULL - LOADGEN_EMPTY) * 1024 / N )) bytes"
-kill -INT $LG 2>/dev/null || true
-wait $LG 2>/dev/null || true
-LG=
+stop_loadgen
+echo "idle users: $N"
+echo "chat-server: empty ${SERVER_EMPTY} KiB, with $N sessions ${SERVER_FULL} KiB: $(( (SERVER_FULL - SERVER_EMPTY) * 1024 / N )) bytes per idle session"
+echo "loadgen:     1 user ${ONE} KiB, $N users ${FULL} KiB: $(( (FULL - ONE) * 1024 / (N - 1) )) bytes per idle simulated user"

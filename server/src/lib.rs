@@ -101,7 +101,7 @@ pub enum Fault {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The listen address could not be bound (in use, not local, no permission).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
