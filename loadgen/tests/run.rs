@@ -314,3 +314,48 @@ async fn a_scenario_too_big_for_the_file_limit_is_refused() {
     .await;
     assert_eq!(code, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_dies_mid_run_gives_an_incomplete_report_and_exit_3() {
+    let server = server(None).await;
+    let target = format!("ws://{}/", server.local_addr());
+    let dir = TempDir::new("died");
+    let file = dir.path().join("died.toml");
+    std::fs::write(
+        &file,
+        "[users]\ncount = 5\n[[phase]]\nduration = \"30s\"\nrate = 5\n",
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    let run = tokio::spawn({
+        let (file, out) = (file.clone(), out.clone());
+        async move {
+            loadgen(&[
+                "run",
+                file.to_str().unwrap(),
+                "--quiet",
+                "--target",
+                &target,
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let started = std::time::Instant::now();
+    server.shutdown().await;
+    let output = run.await.unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "stopped within seconds, not after the 30 s phase"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["complete"], false);
+    assert!(summary["incomplete_reason"]
+        .as_str()
+        .unwrap()
+        .contains("stopped accepting"));
+}
