@@ -7,10 +7,19 @@ use clap::{Parser, Subcommand};
 
 /// Load and conformance harness for the chat protocol.
 ///
-/// Exit codes: 0 every threshold met; 1 a threshold failed (each failure is named);
+/// Exit codes of `run`: 0 every threshold met; 1 a threshold failed (each failure is named);
 /// 2 bad usage or scenario (file, field and reason are printed); 3 the run could not be
 /// carried out (target unreachable, server died mid-run, interrupted) — reports written so
 /// far are marked incomplete.
+///
+/// Exit codes of `conform`: 0 every MUST check passed; 1 a MUST check failed; 2 bad usage;
+/// 3 the server cannot be reached (or a report file cannot be written).
+///
+/// Exit codes of `client`: 0 the session was closed by us (`/quit`, end of stdin, Ctrl-C);
+/// 2 bad usage; 3 cannot connect or the login was refused; 4 evicted: another login of the
+/// same name replaced this one (the server sent Close 4001); 5 the server ended the
+/// session otherwise (another Close code, or the connection dropped — which is also how
+/// the Go demo evicts).
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, propagate_version = true)]
 pub struct Cli {
@@ -28,6 +37,45 @@ pub enum Command {
     ///
     /// Example: loadgen run scenarios/relogin.toml
     Run(RunArgs),
+    /// Check a chat server against PROTOCOL.md, rule by rule.
+    ///
+    /// One named check per MUST rule (S2 S4 S5 S6 S7 M1 M2 M3 M5 M6: pass/fail) and
+    /// informational checks (S1 S3 M4 O1: info when the server behaves as chat-server,
+    /// warn when it differs). Works against any server speaking the protocol; where the
+    /// protocol allows two behaviours (HTTP 400 or a drop; Close 4001 or a TCP drop) both
+    /// pass and the table says which was seen. Verdicts: pass/fail for MUST rules (warn on
+    /// a MUST check means it passed with a remark), info/warn for the others. Every loop is
+    /// bounded in count and time; a default run against a local chat-server takes a few
+    /// seconds, against a broken one at most about a minute.
+    ///
+    /// Examples:
+    ///   loadgen conform ws://127.0.0.1:6789/
+    ///   loadgen conform ws://chat.example:6789/ --only S4,S5,S6 --relogins 1000
+    ///   loadgen conform ws://127.0.0.1:6789/ --junit conform.xml --json conform.json
+    ///
+    /// Exit codes: 0 every MUST check passed; 1 a MUST check failed; 2 bad usage;
+    /// 3 the server cannot be reached (or a report file cannot be written).
+    #[command(verbatim_doc_comment)]
+    Conform(ConformArgs),
+    /// Log in as one user and chat by hand: stdin lines are sent, messages are printed.
+    ///
+    /// Each line read from stdin is sent as a Text message (`/quit` closes the session).
+    /// Each message received is printed as `HH:MM:SS.mmm <text>`, with its latency when it
+    /// carries a loadgen stamp (relative to the fastest message of that run seen, since
+    /// a stamp's clock starts with its run). End of stdin closes the session cleanly after
+    /// sending everything read, so it works in scripts; with --send-every it keeps going
+    /// until Ctrl-C. Status lines (connected, closed, evicted) go to stderr.
+    ///
+    /// Examples:
+    ///   loadgen client --user ann
+    ///   printf 'hi\nbye\n' | loadgen client ws://127.0.0.1:6789/ --user bob
+    ///   loadgen client --user demo --send-every 6s --message hello   (like the demo's client)
+    ///
+    /// Exit codes: 0 closed by us (/quit, end of stdin, Ctrl-C: Close 1000); 2 bad usage;
+    /// 3 cannot connect or login refused; 4 evicted by another login of the same name
+    /// (Close 4001); 5 the server ended the session otherwise (other Close, TCP drop).
+    #[command(verbatim_doc_comment)]
+    Client(ClientArgs),
     /// Run the chat server for an embedded run (used by `run`; prints `listening ADDR`,
     /// stops when stdin closes).
     #[command(hide = true)]
@@ -55,4 +103,75 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConformArgs {
+    /// Server URL, e.g. ws://127.0.0.1:6789/
+    pub url: String,
+    /// Run only these rules, comma-separated (e.g. S5,M3).
+    #[arg(long, value_delimiter = ',', value_name = "RULES")]
+    pub only: Option<Vec<String>>,
+    /// Write JUnit XML (one testcase per check) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Handshake deadline per login.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: std::time::Duration,
+    /// How long a message may take to arrive before it counts as lost.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub delivery_deadline: std::time::Duration,
+    /// How long an evicted, refused or closing connection may take to be closed.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub close_deadline: std::time::Duration,
+    /// Relogins in S5 (the second half while another user floods the chat).
+    #[arg(long, default_value_t = 200)]
+    pub relogins: usize,
+    /// Rounds of concurrent logins in S6.
+    #[arg(long, default_value_t = 10)]
+    pub concurrent_rounds: usize,
+    /// Simultaneous logins of one name per S6 round.
+    #[arg(long, default_value_t = 8)]
+    pub concurrent_logins: usize,
+    /// Messages per sender in M3 (three senders at once).
+    #[arg(long, default_value_t = 1000)]
+    pub order_messages: usize,
+    /// MiB pushed past a stalled receiver in M6.
+    #[arg(long, default_value_t = 12)]
+    pub slow_mib: usize,
+    /// In M6, how long the healthy receiver may go without a message before the check fails.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    pub slow_stall: std::time::Duration,
+    /// The server's message size limit in bytes; M5 sends one byte more.
+    #[arg(long, default_value_t = 65536)]
+    pub max_message: usize,
+    /// Upper bound on any one check.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub check_timeout: std::time::Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(default_value = "ws://127.0.0.1:6789/")]
+    pub url: String,
+    /// The user name to log in as.
+    #[arg(long, short)]
+    pub user: String,
+    /// Send --message on this period, like the demo's client (e.g. 6s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub send_every: Option<std::time::Duration>,
+    /// The message --send-every sends.
+    #[arg(long, default_value = "hello", requires = "send_every")]
+    pub message: String,
+    /// Handshake deadline.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(text).map_err(|e| e.to_string())
 }

@@ -3,6 +3,8 @@
 mod checks;
 mod churn;
 mod cli;
+mod client;
+mod conform;
 mod connection;
 mod duration;
 mod embedded;
@@ -54,6 +56,8 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Conform(args) => runtime.block_on(conform::command::main(args)),
+        Command::Client(args) => runtime.block_on(client::main(args)),
         Command::Serve(args) => {
             let config = chat_server::Config {
                 listen: args.listen,

@@ -1,0 +1,327 @@
+//! `loadgen client`: one user, by hand. Lines from stdin are sent as Text messages;
+//! messages received are printed with the local time (and, for loadgen-stamped ones, a
+//! latency); the way the session ends decides the exit code, so scripts can tell an
+//! eviction (4) from a lost connection (5) and from a clean close (0).
+//!
+//! stdin is read by a plain thread, not tokio's stdin: a blocking read would keep the
+//! runtime from shutting down when the server ends the session first.
+
+use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::time::{Duration, Instant};
+
+use fastwebsockets::{Frame, Payload};
+use tokio::sync::mpsc;
+
+use crate::cli::ClientArgs;
+use crate::connection::{self, FrameReader, Incoming, ReadStream, Writer};
+use crate::stamp::Stamp;
+use crate::target::Target;
+
+/// Exit codes of `loadgen client` (documented in cli.rs).
+pub mod exit {
+    /// We closed the session: `/quit`, end of stdin, Ctrl-C.
+    pub const CLOSED: u8 = 0;
+    pub const USAGE: u8 = 2;
+    /// The server could not be reached or refused the login.
+    pub const CANNOT_CONNECT: u8 = 3;
+    /// Another login of this name replaced the session (Close 4001).
+    pub const EVICTED: u8 = 4;
+    /// The server ended the session some other way.
+    pub const ENDED_BY_SERVER: u8 = 5;
+}
+
+/// The Close code of an eviction (PROTOCOL.md S4).
+const REPLACED: u16 = 4001;
+/// How long to wait for the server's answer to our Close.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// What the reader task reports.
+enum Received {
+    Text(Vec<u8>),
+    Ping(Vec<u8>),
+    Close { code: Option<u16>, reason: String },
+    Lost(String),
+}
+
+pub async fn main(args: ClientArgs) -> u8 {
+    let target: Target = match args.url.parse() {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("loadgen client: {error}");
+            return exit::USAGE;
+        }
+    };
+    if args.user.is_empty() {
+        eprintln!("loadgen client: --user must not be empty");
+        return exit::USAGE;
+    }
+    let addr = match tokio::net::lookup_host(target.authority())
+        .await
+        .map(|mut a| a.next())
+    {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            eprintln!("loadgen client: {} has no address", target.host);
+            return exit::CANNOT_CONNECT;
+        }
+        Err(error) => {
+            eprintln!("loadgen client: cannot resolve {}: {error}", target.host);
+            return exit::CANNOT_CONNECT;
+        }
+    };
+    let connected = match connection::connect(&target, addr, &args.user, args.connect_timeout).await
+    {
+        Ok(connected) => connected,
+        Err(error) => {
+            eprintln!("loadgen client: {error}");
+            return exit::CANNOT_CONNECT;
+        }
+    };
+    eprintln!("connected to {target} as {}", args.user);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_loop(connected.read, events_tx));
+    let mut write = connected.write;
+    let mut lines = stdin_lines();
+    let mut stdin_open = true;
+    let mut ticker = args.send_every.map(|period| {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    let mut latency = LatencyOrigin::default();
+    let code = loop {
+        tokio::select! {
+            line = lines.recv(), if stdin_open => match line {
+                Some(line) if line.trim() == "/quit" => {
+                    break close(&mut write, &mut events, "quit").await;
+                }
+                Some(line) => {
+                    if let Err(error) = send_text(&mut write, line).await {
+                        eprintln!("loadgen client: cannot send: {error}");
+                        break exit::ENDED_BY_SERVER;
+                    }
+                }
+                None if ticker.is_some() => stdin_open = false,
+                None => break close(&mut write, &mut events, "end of input").await,
+            },
+            _ = tick(&mut ticker) => {
+                if let Err(error) = send_text(&mut write, args.message.clone()).await {
+                    eprintln!("loadgen client: cannot send: {error}");
+                    break exit::ENDED_BY_SERVER;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                break close(&mut write, &mut events, "interrupted").await;
+            }
+            event = events.recv() => match event {
+                Some(Received::Text(text)) => print_message(&text, &mut latency),
+                Some(Received::Ping(payload)) => {
+                    let _ = write.write_frame(Frame::pong(Payload::Owned(payload))).await;
+                }
+                Some(Received::Close { code, reason }) => {
+                    let echo = Frame::close(code.unwrap_or(1000), b"");
+                    let _ = write.write_frame(echo).await;
+                    break ended_by_server(code, &reason);
+                }
+                Some(Received::Lost(why)) => {
+                    eprintln!("connection lost: {why}");
+                    break exit::ENDED_BY_SERVER;
+                }
+                None => {
+                    eprintln!("connection lost");
+                    break exit::ENDED_BY_SERVER;
+                }
+            },
+        }
+    };
+    reader.abort();
+    code
+}
+
+/// Waits for the next tick, or forever without `--send-every`.
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn send_text(write: &mut Writer, text: String) -> Result<(), String> {
+    write
+        .write_frame(Frame::text(Payload::Owned(text.into_bytes())))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Sends Close 1000 and waits briefly for the server's answer, printing what still
+/// arrives. Always a clean exit: we chose to end the session.
+async fn close(
+    write: &mut Writer,
+    events: &mut mpsc::UnboundedReceiver<Received>,
+    why: &str,
+) -> u8 {
+    let _ = write.write_frame(Frame::close(1000, why.as_bytes())).await;
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut latency = LatencyOrigin::default();
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(Received::Text(text))) => print_message(&text, &mut latency),
+            Ok(Some(Received::Ping(_))) => {}
+            Ok(Some(Received::Close { code, .. })) => {
+                eprintln!(
+                    "closed ({why}); server answered Close {}",
+                    code.map_or("(no code)".into(), |c| c.to_string())
+                );
+                break;
+            }
+            Ok(Some(Received::Lost(_))) | Ok(None) => {
+                eprintln!("closed ({why}); server dropped the connection");
+                break;
+            }
+            Err(_) => {
+                eprintln!("closed ({why}); no answer from the server within {CLOSE_WAIT:?}");
+                break;
+            }
+        }
+    }
+    exit::CLOSED
+}
+
+fn ended_by_server(code: Option<u16>, reason: &str) -> u8 {
+    let code_text = code.map_or("(no code)".into(), |c| c.to_string());
+    if code == Some(REPLACED) {
+        eprintln!("evicted: server sent Close {code_text} {reason:?} (another login of this name)");
+        exit::EVICTED
+    } else {
+        eprintln!("closed by the server: Close {code_text} {reason:?}");
+        exit::ENDED_BY_SERVER
+    }
+}
+
+async fn read_loop(mut read: ReadStream, events: mpsc::UnboundedSender<Received>) {
+    let mut frames = FrameReader::new(&mut read, 64 * 1024 * 1024);
+    loop {
+        let event = match frames.next().await {
+            Ok(Incoming::Text(text)) => Received::Text(text),
+            Ok(Incoming::Ping(payload)) => Received::Ping(payload),
+            Ok(Incoming::Binary) | Ok(Incoming::Pong) => continue,
+            Ok(Incoming::Close { code, reason }) => Received::Close { code, reason },
+            Err(error) => Received::Lost(error.to_string()),
+        };
+        let last = matches!(event, Received::Close { .. } | Received::Lost(_));
+        if events.send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Lines of stdin, read on a detached thread (see the module comment). The channel closes
+/// at end of input.
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(line) => {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// Per loadgen run, the smallest (receive time − intended send time) seen: a stamp's
+/// clock starts with its run, which this process does not know, so latency is shown
+/// relative to the fastest message of the run.
+#[derive(Default)]
+struct LatencyOrigin {
+    started: Option<Instant>,
+    fastest: HashMap<u32, i128>,
+}
+
+impl LatencyOrigin {
+    /// Milliseconds above the fastest message of `stamp`'s run.
+    fn above_fastest_ms(&mut self, stamp: &Stamp) -> f64 {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let offset = started.elapsed().as_nanos() as i128 - stamp.intended_ns as i128;
+        let fastest = self.fastest.entry(stamp.run).or_insert(offset);
+        if offset < *fastest {
+            *fastest = offset;
+        }
+        (offset - *fastest) as f64 / 1e6
+    }
+}
+
+fn print_message(text: &[u8], latency: &mut LatencyOrigin) {
+    let text = String::from_utf8_lossy(text);
+    let now = local_time();
+    match Stamp::decode_delivery(&text) {
+        Ok((stamp, from)) => println!(
+            "{now}  {text}  [loadgen run {:x} sender {} seq {}, from {from}: +{:.1} ms over the run's fastest]",
+            stamp.run,
+            stamp.sender,
+            stamp.seq,
+            latency.above_fastest_ms(&stamp)
+        ),
+        Err(_) => println!("{now}  {text}"),
+    }
+}
+
+/// `HH:MM:SS.mmm` in the local time zone (libc's localtime_r; UTC if it fails).
+fn local_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = now.as_secs() as libc::time_t;
+    // SAFETY: localtime_r only writes the `tm` we pass and reads `seconds`.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let local = unsafe { !libc::localtime_r(&seconds, &mut tm).is_null() };
+    let (h, m, s) = if local {
+        (tm.tm_hour as u64, tm.tm_min as u64, tm.tm_sec as u64)
+    } else {
+        let in_day = now.as_secs() % 86_400;
+        (in_day / 3600, in_day / 60 % 60, in_day % 60)
+    };
+    format!("{h:02}:{m:02}:{s:02}.{:03}", now.subsec_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::Kind;
+
+    #[test]
+    fn latency_is_relative_to_the_fastest_message_of_its_run() {
+        let mut origin = LatencyOrigin::default();
+        let stamp = |run, intended_ns| Stamp {
+            run,
+            kind: Kind::Chat,
+            sender: 0,
+            seq: 1,
+            intended_ns,
+        };
+        assert_eq!(origin.above_fastest_ms(&stamp(1, 0)), 0.0);
+        // Sent "50 ms later" but received at about the same time: it is the new fastest.
+        assert_eq!(origin.above_fastest_ms(&stamp(1, 50_000_000)), 0.0);
+        // An older message arriving now is about 50 ms slower than the fastest.
+        let late = origin.above_fastest_ms(&stamp(1, 0));
+        assert!((49.0..60.0).contains(&late), "{late}");
+        // Another run has its own origin.
+        assert_eq!(origin.above_fastest_ms(&stamp(2, 7)), 0.0);
+    }
+
+    #[test]
+    fn local_time_is_hours_minutes_seconds_millis() {
+        let time = local_time();
+        assert_eq!(time.len(), 12, "{time}");
+        assert_eq!((&time[2..3], &time[5..6], &time[8..9]), (":", ":", "."));
+    }
+}

@@ -1,0 +1,74 @@
+//! The body of `loadgen conform`: flags to a [`Request`], the table printed as checks
+//! finish, the report files, and the exit code (0 conforms, 1 a MUST check failed,
+//! 2 bad usage, 3 server unreachable or a report file not written).
+
+use std::io::Write as _;
+
+use super::{all_must_passed, output, Request};
+use crate::cli::ConformArgs;
+
+/// Exit codes of `loadgen conform` (documented in cli.rs).
+pub mod exit {
+    pub const CONFORMS: u8 = 0;
+    pub const MUST_FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+}
+
+pub async fn main(args: ConformArgs) -> u8 {
+    let request = Request {
+        url: args.url.clone(),
+        only: args.only.clone(),
+        connect_timeout: args.connect_timeout,
+        delivery_deadline: args.delivery_deadline,
+        close_deadline: args.close_deadline,
+        relogins: args.relogins,
+        concurrent_rounds: args.concurrent_rounds,
+        concurrent_logins: args.concurrent_logins,
+        order_messages: args.order_messages,
+        slow_bytes: args.slow_mib.saturating_mul(1024 * 1024),
+        slow_stall: args.slow_stall,
+        max_message: args.max_message,
+        check_timeout: args.check_timeout,
+    };
+    // The header waits for the first row, so a usage error or an unreachable server
+    // prints only the error.
+    let mut header = Some(output::table_header());
+    let printed = super::run(&request, |result| {
+        if let Some(header) = header.take() {
+            println!("{header}");
+        }
+        println!("{}", output::table_row(result));
+        let _ = std::io::stdout().flush();
+    })
+    .await;
+    let results = match printed {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("loadgen conform: {error}");
+            return if error.unreachable() {
+                exit::UNREACHABLE
+            } else {
+                exit::USAGE
+            };
+        }
+    };
+    println!("{}", output::table_footer(&results, &args.url));
+    if let Some(path) = &args.json {
+        if let Err(error) = output::write_json(path, &args.url, &results) {
+            eprintln!("loadgen conform: {error}");
+            return exit::UNREACHABLE;
+        }
+    }
+    if let Some(path) = &args.junit {
+        if let Err(error) = output::write_junit(path, &args.url, &results) {
+            eprintln!("loadgen conform: {error}");
+            return exit::UNREACHABLE;
+        }
+    }
+    if all_must_passed(&results) {
+        exit::CONFORMS
+    } else {
+        exit::MUST_FAILED
+    }
+}

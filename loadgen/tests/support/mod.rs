@@ -1,0 +1,295 @@
+//! Test doubles for `loadgen conform`: a minimal chat server (hyper + fastwebsockets) that
+//! follows PROTOCOL.md except for one deliberate defect, for the defects chat-server has
+//! no `Fault` for. Each defect should make exactly the matching conformance check fail.
+//!
+//! With [`Defect::None`] the double is a correct (if minimal) server: one writer task and
+//! an unbounded queue per connection, eviction with Close 4001, removal by connection id.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+
+/// The one thing the double does wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defect {
+    /// None: a conforming server.
+    None,
+    /// S2: a login with an empty (or missing) name is accepted.
+    AcceptEmptyName,
+    /// S4: a relogin replaces the registry entry but never closes the old connection.
+    NoEviction,
+    /// S6: eviction looks up the old session, then registers the new one a few ms later
+    /// without checking again, so of several concurrent logins some are never closed.
+    RacyEviction,
+    /// S7: a client's Close is ignored (never answered), like the Go demo.
+    IgnoreClientClose,
+    /// M1: deliveries are formatted `<message> - FROM <NAME>` (one dash).
+    WrongFrom,
+    /// M2: the sender also receives its own message.
+    EchoToSender,
+    /// M5: no size limit and no UTF-8 check: everything is broadcast.
+    NoLimits,
+    /// M6: broadcast writes to every receiver in turn under one lock, like the Go demo,
+    /// so one receiver that does not read stalls everyone.
+    SequentialWrites,
+}
+
+type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
+type Reader = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
+
+struct Session {
+    id: u64,
+    name: String,
+    writer: tokio::sync::Mutex<Writer>,
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    /// Ends the read loop (eviction).
+    kick: Notify,
+}
+
+struct State {
+    defect: Defect,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    next_id: AtomicU64,
+    /// Held across a whole broadcast in `SequentialWrites`.
+    broadcast_lock: tokio::sync::Mutex<()>,
+}
+
+/// A running double.
+pub struct Double {
+    pub addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Double {
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+}
+
+impl Drop for Double {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Starts a double with `defect` on 127.0.0.1, a free port.
+pub async fn start(defect: Defect) -> Double {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let state = Arc::new(State {
+        defect,
+        sessions: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        broadcast_lock: tokio::sync::Mutex::new(()),
+    });
+    let accept = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(route(request, state)) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Double { addr, accept }
+}
+
+fn route(mut request: Request<Incoming>, state: Arc<State>) -> Response<Empty<Bytes>> {
+    let bad = || {
+        Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(Empty::new())
+            .expect("static response")
+    };
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return Response::builder()
+            .status(StatusCode::OK)
+            .body(Empty::new())
+            .expect("static response");
+    }
+    let name = match chat_server::login::user_from_query(request.uri().query(), 64) {
+        Ok(name) => name,
+        Err(_) if state.defect == Defect::AcceptEmptyName => String::new(),
+        Err(_) => return bad(),
+    };
+    let Ok((response, upgrade)) = fastwebsockets::upgrade::upgrade(&mut request) else {
+        return bad();
+    };
+    tokio::spawn(async move {
+        if let Ok(ws) = upgrade.await {
+            session(ws, name, state).await;
+        }
+    });
+    response.map(|_| Empty::new())
+}
+
+async fn session(
+    ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>,
+    name: String,
+    state: Arc<State>,
+) {
+    let (mut reader, writer): (Reader, Writer) = ws.split(tokio::io::split);
+    reader.set_auto_close(false);
+    reader.set_auto_pong(false);
+    let limit = if state.defect == Defect::NoLimits {
+        64 << 20
+    } else {
+        64 * 1024
+    };
+    reader.set_max_message_size(limit);
+    let (queue, mut outbound) = mpsc::unbounded_channel::<Vec<u8>>();
+    let me = Arc::new(Session {
+        id: state.next_id.fetch_add(1, Ordering::Relaxed),
+        name: name.clone(),
+        writer: tokio::sync::Mutex::new(writer),
+        queue,
+        kick: Notify::new(),
+    });
+    // Writer task: the connection's queue, in order.
+    let writer_me = Arc::downgrade(&me);
+    tokio::spawn(async move {
+        while let Some(text) = outbound.recv().await {
+            let Some(me) = writer_me.upgrade() else {
+                return;
+            };
+            let frame = Frame::text(Payload::Owned(text));
+            if me.writer.lock().await.write_frame(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    register(&state, &me).await;
+    let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+    loop {
+        let frame = tokio::select! {
+            frame = reader.read_frame(&mut no_obligations) => frame,
+            _ = me.kick.notified() => break,
+        };
+        match frame {
+            Ok(frame) => match frame.opcode {
+                OpCode::Text => {
+                    let payload = frame.payload.to_vec();
+                    if state.defect != Defect::NoLimits && std::str::from_utf8(&payload).is_err() {
+                        close(&me, 1007, "invalid UTF-8").await;
+                        break;
+                    }
+                    broadcast(&state, &me, payload).await;
+                }
+                OpCode::Close => {
+                    if state.defect == Defect::IgnoreClientClose {
+                        continue;
+                    }
+                    close(&me, 1000, "").await;
+                    break;
+                }
+                OpCode::Ping => {
+                    let pong = Frame::pong(Payload::Owned(frame.payload.to_vec()));
+                    let _ = me.writer.lock().await.write_frame(pong).await;
+                }
+                _ => {}
+            },
+            Err(WebSocketError::InvalidUTF8) => {
+                close(&me, 1007, "invalid UTF-8").await;
+                break;
+            }
+            Err(WebSocketError::FrameTooLarge) => {
+                close(&me, 1009, "message too big").await;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let mut sessions = state.sessions.lock().expect("lock");
+    if sessions.get(&name).is_some_and(|s| s.id == me.id) {
+        sessions.remove(&name);
+    }
+}
+
+async fn register(state: &State, me: &Arc<Session>) {
+    let old = match state.defect {
+        Defect::RacyEviction => {
+            let seen = state.sessions.lock().expect("lock").get(&me.name).cloned();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            state
+                .sessions
+                .lock()
+                .expect("lock")
+                .insert(me.name.clone(), me.clone());
+            seen
+        }
+        _ => state
+            .sessions
+            .lock()
+            .expect("lock")
+            .insert(me.name.clone(), me.clone()),
+    };
+    if let Some(old) = old {
+        if state.defect != Defect::NoEviction {
+            close(&old, 4001, "replaced by a new login").await;
+            old.kick.notify_one();
+        }
+    }
+}
+
+async fn close(session: &Session, code: u16, reason: &str) {
+    let _ = session
+        .writer
+        .lock()
+        .await
+        .write_frame(Frame::close(code, reason.as_bytes()))
+        .await;
+}
+
+async fn broadcast(state: &State, from: &Session, mut payload: Vec<u8>) {
+    let separator: &[u8] = if state.defect == Defect::WrongFrom {
+        b" - FROM "
+    } else {
+        b" -- FROM "
+    };
+    payload.extend_from_slice(separator);
+    payload.extend_from_slice(from.name.as_bytes());
+    let receivers: Vec<Arc<Session>> = state
+        .sessions
+        .lock()
+        .expect("lock")
+        .values()
+        .filter(|s| s.name != from.name || state.defect == Defect::EchoToSender)
+        .cloned()
+        .collect();
+    if state.defect == Defect::SequentialWrites {
+        let _all = state.broadcast_lock.lock().await;
+        for receiver in receivers {
+            let frame = Frame::text(Payload::Owned(payload.clone()));
+            let _ = receiver.writer.lock().await.write_frame(frame).await;
+        }
+    } else {
+        for receiver in receivers {
+            let _ = receiver.queue.send(payload.clone());
+        }
+    }
+}
