@@ -76,6 +76,24 @@ pub enum Command {
     /// (Close 4001); 5 the server ended the session otherwise (other Close, TCP drop).
     #[command(verbatim_doc_comment)]
     Client(ClientArgs),
+    /// Performance regression gate: run a base and a candidate server alternately under a
+    /// scenario and compare the pairs.
+    ///
+    /// Each command is a shell command line with `{addr}` where the listen address goes;
+    /// every run starts a fresh server process on 127.0.0.1. Per pair it compares
+    /// deliveries/s, latency p50 and p99, and server CPU seconds per 1,000 deliveries; a
+    /// metric regresses when the whole 95% bootstrap interval of the median ratio is
+    /// worse than --tolerance. Any run failing the scenario's thresholds fails the gate.
+    /// Writes compare.md and compare.json (default folder reports/gate-<UTC time>).
+    ///
+    /// Example:
+    ///   loadgen gate --base "old/chat-server --listen {addr}" \
+    ///                --candidate "target/release/chat-server --listen {addr}"
+    ///
+    /// Exit codes: 0 no regression; 1 regression or correctness failure; 2 bad usage;
+    /// 3 the gate could not run. scripts/perf-gate.sh builds a git base and runs this.
+    #[command(verbatim_doc_comment)]
+    Gate(GateArgs),
     /// Run the chat server for an embedded run (used by `run`; prints `listening ADDR`,
     /// stops when stdin closes).
     #[command(hide = true)]
@@ -174,4 +192,29 @@ pub struct ClientArgs {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
+    /// Command starting the base server, with {addr} for the listen address.
+    #[arg(long, value_name = "COMMAND")]
+    pub base: String,
+    /// Command starting the candidate server, with {addr} for the listen address.
+    #[arg(long, value_name = "COMMAND")]
+    pub candidate: String,
+    /// Scenario to run against each server (its `target` is ignored).
+    #[arg(long, default_value = "scenarios/gate.toml")]
+    pub scenario: PathBuf,
+    /// Number of base/candidate pairs.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub pairs: u32,
+    /// Relative change a metric may worsen by before it can count as a regression.
+    #[arg(long, default_value_t = 0.10)]
+    pub tolerance: f64,
+    /// Folder for compare.md and compare.json (default: reports/gate-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Only the final comparison, no line per run.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

@@ -8,6 +8,7 @@ mod conform;
 mod connection;
 mod duration;
 mod embedded;
+mod gate;
 mod nofile;
 mod progress;
 mod record;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Gate(args) => runtime.block_on(gate::command(args)),
         Command::Conform(args) => runtime.block_on(conform::command::main(args)),
         Command::Client(args) => runtime.block_on(client::main(args)),
         Command::Serve(args) => {

@@ -1,0 +1,303 @@
+//! `loadgen gate`: a performance regression gate by paired A/B runs on one machine.
+//!
+//! On a shared, noisy machine a comparison with last week's number cries wolf or sleeps.
+//! Instead the gate runs the base and the candidate server alternately — base, candidate,
+//! base, candidate, … — each time as a fresh process on loopback under the same scenario,
+//! and judges the per-pair ratios ([`stats`]). Metrics: deliveries/s, latency p50 and p99,
+//! and server CPU seconds per 1,000 deliveries. The scenario's thresholds are checked on
+//! every run too: a correctness failure (loss, eviction errors, …) fails the gate.
+//!
+//! Exit codes: 0 no regression; 1 a regression or a correctness failure; 2 bad usage;
+//! 3 the gate could not run (a server would not start, a run failed).
+
+mod server;
+pub mod stats;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::GateArgs;
+use crate::run::{self, Completion, RunRequest};
+use crate::scenario::Scenario;
+use crate::{report, thresholds};
+use server::ServerProcess;
+use stats::{Better, Comparison, Verdict};
+
+/// Which build a run measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Base,
+    Candidate,
+}
+
+/// One run of one side.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateRun {
+    pub pair: u32,
+    pub side: Side,
+    pub deliveries_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Server CPU seconds per 1,000 deliveries.
+    pub cpu_per_1000: f64,
+    /// Every scenario threshold passed and the run completed.
+    pub correct: bool,
+    /// Failed thresholds or why the run was incomplete.
+    pub problems: Vec<String>,
+}
+
+/// Everything `compare.json` holds.
+#[derive(Debug, Serialize)]
+pub struct GateResult {
+    pub base: String,
+    pub candidate: String,
+    pub scenario: String,
+    pub pairs: u32,
+    pub tolerance: f64,
+    pub comparisons: Vec<Comparison>,
+    pub runs: Vec<GateRun>,
+    pub regression: bool,
+    pub correctness_failed: bool,
+    pub passed: bool,
+}
+
+/// Runs the gate; returns the exit code.
+pub async fn command(args: GateArgs) -> u8 {
+    for (flag, command) in [("--base", &args.base), ("--candidate", &args.candidate)] {
+        if !command.contains("{addr}") {
+            eprintln!("loadgen gate: {flag} must contain {{addr}} where the listen address goes, e.g. \"target/release/chat-server --listen {{addr}}\"");
+            return 2;
+        }
+    }
+    if !(args.tolerance > 0.0 && args.tolerance < 1.0) {
+        eprintln!("loadgen gate: --tolerance must be between 0 and 1 (0.10 is 10%)");
+        return 2;
+    }
+    let scenario = match Scenario::load(&args.scenario) {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("loadgen gate: {error}");
+            return 2;
+        }
+    };
+    let mut runs = Vec::new();
+    for pair in 1..=args.pairs {
+        for (side, command) in [(Side::Base, &args.base), (Side::Candidate, &args.candidate)] {
+            match measure(pair, side, command, &scenario, &args.scenario).await {
+                Ok(run) => {
+                    if !args.quiet {
+                        eprintln!(
+                            "pair {pair}/{} {:<9} {:>9.0} deliveries/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:.4} CPU s/1000 deliveries{}",
+                            args.pairs,
+                            format!("{side:?}").to_lowercase(),
+                            run.deliveries_per_sec,
+                            run.p50_ms,
+                            run.p99_ms,
+                            run.cpu_per_1000,
+                            if run.correct { String::new() } else { format!("  INCORRECT: {}", run.problems.join("; ")) }
+                        );
+                    }
+                    runs.push(run);
+                }
+                Err(error) => {
+                    eprintln!("loadgen gate: pair {pair}, {side:?}: {error}");
+                    return 3;
+                }
+            }
+        }
+    }
+    let result = judge(&args, &runs);
+    let dir = args.out.clone().unwrap_or_else(|| {
+        report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
+    });
+    let markdown = markdown(&result);
+    if let Err(error) = write(&dir, &result, &markdown) {
+        eprintln!("loadgen gate: {error}");
+        return 3;
+    }
+    println!("{markdown}");
+    println!("reports: {}", dir.display());
+    if result.passed {
+        0
+    } else {
+        1
+    }
+}
+
+/// One run of one side on a fresh server.
+async fn measure(
+    pair: u32,
+    side: Side,
+    command: &str,
+    scenario: &Scenario,
+    path: &Path,
+) -> anyhow::Result<GateRun> {
+    let server = ServerProcess::start(command).await?;
+    let before = server.cpu_seconds();
+    let outcome = run::run(RunRequest {
+        scenario: scenario.clone(),
+        scenario_path: path.display().to_string(),
+        targets: vec![format!("ws://{}/", server.addr)],
+        quiet: true,
+    })
+    .await;
+    let after = server.cpu_seconds();
+    server.stop().await;
+    let (report, completion) = outcome?;
+    let measured = report::measured_secs(&report);
+    let verdicts = thresholds::evaluate(
+        &report.thresholds,
+        &report.totals,
+        &report.latency,
+        measured,
+    );
+    let mut problems: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| format!("{} {} (limit {})", v.name, v.actual, v.limit))
+        .collect();
+    if let Completion::Incomplete(why) = completion {
+        problems.push(why);
+    }
+    let delivered = report.totals.delivered as f64;
+    let cpu = match (before, after) {
+        (Some(b), Some(a)) if delivered > 0.0 => (a - b) / delivered * 1000.0,
+        _ => f64::NAN,
+    };
+    Ok(GateRun {
+        pair,
+        side,
+        deliveries_per_sec: thresholds::deliveries_per_sec(&report.totals, measured),
+        p50_ms: report.latency.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_ms: report.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        cpu_per_1000: cpu,
+        correct: problems.is_empty(),
+        problems,
+    })
+}
+
+/// A compared metric: its name, which way is better, and how to read it from a run.
+type Metric = (&'static str, Better, fn(&GateRun) -> f64);
+
+/// Compares the sides metric by metric.
+fn judge(args: &GateArgs, runs: &[GateRun]) -> GateResult {
+    let side = |s: Side, f: fn(&GateRun) -> f64| -> Vec<f64> {
+        runs.iter().filter(|r| r.side == s).map(f).collect()
+    };
+    let metrics: [Metric; 4] = [
+        ("deliveries_per_sec", Better::Higher, |r| {
+            r.deliveries_per_sec
+        }),
+        ("p50_ms", Better::Lower, |r| r.p50_ms),
+        ("p99_ms", Better::Lower, |r| r.p99_ms),
+        ("server_cpu_s_per_1000_deliveries", Better::Lower, |r| {
+            r.cpu_per_1000
+        }),
+    ];
+    let comparisons: Vec<Comparison> = metrics
+        .iter()
+        .map(|&(name, better, f)| {
+            stats::compare(
+                name,
+                better,
+                &side(Side::Base, f),
+                &side(Side::Candidate, f),
+                args.tolerance,
+            )
+        })
+        .collect();
+    let regression = comparisons.iter().any(|c| c.verdict == Verdict::Regression);
+    let correctness_failed = runs.iter().any(|r| !r.correct);
+    GateResult {
+        base: args.base.clone(),
+        candidate: args.candidate.clone(),
+        scenario: args.scenario.display().to_string(),
+        pairs: args.pairs,
+        tolerance: args.tolerance,
+        comparisons,
+        runs: runs.to_vec(),
+        regression,
+        correctness_failed,
+        passed: !regression && !correctness_failed,
+    }
+}
+
+/// `compare.md`: a table per metric and the list of runs.
+fn markdown(result: &GateResult) -> String {
+    let mut md = String::new();
+    let verdict = if result.passed {
+        "PASS"
+    } else if result.correctness_failed {
+        "FAIL (correctness)"
+    } else {
+        "FAIL (regression)"
+    };
+    let _ = writeln!(md, "# Performance gate: {verdict}\n");
+    let _ = writeln!(md, "- base: `{}`", result.base);
+    let _ = writeln!(md, "- candidate: `{}`", result.candidate);
+    let _ = writeln!(
+        md,
+        "- scenario: `{}`, {} pairs run alternately (base, candidate, …), tolerance {:.0}%",
+        result.scenario,
+        result.pairs,
+        result.tolerance * 100.0
+    );
+    let _ = writeln!(md, "- a metric regresses only if the whole 95% bootstrap interval of the median candidate/base ratio is worse than the tolerance\n");
+    let _ = writeln!(md, "| metric | better | base median | candidate median | ratio | 95% interval | pairs worse than tolerance | verdict |");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---|---:|---|");
+    for c in &result.comparisons {
+        let _ = writeln!(
+            md,
+            "| {} | {:?} | {:.4} | {:.4} | {:.3} | {:.3} – {:.3} | {}/{} | {} |",
+            c.metric,
+            c.better,
+            c.base_median,
+            c.candidate_median,
+            c.ratio,
+            c.ratio_low,
+            c.ratio_high,
+            c.worse_pairs,
+            c.pairs,
+            match c.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Regression => "**REGRESSION**",
+                Verdict::Improvement => "improvement",
+            }
+        );
+    }
+    let _ = writeln!(md, "\n## Runs\n");
+    let _ = writeln!(md, "| pair | side | deliveries/s | p50 ms | p99 ms | server CPU s / 1000 deliveries | correctness |");
+    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---|");
+    for r in &result.runs {
+        let _ = writeln!(
+            md,
+            "| {} | {:?} | {:.0} | {:.3} | {:.3} | {:.4} | {} |",
+            r.pair,
+            r.side,
+            r.deliveries_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.cpu_per_1000,
+            if r.correct {
+                "ok".to_string()
+            } else {
+                r.problems.join("; ")
+            }
+        );
+    }
+    md
+}
+
+fn write(dir: &Path, result: &GateResult, markdown: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let json: PathBuf = dir.join("compare.json");
+    let text = serde_json::to_string_pretty(result).context("cannot encode compare.json")?;
+    std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
+    let md = dir.join("compare.md");
+    std::fs::write(&md, markdown).with_context(|| format!("cannot write {}", md.display()))?;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `loadgen gate` end to end: usage errors, a server that will not start, and a short real
+//! comparison of a server with itself (the embedded `loadgen serve`).
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+
+const TINY: &str = "[users]\ncount = 10\nconnect_over = \"50ms\"\n[[phase]]\nduration = \"1s\"\nrate = 20\nsenders = 5\n";
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("loadgen-gate-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn gate(args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(LOADGEN)
+        .arg("gate")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("loadgen runs");
+    eprintln!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let no_addr = gate(&["--base", "x", "--candidate", "y {addr}"]);
+    assert_eq!(no_addr.status.code(), Some(2));
+    let tolerance = gate(&[
+        "--base",
+        "x {addr}",
+        "--candidate",
+        "y {addr}",
+        "--tolerance",
+        "2",
+    ]);
+    assert_eq!(tolerance.status.code(), Some(2));
+    let scenario = gate(&[
+        "--base",
+        "x {addr}",
+        "--candidate",
+        "y {addr}",
+        "--scenario",
+        "no/such.toml",
+    ]);
+    assert_eq!(scenario.status.code(), Some(2));
+}
+
+#[test]
+fn a_server_that_does_not_start_exits_3() {
+    let dir = temp_dir("nostart");
+    let scenario = dir.join("tiny.toml");
+    std::fs::write(&scenario, TINY).unwrap();
+    let output = gate(&[
+        "--base",
+        "false {addr}",
+        "--candidate",
+        "false {addr}",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("exited before accepting"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_server_compared_with_itself_passes_and_writes_both_files() {
+    let dir = temp_dir("self");
+    let scenario = dir.join("tiny.toml");
+    std::fs::write(&scenario, TINY).unwrap();
+    let server = format!("{LOADGEN} serve --listen {{addr}}");
+    let out = dir.join("out");
+    let output = gate(&[
+        "--base",
+        &server,
+        "--candidate",
+        &server,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--pairs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.starts_with("# Performance gate: PASS"), "{md}");
+    for metric in [
+        "deliveries_per_sec",
+        "p50_ms",
+        "p99_ms",
+        "server_cpu_s_per_1000_deliveries",
+    ] {
+        assert!(md.contains(metric), "{metric} in compare.md");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(json["passed"], true);
+    let _ = std::fs::remove_dir_all(dir);
+}
