@@ -2,8 +2,9 @@
 //!
 //! On a shared, noisy machine a comparison with last week's number cries wolf or sleeps.
 //! Instead the gate runs the base and the candidate server alternately — base, candidate,
-//! base, candidate, … — each time as a fresh process on loopback under the same scenario,
-//! and judges the per-pair ratios ([`stats`]). Metrics: deliveries/s, latency p50 and p99,
+//! candidate, base, base, candidate, … (each pair counterbalanced, so that whatever the
+//! second run of a pair suffers hits both sides alike) — each time as a fresh process on
+//! loopback under the same scenario, and judges the per-pair ratios ([`stats`]). Metrics: deliveries/s, latency p50 and p99,
 //! and server CPU seconds per 1,000 deliveries. The scenario's thresholds are checked on
 //! every run too: a correctness failure (loss, eviction errors, …) fails the gate.
 //!
@@ -85,7 +86,15 @@ pub async fn command(args: GateArgs) -> u8 {
     };
     let mut runs = Vec::new();
     for pair in 1..=args.pairs {
-        for (side, command) in [(Side::Base, &args.base), (Side::Candidate, &args.candidate)] {
+        // Counterbalanced order (base first in odd pairs, candidate first in even ones):
+        // the second run of a pair is measurably slower here (a few %, the first run's
+        // sockets still being torn down), which must not look like a difference.
+        let order = if pair % 2 == 1 {
+            [(Side::Base, &args.base), (Side::Candidate, &args.candidate)]
+        } else {
+            [(Side::Candidate, &args.candidate), (Side::Base, &args.base)]
+        };
+        for (side, command) in order {
             match measure(pair, side, command, &scenario, &args.scenario).await {
                 Ok(run) => {
                     if !args.quiet {
@@ -240,7 +249,7 @@ fn markdown(result: &GateResult) -> String {
     let _ = writeln!(md, "- candidate: `{}`", result.candidate);
     let _ = writeln!(
         md,
-        "- scenario: `{}`, {} pairs run alternately (base, candidate, …), tolerance {:.0}%",
+        "- scenario: `{}`, {} pairs run alternately (base first in odd pairs, candidate first in even ones), tolerance {:.0}%",
         result.scenario,
         result.pairs,
         result.tolerance * 100.0
