@@ -5,7 +5,7 @@
 # Writes reports/gate-<time>/compare.md and compare.json.
 #
 # Usage: scripts/perf-gate.sh [BASE_REF]
-#   PAIRS=5 TOLERANCE=0.10 SCENARIO=scenarios/gate.toml
+#   PAIRS=7 TOLERANCE=0.10 SCENARIO=scenarios/gate.toml
 #   CANDIDATE_FEATURES=gate-slowdown   build the candidate server with a cargo feature
 # Exit codes: 0 pass (or comparison skipped because the base cannot be built — it says
 # so); 1 regression or correctness failure; 2 usage; 3 could not run.
@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 BASE_REF=${1:-HEAD~1}
-PAIRS=${PAIRS:-5}
+PAIRS=${PAIRS:-7}
 TOLERANCE=${TOLERANCE:-0.10}
 SCENARIO=${SCENARIO:-scenarios/gate.toml}
 [ $# -le 1 ] || { echo "usage: scripts/perf-gate.sh [BASE_REF]" >&2; exit 2; }

@@ -82,8 +82,9 @@ pub enum Command {
     /// Each command is a shell command line with `{addr}` where the listen address goes;
     /// every run starts a fresh server process on 127.0.0.1. Per pair it compares
     /// deliveries/s, latency p50 and p99, and server CPU seconds per 1,000 deliveries; a
-    /// metric regresses when the whole 95% bootstrap interval of the median ratio is
-    /// worse than --tolerance. Any run failing the scenario's thresholds fails the gate.
+    /// metric regresses when the median candidate/base ratio is worse than --tolerance
+    /// and its whole 95% bootstrap interval is worse than 1. Any run failing the
+    /// scenario's thresholds fails the gate.
     /// Writes compare.md and compare.json (default folder reports/gate-<UTC time>).
     ///
     /// Example:
@@ -206,7 +207,7 @@ pub struct GateArgs {
     #[arg(long, default_value = "scenarios/gate.toml")]
     pub scenario: PathBuf,
     /// Number of base/candidate pairs.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=100))]
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(2..=100))]
     pub pairs: u32,
     /// Relative change a metric may worsen by before it can count as a regression.
     #[arg(long, default_value_t = 0.10)]

@@ -254,7 +254,7 @@ fn markdown(result: &GateResult) -> String {
         result.pairs,
         result.tolerance * 100.0
     );
-    let _ = writeln!(md, "- a metric regresses only if the whole 95% bootstrap interval of the median candidate/base ratio is worse than the tolerance\n");
+    let _ = writeln!(md, "- a metric regresses when the median candidate/base ratio is worse than the tolerance and its whole 95% bootstrap interval is worse than 1\n");
     let _ = writeln!(md, "| metric | better | base median | candidate median | ratio | 95% interval | pairs worse than tolerance | verdict |");
     let _ = writeln!(md, "|---|---|---:|---:|---:|---|---:|---|");
     for c in &result.comparisons {
