@@ -82,9 +82,9 @@ pub enum Command {
     /// Each command is a shell command line with `{addr}` where the listen address goes;
     /// every run starts a fresh server process on 127.0.0.1. Per pair it compares
     /// deliveries/s, latency p50 and p99, and server CPU seconds per 1,000 deliveries; a
-    /// metric regresses when the median candidate/base ratio is worse than --tolerance
-    /// and its whole 95% bootstrap interval is worse than 1. Any run failing the
-    /// scenario's thresholds fails the gate.
+    /// metric regresses when the median candidate/base ratio is worse than --tolerance,
+    /// its whole 95% bootstrap interval is worse than 1, and a sign test over the pairs
+    /// agrees (p <= 0.10). Any run failing the scenario's thresholds fails the gate.
     /// Writes compare.md and compare.json (default folder reports/gate-<UTC time>).
     ///
     /// Example:
@@ -122,6 +122,27 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// A deliberate defect, for tests that prove a check or the gate can fail:
+    /// `delete-by-name`, `swap-pairs` or `drop-every-N`.
+    #[arg(long, value_parser = parse_fault)]
+    pub fault: Option<chat_server::Fault>,
+}
+
+/// Parses `--fault`.
+fn parse_fault(text: &str) -> Result<chat_server::Fault, String> {
+    use chat_server::Fault;
+    match text {
+        "delete-by-name" => Ok(Fault::DeleteByName),
+        "swap-pairs" => Ok(Fault::SwapPairs),
+        _ => text
+            .strip_prefix("drop-every-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .map(Fault::DropEvery)
+            .ok_or_else(|| {
+                format!("unknown fault {text:?}: use delete-by-name, swap-pairs or drop-every-N")
+            }),
+    }
 }
 
 #[derive(Debug, clap::Args)]

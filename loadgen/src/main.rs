@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             let config = chat_server::Config {
                 listen: args.listen,
+                fault: args.fault,
                 ..Default::default()
             };
             match runtime.block_on(embedded::serve(config)) {

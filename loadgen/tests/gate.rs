@@ -112,3 +112,37 @@ fn a_server_compared_with_itself_passes_and_writes_both_files() {
     assert_eq!(json["passed"], true);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_candidate_that_breaks_correctness_fails_the_gate_with_exit_1() {
+    let dir = temp_dir("broken");
+    let scenario = dir.join("tiny.toml");
+    std::fs::write(&scenario, TINY).unwrap();
+    let base = format!("{LOADGEN} serve --listen {{addr}}");
+    let broken = format!("{LOADGEN} serve --listen {{addr}} --fault drop-every-5");
+    let out = dir.join("out");
+    let output = gate(&[
+        "--base",
+        &base,
+        "--candidate",
+        &broken,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--pairs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(
+        md.starts_with("# Performance gate: FAIL (correctness)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("min_delivery_ratio"),
+        "the failed threshold is named: {md}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -254,13 +254,13 @@ fn markdown(result: &GateResult) -> String {
         result.pairs,
         result.tolerance * 100.0
     );
-    let _ = writeln!(md, "- a metric regresses when the median candidate/base ratio is worse than the tolerance and its whole 95% bootstrap interval is worse than 1\n");
-    let _ = writeln!(md, "| metric | better | base median | candidate median | ratio | 95% interval | pairs worse than tolerance | verdict |");
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---|---:|---|");
+    let _ = writeln!(md, "- a metric regresses when the median candidate/base ratio is worse than the tolerance, its whole 95% bootstrap interval is worse than 1, and a one-sided sign test over the pairs agrees (p <= 0.10)\n");
+    let _ = writeln!(md, "| metric | better | base median | candidate median | ratio | 95% interval | pairs worse than tolerance | sign test p | verdict |");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---|---:|---:|---|");
     for c in &result.comparisons {
         let _ = writeln!(
             md,
-            "| {} | {:?} | {:.4} | {:.4} | {:.3} | {:.3} – {:.3} | {}/{} | {} |",
+            "| {} | {:?} | {:.4} | {:.4} | {:.3} | {:.3} – {:.3} | {}/{} | {:.3} | {} |",
             c.metric,
             c.better,
             c.base_median,
@@ -270,6 +270,7 @@ fn markdown(result: &GateResult) -> String {
             c.ratio_high,
             c.worse_pairs,
             c.pairs,
+            c.sign_p,
             match c.verdict {
                 Verdict::Pass => "pass",
                 Verdict::Regression => "**REGRESSION**",

@@ -8,7 +8,10 @@
 //! change matters), and the whole interval is on the worse side of 1 (the candidate is
 //! worse with confidence, not by the luck of a few pairs). *Improves* is the mirror image.
 //! Requiring the whole interval to clear the tolerance instead missed a real 20% slowdown
-//! in one of two runs with 5 pairs on our noisy machines.
+//! in one of two runs with 5 pairs on our noisy machines. A bootstrap of very few pairs
+//! is degenerate, so a one-sided sign test must agree too: the number of pairs in which
+//! the candidate is worse at all must be significant at 10% (5 of 5, 6 of 7, 7 of 9, …;
+//! with fewer than 4 pairs no regression can be shown).
 
 use serde::Serialize;
 
@@ -43,6 +46,8 @@ pub struct Comparison {
     pub ratio_high: f64,
     /// Pairs in which the candidate was worse than the tolerance allows.
     pub worse_pairs: usize,
+    /// One-sided sign-test p-value of "the candidate is worse" (pairs worse at all).
+    pub sign_p: f64,
     pub pairs: usize,
     pub tolerance: f64,
     pub verdict: Verdict,
@@ -50,6 +55,25 @@ pub struct Comparison {
 
 /// Bootstrap resamples.
 const RESAMPLES: usize = 4000;
+
+/// Significance the sign test must reach.
+const SIGN_ALPHA: f64 = 0.10;
+
+/// P(at least `k` of `n` fair coin flips come up heads): the one-sided sign test.
+fn sign_test(n: usize, k: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    let mut choose = 1.0f64; // C(n, i), built up from C(n, 0)
+    let mut tail = 0.0;
+    for i in 0..=n {
+        if i >= k {
+            tail += choose;
+        }
+        choose = choose * (n - i) as f64 / (i + 1) as f64;
+    }
+    tail / 2f64.powi(n as i32)
+}
 
 /// Compares paired samples. `base[i]` and `candidate[i]` are pair `i`. Pairs with a
 /// non-positive or non-finite value are left out (a ratio needs two real numbers).
@@ -76,15 +100,18 @@ pub fn compare(
     };
     let limit = 1.0 + tolerance;
     let worse_pairs = ratios.iter().filter(|&&r| worse(r) > limit).count();
+    let sign = |k: usize| sign_test(ratios.len(), k);
+    let sign_p = sign(ratios.iter().filter(|&&r| worse(r) > 1.0).count());
+    let sign_better = sign(ratios.iter().filter(|&&r| worse(r) < 1.0).count());
     let (best_case, worst_case) = match better {
         Better::Lower => (ratio_low, ratio_high),
         Better::Higher => (ratio_high, ratio_low),
     };
     let verdict = if ratios.is_empty() {
         Verdict::Pass
-    } else if worse(ratio) > limit && worse(best_case) > 1.0 {
+    } else if worse(ratio) > limit && worse(best_case) > 1.0 && sign_p <= SIGN_ALPHA {
         Verdict::Regression
-    } else if worse(ratio) < 1.0 / limit && worse(worst_case) < 1.0 {
+    } else if worse(ratio) < 1.0 / limit && worse(worst_case) < 1.0 && sign_better <= SIGN_ALPHA {
         Verdict::Improvement
     } else {
         Verdict::Pass
@@ -98,6 +125,7 @@ pub fn compare(
         ratio_low,
         ratio_high,
         worse_pairs,
+        sign_p,
         pairs: ratios.len(),
         tolerance,
         verdict,
@@ -188,6 +216,17 @@ mod tests {
             compare("p99", Better::Lower, &base, &one_bad, 0.10).verdict,
             Verdict::Pass
         );
+    }
+
+    #[test]
+    fn two_pairs_can_never_show_a_regression() {
+        let c = compare("p50", Better::Lower, &[1.7, 1.7], &[1.75, 2.5], 0.10);
+        assert!(c.ratio > 1.1, "{c:?}");
+        assert_eq!(c.verdict, Verdict::Pass);
+        assert_eq!(sign_test(2, 2), 0.25);
+        assert_eq!(sign_test(5, 5), 0.03125);
+        assert_eq!(sign_test(7, 6), 0.0625);
+        assert_eq!(sign_test(4, 0), 1.0);
     }
 
     #[test]
