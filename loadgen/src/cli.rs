@@ -176,8 +176,11 @@ pub struct ConformArgs {
     /// Simultaneous logins of one name per S6 round.
     #[arg(long, default_value_t = 8)]
     pub concurrent_logins: usize,
-    /// Messages per sender in M3 (three senders at once).
-    #[arg(long, default_value_t = 1000)]
+    /// Messages per sender in M3 (three senders at once). Keep three times this below the
+    /// server's per-receiver queue bound (chat-server: 1024): a burst the receiver cannot
+    /// read fast enough — this process's own senders compete with its readers for the
+    /// CPU — is a slow consumer, and a correct server may close it with 1013.
+    #[arg(long, default_value_t = 300)]
     pub order_messages: usize,
     /// MiB pushed past a stalled receiver in M6.
     #[arg(long, default_value_t = 12)]
