@@ -95,6 +95,40 @@ pub enum Command {
     /// 3 the gate could not run. scripts/perf-gate.sh builds a git base and runs this.
     #[command(verbatim_doc_comment)]
     Gate(GateArgs),
+    /// Find the knee: the highest load that still meets an objective, and what runs out.
+    ///
+    /// The file (see scenarios/README.md) names what grows — users, the message rate, or
+    /// both along a straight path — with start, step and limit, the traffic of every step,
+    /// and the objective ([thresholds], e.g. p99 <= 50ms with nothing lost). Each step is
+    /// a plain run (a warm-up that is not judged, then the measured part) against a fresh
+    /// server; the search steps up until the objective fails or the limit is reached, then
+    /// bisects between the last good and the first bad step. Server and loadgen CPU and
+    /// memory are sampled during each step, so the report can say which side ran out —
+    /// including, plainly, when the load generator itself was the limit.
+    ///
+    /// Writes reports/capacity-<UTC time>/: capacity.csv (a row per step), capacity.json,
+    /// report.html (self-contained, three SVG charts), report.md, knee.toml and
+    /// above-knee.toml (reproduce the knee and 20% above it with `loadgen run`), and each
+    /// step's run reports under steps/.
+    ///
+    /// Where the server comes from: nothing (default) = embedded chat-server, a fresh
+    /// process per step; --server "CMD {addr}" = your server, a fresh process per step;
+    /// --target URL = a running server shared by every step (its CPU and memory from
+    /// --server-pid, or from process_cpu_seconds_total and process_resident_memory_bytes
+    /// in its /metrics).
+    ///
+    /// Examples:
+    ///   loadgen capacity scenarios/capacity.toml
+    ///   loadgen capacity scenarios/capacity.toml --server "./my-server --port {addr}"
+    ///   loadgen capacity scenarios/capacity.toml --target ws://127.0.0.1:6789/ --server-pid 4242
+    ///   loadgen capacity scenarios/capacity.toml --expect-at-least 1500   (a CI check)
+    ///
+    /// Exit codes: 0 the search ran to its end; 1 the capacity found is below
+    /// --expect-at-least; 2 bad usage or file (or the limit cannot fit the open-file
+    /// limit); 3 the search could not run or was cut short (server not startable or
+    /// unreachable, Ctrl-C) — the report of the steps done so far is still written.
+    #[command(verbatim_doc_comment)]
+    Capacity(CapacityArgs),
     /// Run the chat server for an embedded run (used by `run`; prints `listening ADDR`,
     /// stops when stdin closes).
     #[command(hide = true)]
@@ -113,6 +147,34 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// No live progress; only the final summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CapacityArgs {
+    /// Capacity file (TOML; see scenarios/README.md).
+    pub file: PathBuf,
+    /// Server URL of a running server, overriding the file's `target` (repeat to spread
+    /// users over several).
+    #[arg(long = "target", value_name = "URL")]
+    pub targets: Vec<String>,
+    /// Start the server for each step from this shell command, with {addr} where the
+    /// listen address goes (its CPU and memory are then read from /proc).
+    #[arg(long, value_name = "COMMAND", conflicts_with = "targets")]
+    pub server: Option<String>,
+    /// With --target: the process id of that server on this machine, to read its CPU and
+    /// memory from /proc rather than its /metrics.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Exit 1 when the highest load that met the objective is below this level (users, or
+    /// msg/s when the rate grows).
+    #[arg(long, value_name = "LEVEL")]
+    pub expect_at_least: Option<f64>,
+    /// Report directory (default: reports/capacity-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Only the conclusion, no line per step.
     #[arg(long, short)]
     pub quiet: bool,
 }

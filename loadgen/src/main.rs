@@ -1,5 +1,6 @@
 //! `loadgen`: argument parsing and dispatch. Each subcommand lives in its own module.
 
+mod capacity;
 mod checks;
 mod churn;
 mod cli;
@@ -13,6 +14,7 @@ mod nofile;
 mod progress;
 mod record;
 mod report;
+mod resources;
 mod run;
 mod scenario;
 mod scrape;
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Gate(args) => runtime.block_on(gate::command(args)),
+        Command::Capacity(args) => runtime.block_on(capacity::command::main(args)),
         Command::Conform(args) => runtime.block_on(conform::command::main(args)),
         Command::Client(args) => runtime.block_on(client::main(args)),
         Command::Serve(args) => {
@@ -109,13 +112,7 @@ async fn run(args: RunArgs) -> u8 {
             return exit::COULD_NOT_RUN;
         }
     };
-    let measured = report::measured_secs(&report);
-    let verdicts = thresholds::evaluate(
-        &report.thresholds,
-        &report.totals,
-        &report.latency,
-        measured,
-    );
+    let verdicts = report.verdicts();
     let dir = args.out.unwrap_or_else(|| {
         report::default_dir(
             std::path::Path::new("reports"),

@@ -375,14 +375,19 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
     let mut overall = new_histogram();
     let mut next_tick = measure_start + interval.as_nanos() as u64;
     let mut last_tick = measure_start;
+    // Intervals that start within the warm-up are kept in the time series but not judged.
+    let warmup_s = ctx.scenario.warmup.map_or(0.0, |w| w.0.as_secs_f64());
     let close_interval = |intervals: &mut Vec<IntervalRecord>,
                           overall: &mut hdrhistogram::Histogram<u64>,
                           from: u64,
                           to: u64| {
         let (counters, latency) = ctx.recorder.take();
-        let _ = overall.add(&latency);
+        let start_s = (from - measure_start) as f64 / 1e9;
+        if start_s + 0.001 >= warmup_s {
+            let _ = overall.add(&latency);
+        }
         intervals.push(IntervalRecord {
-            start_s: (from - measure_start) as f64 / 1e9,
+            start_s,
             length_s: (to - from) as f64 / 1e9,
             users_online: ctx.online.load(Relaxed),
             counters,
@@ -646,7 +651,7 @@ async fn target_reachable(targets: &[(Target, SocketAddr)]) -> bool {
     false
 }
 
-fn git_revision() -> Option<String> {
+pub fn git_revision() -> Option<String> {
     let output = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .output()

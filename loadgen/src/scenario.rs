@@ -26,7 +26,7 @@ pub struct Scenario {
     pub description: Option<String>,
     /// Server URL(s); users are spread across them round-robin. Absent: loadgen starts
     /// its own chat-server as a child process.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Targets::is_embedded")]
     pub target: Targets,
     /// The simulated users.
     pub users: Users,
@@ -36,6 +36,10 @@ pub struct Scenario {
     /// What happens, in order.
     #[serde(rename = "phase", default)]
     pub phases: Vec<Phase>,
+    /// The first part of the measured run that is played but not judged: latency
+    /// percentiles (and so the latency thresholds) leave it out, rounded up to whole
+    /// 1-second intervals. Loss and errors still count everywhere.
+    pub warmup: Option<Span>,
     /// Pass/fail limits.
     #[serde(default)]
     pub thresholds: Thresholds,
@@ -56,6 +60,11 @@ pub enum Targets {
 }
 
 impl Targets {
+    /// No target: the embedded server.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, Targets::Embedded)
+    }
+
     /// The URLs as written (empty for the embedded server).
     pub fn urls(&self) -> Vec<String> {
         match self {
@@ -432,6 +441,18 @@ impl Scenario {
             }
             if phase.churn_rate > 0.0 && phase.churn_offline.0.is_zero() {
                 return fail(&field("churn_offline"), "must be above zero".into());
+            }
+        }
+        if let Some(warmup) = self.warmup {
+            let total: std::time::Duration = self.phases.iter().map(|p| p.duration.0).sum();
+            if warmup.0 >= total {
+                return fail(
+                    "warmup",
+                    format!(
+                        "{warmup} is not shorter than the phases ({}): nothing would be judged",
+                        Span(total)
+                    ),
+                );
             }
         }
         let t = &self.thresholds;

@@ -1,5 +1,7 @@
-//! Reads one counter from a server's `/metrics` (Prometheus text), over a plain HTTP/1.1
-//! GET, so the report can set the server's own delivery count beside loadgen's.
+//! Reads samples from a server's `/metrics` (Prometheus text), over a plain HTTP/1.1 GET:
+//! the server's own delivery count beside loadgen's, and — for `loadgen capacity` against
+//! a server that is not a local process — its `process_cpu_seconds_total` and
+//! `process_resident_memory_bytes`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +16,15 @@ pub async fn counter(addr: SocketAddr, name: &str) -> Option<u64> {
         .await
         .ok()??;
     parse_counter(&body, name)
+}
+
+/// One GET of `/metrics`: for each of `names`, the sum of its samples (`None` where the
+/// server has no such metric). `None` if `/metrics` cannot be read at all.
+pub async fn values(addr: SocketAddr, names: &[&str]) -> Option<Vec<Option<f64>>> {
+    let body = tokio::time::timeout(Duration::from_secs(3), get_metrics(addr))
+        .await
+        .ok()??;
+    Some(names.iter().map(|name| parse_value(&body, name)).collect())
 }
 
 async fn get_metrics(addr: SocketAddr) -> Option<String> {
@@ -31,18 +42,34 @@ async fn get_metrics(addr: SocketAddr) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
-/// Sums `name{...} value` and `name value` lines.
+/// Sums `name{...} value` and `name value` lines, as a whole number.
 pub fn parse_counter(body: &str, name: &str) -> Option<u64> {
+    parse_value(body, name).map(|v| v as u64)
+}
+
+/// Sums `name{...} value` and `name value` lines (an optional timestamp after the value
+/// is ignored). `None` if there is no such line or a value is not a finite number.
+pub fn parse_value(body: &str, name: &str) -> Option<f64> {
     let mut found = None;
     for line in body.lines() {
         let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+        let rest = if let Some(labelled) = rest.strip_prefix('{') {
+            match labelled.rfind('}') {
+                Some(end) => &labelled[end + 1..],
+                None => continue,
+            }
+        } else if rest.starts_with(' ') {
+            rest
+        } else {
             continue;
+        };
+        let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
+        if !value.is_finite() {
+            return None;
         }
-        let value: f64 = rest.rsplit(' ').next()?.parse().ok()?;
-        *found.get_or_insert(0) += value as u64;
+        *found.get_or_insert(0.0) += value;
     }
     found
 }
@@ -56,5 +83,14 @@ mod tests {
         let body = "# HELP x\nchat_deliveries_out_total{server_id=\"1\"} 5\nchat_deliveries_out_total_other 9\nchat_deliveries_out_total 2\n";
         assert_eq!(parse_counter(body, "chat_deliveries_out_total"), Some(7));
         assert_eq!(parse_counter(body, "nothing"), None);
+    }
+
+    #[test]
+    fn reads_fractions_labels_with_spaces_and_timestamps() {
+        let body = "process_cpu_seconds_total 12.5\nx{a=\"b c\"} 1.5 1700000000\nx{d=\"e\"} 2\n";
+        assert_eq!(parse_value(body, "process_cpu_seconds_total"), Some(12.5));
+        assert_eq!(parse_value(body, "x"), Some(3.5));
+        assert_eq!(parse_value("y NaN\n", "y"), None);
+        assert_eq!(parse_value("y{broken 1\n", "y"), None);
     }
 }

@@ -4,11 +4,16 @@
 //! so no ordering between them is needed. `deliveries_out` counts chat messages whose
 //! bytes were fully written to a receiver's socket, which is what a load generator can
 //! observe; messages still queued, or dropped with a slow consumer, are not deliveries.
+//!
+//! After the `chat_*` counters come the Prometheus process collector's
+//! `process_cpu_seconds_total` and `process_resident_memory_bytes` (see [`crate::process`]),
+//! so that a load generator can read a remote server's CPU and memory.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::login::Refusal;
+use crate::process::Usage;
 
 /// Server-wide counters. One instance per server, shared by every connection.
 #[derive(Debug, Default)]
@@ -48,7 +53,8 @@ impl Metrics {
         Self::inc(&self.refused[reason.index()]);
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// The Prometheus text exposition of every counter, then of the process's CPU time and
+    /// resident memory (read from `/proc` now; left out where it cannot be read).
     pub fn render(&self, server_id: &str) -> String {
         let mut out = String::with_capacity(2048);
         let id = escape_label(server_id);
@@ -134,7 +140,29 @@ impl Metrics {
                 self.refused[reason.index()].load(Relaxed)
             );
         }
+        render_process(&mut out, &Usage::read());
         out
+    }
+}
+
+/// The process collector's metrics, with the official client's names, help and types and,
+/// like it, no labels. A value that could not be read is left out, not shown as 0.
+fn render_process(out: &mut String, usage: &Usage) {
+    if let Some(seconds) = usage.cpu_seconds {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds."
+        );
+        let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+        let _ = writeln!(out, "process_cpu_seconds_total {seconds}");
+    }
+    if let Some(bytes) = usage.resident_bytes {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes."
+        );
+        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
+        let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
     }
 }
 
@@ -158,6 +186,43 @@ mod tests {
         assert!(text.contains("chat_deliveries_out_total{server_id=\"a\\\"b\"} 1\n"));
         assert!(text.contains("reason=\"empty_user\"} 1\n"));
         assert!(text.contains("reason=\"missing_user\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 11);
+        assert_eq!(text.matches("# TYPE chat_").count(), 11);
+    }
+
+    #[test]
+    fn renders_process_metrics_like_the_prometheus_client() {
+        let mut out = String::new();
+        render_process(
+            &mut out,
+            &Usage {
+                cpu_seconds: Some(1.25),
+                resident_bytes: Some(12_345_678),
+            },
+        );
+        assert_eq!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total 1.25\n\
+             # HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+             # TYPE process_resident_memory_bytes gauge\n\
+             process_resident_memory_bytes 12345678\n"
+        );
+    }
+
+    #[test]
+    fn leaves_out_process_metrics_it_could_not_read() {
+        let mut out = String::new();
+        render_process(&mut out, &Usage::default());
+        assert_eq!(out, "");
+        render_process(
+            &mut out,
+            &Usage {
+                cpu_seconds: None,
+                resident_bytes: Some(4096),
+            },
+        );
+        assert!(!out.contains("process_cpu_seconds_total"));
+        assert!(out.ends_with("process_resident_memory_bytes 4096\n"));
     }
 }

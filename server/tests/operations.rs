@@ -101,6 +101,34 @@ async fn o1_metrics_carry_the_server_id() {
     assert!(body.contains("chat_logins_total{server_id=\"node-7\"} 0"));
 }
 
+/// The Prometheus process collector's two metrics, unlabeled, so a load generator can read
+/// a remote server's CPU and memory.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn o1_metrics_carry_process_cpu_and_resident_memory() {
+    let server = start_default().await;
+    let (status, body) = http_get(server.local_addr(), b"/metrics", false).await;
+    assert_eq!(status, 200);
+    let sample = |name: &str, kind: &str| -> f64 {
+        assert!(
+            body.contains(&format!("\n# TYPE {name} {kind}\n")),
+            "/metrics lacks the {kind} {name}"
+        );
+        let prefix = format!("{name} ");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no unlabeled sample of {name} in /metrics"));
+        line[prefix.len()..]
+            .parse()
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    };
+    let cpu = sample("process_cpu_seconds_total", "counter");
+    assert!(cpu.is_finite() && cpu >= 0.0, "cpu seconds {cpu}");
+    let resident = sample("process_resident_memory_bytes", "gauge");
+    assert!(resident > (1 << 20) as f64, "resident bytes {resident}");
+}
+
 /// Several clients that answer every Ping, logged in a few ms apart so that their last
 /// answers fall at different points between the server's idle checks, and one client that
 /// never reads (so never answers).

@@ -11,7 +11,7 @@
 //! Exit codes: 0 no regression; 1 a regression or a correctness failure; 2 bad usage;
 //! 3 the gate could not run (a server would not start, a run failed).
 
-mod server;
+pub mod server;
 pub mod stats;
 
 use std::fmt::Write as _;
@@ -156,13 +156,7 @@ async fn measure(
     let after = server.cpu_seconds();
     server.stop().await;
     let (report, completion) = outcome?;
-    let measured = report::measured_secs(&report);
-    let verdicts = thresholds::evaluate(
-        &report.thresholds,
-        &report.totals,
-        &report.latency,
-        measured,
-    );
+    let verdicts = report.verdicts();
     let mut problems: Vec<String> = verdicts
         .iter()
         .filter(|v| !v.passed)
@@ -179,7 +173,10 @@ async fn measure(
     Ok(GateRun {
         pair,
         side,
-        deliveries_per_sec: thresholds::deliveries_per_sec(&report.totals, measured),
+        deliveries_per_sec: thresholds::deliveries_per_sec(
+            &report.totals,
+            report::measured_secs(&report),
+        ),
         p50_ms: report.latency.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: report.latency.value_at_quantile(0.99) as f64 / 1000.0,
         cpu_per_1000: cpu,

@@ -84,7 +84,12 @@ impl ServerProcess {
 
     /// CPU seconds (user + system) the process has used so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        cpu_seconds(self.pid)
+        crate::resources::cpu_seconds(self.pid)
+    }
+
+    /// The process id (the server itself: the shell `exec`s it).
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// SIGTERM, then SIGKILL after 10 s.
@@ -103,32 +108,9 @@ impl ServerProcess {
     }
 }
 
-/// utime + stime of a process, in seconds, from `/proc/PID/stat`.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields after its closing ')' are plain.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks > 0).then(|| (utime + stime) / ticks as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_this_process_cpu() {
-        let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_add(i * i);
-        }
-        std::hint::black_box(x);
-        assert!(cpu_seconds(std::process::id()).is_some());
-    }
 
     #[tokio::test]
     async fn a_command_that_exits_is_reported() {

@@ -4,7 +4,7 @@
 //! and `latency.hgrm`; `reports/README.md` documents every file, column and field. Each
 //! file has its own module; this one decides where they go and writes them all.
 
-mod clock;
+pub mod clock;
 mod hgrm;
 mod hlog;
 mod summary;
@@ -113,6 +113,9 @@ pub enum EncodeError {
     Csv(#[from] csv::Error),
     #[error("HdrHistogram log: {0}")]
     Hlog(#[from] hlog::HlogError),
+    /// A capacity report's chart (its message names the chart).
+    #[error(transparent)]
+    Chart(#[from] crate::capacity::charts::ChartError),
 }
 
 /// `<reports_root>/<scenario>-<YYYYMMDDTHHMMSSZ>`, the start time in UTC. The scenario
@@ -169,7 +172,8 @@ pub fn write_all(dir: &Path, report: &RunReport, verdicts: &[Verdict]) -> Result
     write_file(dir, LATENCY_HGRM, Ok::<_, EncodeError>(hgrm))
 }
 
-fn write_file<E: Into<EncodeError>>(
+/// Writes one file of a report folder, naming the path in any error.
+pub(crate) fn write_file<E: Into<EncodeError>>(
     dir: &Path,
     name: &str,
     content: Result<Vec<u8>, E>,
@@ -191,6 +195,19 @@ fn write_file<E: Into<EncodeError>>(
 /// (INCOMPLETE with the reason when the run stopped early).
 pub fn summary_table(report: &RunReport, verdicts: &[Verdict]) -> String {
     table::summary_table(report, verdicts)
+}
+
+impl RunReport {
+    /// Judges the run by its thresholds: the verdicts `loadgen run`, the gate and each
+    /// capacity step all use.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        crate::thresholds::evaluate(
+            &self.thresholds,
+            &self.totals,
+            &self.latency,
+            measured_secs(self),
+        )
+    }
 }
 
 /// Seconds of measured load that rates are per (`measured_s` in `summary.json`).

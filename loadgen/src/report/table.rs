@@ -77,10 +77,16 @@ pub fn summary_table(report: &RunReport, verdicts: &[Verdict]) -> String {
             ms(h.max()),
         )
     };
+    let warmup = report
+        .scenario
+        .get("warmup")
+        .and_then(|w| w.as_str())
+        .map(|w| format!(", after a {w} warm-up"))
+        .unwrap_or_default();
     row(
         "latency ms",
         format!(
-            "p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}  ({} samples)",
+            "p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}  ({} samples{warmup})",
             h.len()
         ),
     );

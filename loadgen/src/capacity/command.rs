@@ -1,0 +1,386 @@
+//! The body of `loadgen capacity`: read the file, drive the [`Search`] with real steps,
+//! then conclude and write the report.
+//!
+//! Each step also leaves its own run reports (`steps/NN-…/`), so a surprising row can be
+//! looked at in full, and the search writes `knee.toml` and `above-knee.toml`: plain
+//! scenarios that reproduce the load at the knee and 20% above it with `loadgen run`.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::conclusion::{self, Context};
+use super::search::{Found, Search};
+use super::spec::{toml_of, CapacitySpec, Point};
+use super::step::{self, ServerSource, StepError};
+use super::{CapacityReport, Outcome, StepRecord, UsageSource};
+use crate::cli::CapacityArgs;
+use crate::report::{self, clock};
+use crate::resources;
+use crate::target::Target;
+
+/// Exit codes of `loadgen capacity`.
+mod exit {
+    pub const DONE: u8 = 0;
+    pub const BELOW_EXPECTATION: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const COULD_NOT_RUN: u8 = 3;
+}
+
+/// The load above the knee that `above-knee.toml` offers.
+const ABOVE_KNEE: f64 = 1.2;
+
+/// The file that reproduces the knee with `loadgen run`.
+pub const KNEE_TOML: &str = "knee.toml";
+/// The file that reproduces 20% above the knee.
+pub const ABOVE_KNEE_TOML: &str = "above-knee.toml";
+
+pub async fn main(args: CapacityArgs) -> u8 {
+    let mut spec = match CapacitySpec::load(&args.file) {
+        Ok(spec) => spec,
+        Err(error) => {
+            eprintln!("loadgen: {error}");
+            return exit::USAGE;
+        }
+    };
+    for url in &args.targets {
+        if let Err(error) = url.parse::<Target>() {
+            eprintln!("loadgen: --target {error}");
+            return exit::USAGE;
+        }
+    }
+    if !args.targets.is_empty() {
+        spec.target = crate::scenario::Targets::Many(args.targets.clone());
+    }
+    let urls = spec.target.urls();
+    let source = match (&args.server, urls.is_empty()) {
+        (Some(_), false) => {
+            eprintln!("loadgen: --server starts the server itself; leave out --target and the file's `target`");
+            return exit::USAGE;
+        }
+        (Some(command), true) if !command.contains("{addr}") => {
+            eprintln!("loadgen: --server needs {{addr}} where the listen address goes");
+            return exit::USAGE;
+        }
+        (Some(command), true) => ServerSource::Command(command.clone()),
+        (None, true) => {
+            if args.server_pid.is_some() {
+                eprintln!("loadgen: --server-pid is for a server given by --target or `target`");
+                return exit::USAGE;
+            }
+            ServerSource::Embedded
+        }
+        (None, false) => {
+            let addr = match resolve(&urls[0]).await {
+                Some(addr) => addr,
+                None => {
+                    eprintln!("loadgen: cannot resolve {}", urls[0]);
+                    return exit::COULD_NOT_RUN;
+                }
+            };
+            if let Some(pid) = args.server_pid {
+                if resources::process(pid).is_none() {
+                    eprintln!("loadgen: --server-pid {pid}: no such process in /proc");
+                    return exit::USAGE;
+                }
+            }
+            ServerSource::External {
+                urls,
+                addr,
+                pid: args.server_pid,
+            }
+        }
+    };
+    // The largest step must fit this process's open-file limit: say so now, not after
+    // ten minutes of steps.
+    let largest = spec.scenario_at(spec.last_k());
+    if let Err(error) = crate::nofile::ensure(largest.peak_connections()) {
+        eprintln!(
+            "loadgen: the limit of the search ({}) cannot run here: {error}",
+            spec.describe(spec.point(spec.last_k()))
+        );
+        return exit::USAGE;
+    }
+
+    let started_at = SystemTime::now();
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let name = if spec.name() == "capacity" {
+            "capacity".to_string()
+        } else {
+            format!("capacity-{}", spec.name())
+        };
+        report::default_dir(Path::new("reports"), &name, started_at)
+    });
+    let say = |line: String| {
+        if !args.quiet {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "capacity: {} — grow {}, {} per step ({} warm-up + {} measured), objective: {}",
+        spec.name(),
+        spec.level_unit(),
+        spec.describe(spec.point(0.0)),
+        spec.capacity.warmup,
+        spec.capacity.measure,
+        objective(&spec).join(", ")
+    ));
+
+    let mut search = Search::new(spec.last_k(), spec.resolution(), spec.capacity.bisections);
+    let mut steps: Vec<(f64, StepRecord)> = Vec::new();
+    let mut stopped: Option<(String, u8)> = None;
+    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+    while let Some((k, stage)) = search.next() {
+        if !steps.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(spec.capacity.pause.0) => {}
+                _ = &mut interrupt => {
+                    stopped = Some(("interrupted (Ctrl-C)".into(), exit::COULD_NOT_RUN));
+                    break;
+                }
+            }
+        }
+        let number = steps.len() + 1;
+        let point = spec.point(k);
+        let scenario = spec.scenario_at(k);
+        let path = format!("{} (step {number})", args.file.display());
+        let measured = match step::measure(&source, scenario, &path, true).await {
+            Ok(measured) => measured,
+            Err(StepError::Limits(error)) => {
+                stopped = Some((error.to_string(), exit::USAGE));
+                break;
+            }
+            Err(StepError::Unreachable(why)) => {
+                stopped = Some((why, exit::COULD_NOT_RUN));
+                break;
+            }
+        };
+        let mut record = measured.record;
+        record.number = number;
+        record.stage = stage.as_str();
+        record.level = spec.level(k);
+        let step_dir = dir.join("steps").join(format!(
+            "{number:02}-{}u-{}mps",
+            point.users,
+            super::spec::trim_rate(point.rate)
+        ));
+        if let Err(error) =
+            report::write_all(&step_dir, &measured.report, &measured.report.verdicts())
+        {
+            eprintln!("loadgen: {error}");
+            return exit::COULD_NOT_RUN;
+        }
+        say(progress_line(&record));
+        let interrupted = record.failures.iter().any(|f| f.contains("interrupted"));
+        search.record(record.met);
+        steps.push((k, record));
+        if interrupted {
+            stopped = Some(("interrupted (Ctrl-C)".into(), exit::COULD_NOT_RUN));
+            break;
+        }
+    }
+
+    let found = search.found();
+    let outcome = match found {
+        Found::Knee { good, bad } => Outcome::Knee {
+            good: spec.level(good),
+            bad: spec.level(bad),
+        },
+        Found::HeldToLimit { good } => Outcome::HeldToLimit {
+            good: spec.level(good),
+        },
+        Found::FailedAtStart { bad } => Outcome::FailedAtStart {
+            bad: spec.level(bad),
+        },
+    };
+    let (good_k, bad_k) = match found {
+        Found::Knee { good, bad } => (Some(good), Some(bad)),
+        Found::HeldToLimit { good } => (Some(good), None),
+        Found::FailedAtStart { bad } => (None, Some(bad)),
+    };
+    let index_of = |k: Option<f64>| {
+        let k = k?;
+        steps.iter().rposition(|(at, _)| (*at - k).abs() < 1e-9)
+    };
+    let (knee, bad) = if steps.is_empty() {
+        (None, None)
+    } else {
+        (index_of(good_k), index_of(bad_k))
+    };
+    let records: Vec<StepRecord> = steps.iter().map(|(_, r)| r.clone()).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_bytes = resources::memory_total();
+    let mut conclusion = conclusion::conclude(
+        &records,
+        &outcome,
+        knee,
+        bad,
+        &Context {
+            level_unit: spec.level_unit(),
+            cores,
+            memory_bytes,
+        },
+    );
+    if let Some((why, _)) = &stopped {
+        conclusion.details.insert(
+            0,
+            format!("The search stopped early: {why}. The figures below are what was measured before that."),
+        );
+    }
+    let probe_source = match &source {
+        ServerSource::External { pid: None, .. } => UsageSource::Metrics,
+        _ => UsageSource::Proc,
+    };
+    let server_usage_source = if records.iter().any(|r| r.server.cpu_percent.is_some()) {
+        probe_source
+    } else {
+        UsageSource::Unknown
+    };
+    let capacity = CapacityReport {
+        name: spec.name().to_string(),
+        path: args.file.display().to_string(),
+        description: spec.description.clone(),
+        grow: format!("{:?}", spec.capacity.grow).to_lowercase(),
+        level_unit: spec.level_unit(),
+        objective: objective(&spec),
+        p99_limit_ms: spec.thresholds.p99.map(|p| p.0.as_secs_f64() * 1000.0),
+        server: source.describe(),
+        server_usage_source,
+        cores,
+        memory_bytes,
+        warmup_s: spec.capacity.warmup.0.as_secs_f64(),
+        measure_s: spec.capacity.measure.0.as_secs_f64(),
+        started_at: clock::rfc3339(started_at),
+        ended_at: clock::rfc3339(SystemTime::now()),
+        loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: crate::run::git_revision(),
+        knee_step: knee.and_then(|i| records.get(i)).map(|r| r.number),
+        first_bad_step: bad.and_then(|i| records.get(i)).map(|r| r.number),
+        steps: records,
+        outcome,
+        conclusion,
+    };
+    if let Err(error) = super::report::write_all(&dir, &capacity) {
+        eprintln!("loadgen: {error}");
+        return exit::COULD_NOT_RUN;
+    }
+    let knee_point = knee.map(|i| spec.point(steps[i].0));
+    if let Err(error) = write_reproductions(&dir, &args.file, &spec, knee_point) {
+        eprintln!("loadgen: {error}");
+        return exit::COULD_NOT_RUN;
+    }
+    println!("{}", capacity.conclusion.headline);
+    for line in &capacity.conclusion.details {
+        println!("  {line}");
+    }
+    println!("report: {}", dir.join(super::report::REPORT_HTML).display());
+    if knee_point.is_some() {
+        println!(
+            "reproduce: loadgen run {} (and {})",
+            dir.join(KNEE_TOML).display(),
+            dir.join(ABOVE_KNEE_TOML).display()
+        );
+    }
+    if let Some((why, code)) = stopped {
+        eprintln!("loadgen: capacity search incomplete: {why}");
+        return code;
+    }
+    if let Some(expected) = args.expect_at_least {
+        let sustained = knee.map_or(0.0, |i| capacity.steps[i].level);
+        if sustained < expected {
+            eprintln!(
+                "loadgen: capacity {sustained} {} is below --expect-at-least {expected}",
+                spec.level_unit()
+            );
+            return exit::BELOW_EXPECTATION;
+        }
+    }
+    exit::DONE
+}
+
+/// One line per step while the search runs.
+fn progress_line(r: &StepRecord) -> String {
+    let cpu = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}%"));
+    format!(
+        "{:>2} {:<6} {:>7} users {:>7} msg/s  deliveries/s {:>9.0} of {:>9.0}  p50 {:>7.2} ms  p99 {:>8.2} ms  lost {}  errors {}  CPU server {} loadgen {}  {}",
+        r.number,
+        r.stage,
+        r.users,
+        super::spec::trim_rate(r.rate),
+        r.achieved_deliveries_per_sec,
+        r.offered_deliveries_per_sec,
+        r.p50_ms,
+        r.p99_ms,
+        r.lost,
+        r.errors,
+        cpu(r.server.cpu_percent),
+        cpu(r.loadgen.cpu_percent),
+        if r.met {
+            "met".to_string()
+        } else {
+            format!("MISSED: {}", r.failures.join("; "))
+        }
+    )
+}
+
+/// The objective as text: every threshold of the file, latency ones first.
+fn objective(spec: &CapacitySpec) -> Vec<String> {
+    let t = &spec.thresholds;
+    let mut out = Vec::new();
+    for (name, limit) in [
+        ("p50", t.p50),
+        ("p90", t.p90),
+        ("p99", t.p99),
+        ("p99.9", t.p999),
+        ("max", t.max),
+    ] {
+        if let Some(limit) = limit {
+            out.push(format!("{name} <= {limit}"));
+        }
+    }
+    out.push(format!("delivery ratio >= {}", t.min_delivery_ratio));
+    if let Some(rate) = t.min_deliveries_per_sec {
+        out.push(format!("deliveries/s >= {rate}"));
+    }
+    out.push(format!(
+        "eviction failures <= {}, connect errors <= {}, order errors <= {}, duplicates <= {}",
+        t.max_eviction_failures, t.max_connect_errors, t.max_order_errors, t.max_duplicates
+    ));
+    out
+}
+
+/// Writes `knee.toml` and `above-knee.toml` (when there is a knee).
+fn write_reproductions(
+    dir: &Path,
+    file: &Path,
+    spec: &CapacitySpec,
+    knee: Option<Point>,
+) -> Result<(), report::ReportError> {
+    let Some(knee) = knee else {
+        return Ok(());
+    };
+    let above = spec.scaled(knee, ABOVE_KNEE);
+    for (name, point, what) in [
+        (KNEE_TOML, knee, "the knee"),
+        (ABOVE_KNEE_TOML, above, "20% above the knee"),
+    ] {
+        let path: PathBuf = dir.join(name);
+        let text = format!(
+            "# Written by `loadgen capacity {}`: {what}, {}.\n# Reproduce with: loadgen run {}\n\n{}",
+            file.display(),
+            spec.describe(point),
+            path.display(),
+            toml_of(&spec.scenario_for(point))
+        );
+        std::fs::write(&path, text)
+            .map_err(|source| report::ReportError::Write { path, source })?;
+    }
+    Ok(())
+}
+
+async fn resolve(url: &str) -> Option<std::net::SocketAddr> {
+    let target: Target = url.parse().ok()?;
+    tokio::net::lookup_host(target.authority())
+        .await
+        .ok()?
+        .next()
+}

@@ -1,0 +1,271 @@
+//! One step of a capacity search: start a fresh server if loadgen runs it, play the step's
+//! scenario as a plain `loadgen run` would, sample CPU and memory meanwhile, and reduce
+//! the run to a [`StepRecord`].
+//!
+//! A fresh server per step (embedded or `--server`) keeps the steps independent: no step
+//! inherits another's allocations, connections in `TIME_WAIT` or warmed caches, and the
+//! server's memory figure is that step's alone. A server given by URL is shared by every
+//! step; its figures come from `--server-pid` or its `/metrics`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::StepRecord;
+use crate::embedded::EmbeddedServer;
+use crate::gate::server::ServerProcess;
+use crate::report::RunReport;
+use crate::resources::{self, Sampler, ServerProbe};
+use crate::run::{self, Completion, RunError, RunRequest};
+use crate::scenario::Scenario;
+use crate::thresholds::{delivery_ratio, Verdict};
+
+/// Where the server of every step comes from.
+#[derive(Debug, Clone)]
+pub enum ServerSource {
+    /// `loadgen serve` as a child process, fresh per step.
+    Embedded,
+    /// A user's command line with `{addr}`, fresh per step.
+    Command(String),
+    /// A running server at these URLs; its CPU and memory from `pid`'s `/proc` when given,
+    /// else from the first URL's `/metrics`.
+    External {
+        urls: Vec<String>,
+        addr: SocketAddr,
+        pid: Option<u32>,
+    },
+}
+
+impl ServerSource {
+    /// How the report names it.
+    pub fn describe(&self) -> String {
+        match self {
+            ServerSource::Embedded => "embedded chat-server (a fresh process per step)".into(),
+            ServerSource::Command(command) => format!("`{command}` (a fresh process per step)"),
+            ServerSource::External { urls, pid, .. } => match pid {
+                Some(pid) => format!("{} (process {pid}, shared by every step)", urls.join(", ")),
+                None => format!("{} (shared by every step)", urls.join(", ")),
+            },
+        }
+    }
+}
+
+/// A server started for one step.
+enum Running {
+    Embedded(EmbeddedServer),
+    Process(ServerProcess),
+    External,
+}
+
+impl Running {
+    async fn stop(self) {
+        match self {
+            Running::Embedded(server) => server.stop(Duration::from_secs(10)).await,
+            Running::Process(server) => server.stop().await,
+            Running::External => {}
+        }
+    }
+}
+
+/// Why a step could not be measured at all (the search stops).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The step cannot run on this machine (too many connections for the open-file limit).
+    #[error(transparent)]
+    Limits(#[from] crate::nofile::TooManyConnections),
+    /// The server could not be started or reached.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// What a step produced: its row, and the run behind it.
+pub struct Measured {
+    pub record: StepRecord,
+    pub report: RunReport,
+}
+
+/// Runs one step's scenario and measures it.
+pub async fn measure(
+    source: &ServerSource,
+    scenario: Scenario,
+    scenario_path: &str,
+    quiet: bool,
+) -> Result<Measured, StepError> {
+    let (urls, probe, running) = match source {
+        ServerSource::Embedded => {
+            let server = EmbeddedServer::start()
+                .await
+                .map_err(|e| StepError::Unreachable(e.to_string()))?;
+            let urls = vec![format!("ws://{}/", server.addr)];
+            (
+                urls,
+                ServerProbe::Pid(server.pid()),
+                Running::Embedded(server),
+            )
+        }
+        ServerSource::Command(command) => {
+            let server = ServerProcess::start(command)
+                .await
+                .map_err(|e| StepError::Unreachable(e.to_string()))?;
+            let urls = vec![format!("ws://{}/", server.addr)];
+            (
+                urls,
+                ServerProbe::Pid(server.pid()),
+                Running::Process(server),
+            )
+        }
+        ServerSource::External { urls, addr, pid } => {
+            let probe = match pid {
+                Some(pid) => ServerProbe::Pid(*pid),
+                None => ServerProbe::Metrics(*addr),
+            };
+            (urls.clone(), probe, Running::External)
+        }
+    };
+    let warmup = scenario.warmup.map_or(Duration::ZERO, |w| w.0);
+    let phases: Duration = scenario.phases.iter().map(|p| p.duration.0).sum();
+    let offered = Offered::of(&scenario);
+    let sampler = Sampler::start(probe);
+    let outcome = run::run(RunRequest {
+        scenario,
+        scenario_path: scenario_path.to_string(),
+        targets: urls,
+        quiet,
+    })
+    .await;
+    let samples = sampler.finish().await;
+    running.stop().await;
+    let (report, completion) = outcome.map_err(|error| match error {
+        RunError::Limits(limits) => StepError::Limits(limits),
+        RunError::Unreachable(why) => StepError::Unreachable(why),
+    })?;
+    let from = report.started_at + warmup;
+    let to = report.started_at + phases;
+    let usage = resources::window(&samples, from, to);
+    let verdicts = report.verdicts();
+    let record = record_of(
+        &report,
+        &completion,
+        &verdicts,
+        offered,
+        (warmup, phases),
+        usage,
+    );
+    Ok(Measured { record, report })
+}
+
+/// The load a step's scenario offers (its last phase: the measured one).
+#[derive(Debug, Clone, Copy)]
+struct Offered {
+    users: u32,
+    rate: f64,
+    senders: u32,
+}
+
+impl Offered {
+    fn of(scenario: &Scenario) -> Offered {
+        let users = scenario.users.count;
+        let phase = scenario.phases.last();
+        Offered {
+            users,
+            rate: phase.map_or(0.0, |p| {
+                p.rate_per_sender(users) * f64::from(p.sender_count(users))
+            }),
+            senders: phase.map_or(0, |p| p.sender_count(users)),
+        }
+    }
+}
+
+/// Reduces a step's run to its row (number, stage and level are the caller's to set).
+fn record_of(
+    report: &RunReport,
+    completion: &Completion,
+    verdicts: &[Verdict],
+    Offered {
+        users,
+        rate,
+        senders,
+    }: Offered,
+    (warmup, phases): (Duration, Duration),
+    usage: resources::WindowUsage,
+) -> StepRecord {
+    // The steady window: intervals that start after the warm-up and before the phases
+    // end (the last interval, the wind-down, is left out).
+    let (warmup_s, end_s) = (warmup.as_secs_f64(), phases.as_secs_f64());
+    let steady = report
+        .intervals
+        .iter()
+        .filter(|i| i.start_s + 0.001 >= warmup_s && i.start_s + 0.001 < end_s);
+    let (mut delivered, mut sent, mut secs) = (0u64, 0u64, 0.0);
+    for interval in steady {
+        delivered += interval.counters.delivered;
+        sent += interval.counters.sent;
+        secs += interval.length_s;
+    }
+    let per_sec = |n: u64| crate::thresholds::per_sec(n, secs);
+    let latency = &report.latency;
+    let ms = |q: f64| {
+        if latency.is_empty() {
+            0.0
+        } else {
+            latency.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let t = &report.totals;
+    let mut failures: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| {
+            let relation = if v.relation() == ">=" { "<" } else { ">" };
+            format!(
+                "{} {} {relation} {} {}",
+                v.name,
+                fmt(v.actual),
+                fmt(v.limit),
+                v.unit
+            )
+        })
+        .collect();
+    if let Completion::Incomplete(why) = completion {
+        failures.push(format!("incomplete: {why}"));
+    }
+    StepRecord {
+        number: 0,
+        stage: "step",
+        level: 0.0,
+        users,
+        rate,
+        senders,
+        offered_deliveries_per_sec: rate * f64::from(users.saturating_sub(1)),
+        achieved_deliveries_per_sec: per_sec(delivered),
+        sent_per_sec: per_sec(sent),
+        p50_ms: ms(0.50),
+        p90_ms: ms(0.90),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: if latency.is_empty() {
+            0.0
+        } else {
+            latency.max() as f64 / 1000.0
+        },
+        delivery_ratio: delivery_ratio(t),
+        lost: t.lost,
+        errors: t.connect_errors
+            + t.unexpected_disconnects
+            + t.duplicates
+            + t.order_errors
+            + t.foreign
+            + t.self_deliveries,
+        eviction_failures: t.eviction_failures(),
+        server: usage.server,
+        loadgen: usage.loadgen,
+        machine_cpu_percent: usage.machine_cpu_percent,
+        met: failures.is_empty(),
+        failures,
+    }
+}
+
+/// A figure with as many decimals as it needs (up to 3).
+fn fmt(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}

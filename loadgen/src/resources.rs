@@ -1,0 +1,289 @@
+//! CPU and memory of the server, of loadgen itself and of the whole machine, sampled while
+//! a load runs, so a capacity report can say which side ran out.
+//!
+//! A local server is read from `/proc/PID/stat` (CPU ticks) and `/proc/PID/statm`
+//! (resident pages); a remote one from the standard `process_cpu_seconds_total` and
+//! `process_resident_memory_bytes` of its `/metrics`. The machine's busy CPU comes from
+//! the first line of `/proc/stat`. A [`Sampler`] reads them every quarter second into a
+//! list of timestamped [`Sample`]s; [`window`] turns the samples that cover a time window
+//! into CPU percentages (CPU seconds over wall seconds) and peak resident memory.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::capacity::ProcessUsage;
+use crate::scrape;
+
+/// How often a [`Sampler`] reads.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// One process at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessSample {
+    /// User + system CPU seconds since the process started.
+    pub cpu_seconds: f64,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+}
+
+/// Everything read at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub at: SystemTime,
+    pub server: Option<ProcessSample>,
+    pub loadgen: Option<ProcessSample>,
+    /// Busy CPU seconds of the whole machine (all cores) since boot.
+    pub machine_busy_seconds: Option<f64>,
+}
+
+/// Where to read the server's figures.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerProbe {
+    /// A local process.
+    Pid(u32),
+    /// A server's `/metrics`.
+    Metrics(SocketAddr),
+}
+
+impl ServerProbe {
+    async fn read(&self) -> Option<ProcessSample> {
+        match *self {
+            ServerProbe::Pid(pid) => process(pid),
+            ServerProbe::Metrics(addr) => {
+                let names = ["process_cpu_seconds_total", "process_resident_memory_bytes"];
+                let values = scrape::values(addr, &names).await?;
+                Some(ProcessSample {
+                    cpu_seconds: values.first().copied().flatten()?,
+                    rss_bytes: values.get(1).copied().flatten()?.max(0.0) as u64,
+                })
+            }
+        }
+    }
+}
+
+/// Reads a process's CPU and memory from `/proc`. `None` if it is gone or `/proc` is not
+/// there (not Linux).
+pub fn process(pid: u32) -> Option<ProcessSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let ticks = parse_stat_ticks(&stat)?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ProcessSample {
+        cpu_seconds: ticks as f64 / clock_ticks()?,
+        rss_bytes: pages.saturating_mul(page_size()?),
+    })
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(parse_stat_ticks(&stat)? as f64 / clock_ticks()?)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line, in clock ticks. The
+/// command name (field 2) is in parentheses and may itself hold spaces and `)`, so the
+/// fields are counted from the last `)`.
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    utime.checked_add(stime)
+}
+
+/// Busy CPU seconds of the whole machine since boot: every column of the `cpu` line of
+/// `/proc/stat` but idle and iowait.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    Some(parse_busy_ticks(&stat)? as f64 / clock_ticks()?)
+}
+
+fn parse_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    busy.checked_sub(idle)
+}
+
+/// Physical memory of the machine, bytes (`MemTotal` of `/proc/meminfo`).
+pub fn memory_total() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then_some(ticks as f64)
+}
+
+fn page_size() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0)
+}
+
+/// Samples in the background until [`Sampler::finish`].
+pub struct Sampler {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Vec<Sample>>,
+}
+
+impl Sampler {
+    /// Starts sampling `server` and this process every [`SAMPLE_EVERY`].
+    pub fn start(server: ServerProbe) -> Sampler {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let own = std::process::id();
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+                let server = server.read().await;
+                samples.push(Sample {
+                    at: SystemTime::now(),
+                    server,
+                    loadgen: process(own),
+                    machine_busy_seconds: machine_busy_seconds(),
+                });
+            }
+            samples
+        });
+        Sampler { stop, task }
+    }
+
+    /// Stops sampling and returns every sample, oldest first.
+    pub async fn finish(self) -> Vec<Sample> {
+        self.stop.send_replace(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Usage over `[from, to]`: CPU from the first sample at or after `from` to the last at or
+/// before `to`; peak memory of the samples between.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowUsage {
+    pub server: ProcessUsage,
+    pub loadgen: ProcessUsage,
+    pub machine_cpu_percent: Option<f64>,
+}
+
+/// Turns samples into usage over a window (see [`WindowUsage`]). Figures that no two
+/// samples in the window cover are `None`.
+pub fn window(samples: &[Sample], from: SystemTime, to: SystemTime) -> WindowUsage {
+    let inside: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= to)
+        .collect();
+    let (Some(first), Some(last)) = (inside.first(), inside.last()) else {
+        return WindowUsage::default();
+    };
+    let wall = last
+        .at
+        .duration_since(first.at)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let percent = |a: Option<f64>, b: Option<f64>| -> Option<f64> {
+        let (a, b) = (a?, b?);
+        (wall > 0.0 && b >= a).then(|| (b - a) / wall * 100.0)
+    };
+    let usage = |pick: fn(&Sample) -> Option<ProcessSample>| ProcessUsage {
+        cpu_percent: percent(
+            pick(first).map(|p| p.cpu_seconds),
+            pick(last).map(|p| p.cpu_seconds),
+        ),
+        rss_bytes: inside
+            .iter()
+            .filter_map(|s| pick(s))
+            .map(|p| p.rss_bytes)
+            .max(),
+    };
+    WindowUsage {
+        server: usage(|s| s.server),
+        loadgen: usage(|s| s.loadgen),
+        machine_cpu_percent: percent(first.machine_busy_seconds, last.machine_busy_seconds),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_from_the_last_parenthesis() {
+        let stat = "42 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0";
+        assert_eq!(parse_stat_ticks(stat), Some(175));
+        assert_eq!(parse_stat_ticks("42 (cut) S 1 2"), None);
+        assert_eq!(parse_stat_ticks("42 (no close"), None);
+        assert_eq!(parse_stat_ticks("42 (x)"), None);
+    }
+
+    #[test]
+    fn machine_busy_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 1 2 3 4\n";
+        assert_eq!(parse_busy_ticks(stat), Some(160));
+        assert_eq!(parse_busy_ticks("intr 1 2\n"), None);
+        assert_eq!(parse_busy_ticks("cpu  x y\n"), None);
+    }
+
+    #[test]
+    fn reads_this_process_and_the_machine() {
+        let me = process(std::process::id()).expect("this process is in /proc");
+        assert!(me.rss_bytes > 0);
+        assert!(me.cpu_seconds >= 0.0);
+        assert!(machine_busy_seconds().is_some());
+        assert!(memory_total().is_some_and(|m| m > 0));
+        assert!(process(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn window_turns_cpu_seconds_into_percent_and_keeps_peak_memory() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let at = |s: f64, cpu: f64, rss: u64| Sample {
+            at: t0 + Duration::from_secs_f64(s),
+            server: Some(ProcessSample {
+                cpu_seconds: cpu,
+                rss_bytes: rss,
+            }),
+            loadgen: None,
+            machine_busy_seconds: Some(cpu * 2.0),
+        };
+        let samples = [
+            at(0.0, 0.0, 10),
+            at(1.0, 0.5, 30),
+            at(2.0, 1.5, 20),
+            at(3.0, 2.5, 90),
+        ];
+        let usage = window(
+            &samples,
+            t0 + Duration::from_millis(500),
+            t0 + Duration::from_millis(2500),
+        );
+        // From the sample at 1 s to the one at 2 s: 1 CPU second in 1 s.
+        assert_eq!(usage.server.cpu_percent, Some(100.0));
+        assert_eq!(usage.server.rss_bytes, Some(30));
+        assert_eq!(usage.machine_cpu_percent, Some(200.0));
+        assert_eq!(usage.loadgen, ProcessUsage::default());
+        let empty = window(
+            &samples,
+            t0 + Duration::from_secs(10),
+            t0 + Duration::from_secs(11),
+        );
+        assert_eq!(empty, WindowUsage::default());
+    }
+}
