@@ -19,6 +19,7 @@ users = { start = 4, step = 4, limit = 12 }
 warmup = "1s"
 measure = "1s"
 bisections = 1
+confirm = 1
 pause = "0s"
 [load]
 rate = 20
@@ -80,7 +81,8 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
 
     let report = json(&out.join("capacity.json"));
     let steps = report["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 3, "4, 8, 12 users");
+    assert_eq!(steps.len(), 4, "4, 8, 12 users, then 12 again to confirm");
+    assert_eq!(steps[3]["stage"], "confirm");
     assert_eq!(report["outcome"]["kind"], "held-to-limit");
     assert_eq!(report["outcome"]["good"], 12.0);
     for step in steps {
@@ -99,7 +101,7 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
 
     // capacity.csv: a header and a row per step.
     let mut csv = csv::Reader::from_path(out.join("capacity.csv")).unwrap();
-    assert_eq!(csv.records().count(), 3);
+    assert_eq!(csv.records().count(), 4);
 
     // report.html: well-formed XML, three charts, no fetches.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -146,7 +148,7 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
     assert!(out.join("above-knee.toml").exists());
     // Each step's own run reports.
     let step_dirs = std::fs::read_dir(out.join("steps")).unwrap().count();
-    assert_eq!(step_dirs, 3);
+    assert_eq!(step_dirs, 4);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -125,7 +125,12 @@ pub async fn main(args: CapacityArgs) -> u8 {
         objective(&spec).join(", ")
     ));
 
-    let mut search = Search::new(spec.last_k(), spec.resolution(), spec.capacity.bisections);
+    let mut search = Search::new(
+        spec.last_k(),
+        spec.resolution(),
+        spec.capacity.bisections,
+        spec.capacity.confirm,
+    );
     let mut steps: Vec<(f64, StepRecord)> = Vec::new();
     let mut stopped: Option<(String, u8)> = None;
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());

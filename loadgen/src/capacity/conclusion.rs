@@ -19,6 +19,8 @@ const ONE_CORE_BUSY: f64 = 0.90;
 const MEMORY_FULL: f64 = 0.80;
 /// Messages sent below this share of the offered rate: loadgen fell behind its schedule.
 const SCHEDULE_KEPT: f64 = 0.95;
+/// Server and loadgen CPU closer than this share of the larger count as an even split.
+const EVEN_SHARES: f64 = 0.15;
 /// Share of all cores used by other processes above which the step counts as disturbed.
 const OTHERS_NOTABLE: f64 = 0.20;
 /// loadgen's share of the machine's CPU above which a server-bound result carries a caveat.
@@ -54,18 +56,18 @@ pub fn conclude(
         (Outcome::Knee { .. }, Some(knee), Some(bad)) => {
             let above = percent_above(knee, bad, context.level_unit);
             format!(
-                "Sustains {} within the objective (p99 {} ms). Beyond that, at {} ({above}), {}. First resource exhausted: {}.",
+                "Sustains {} within the objective ({}). Beyond that, at {} ({above}), {}. First resource exhausted: {}.",
                 load(knee),
-                ms(knee.p99_ms),
+                knee_latency(steps, knee),
                 load(bad),
                 what_failed(bad),
                 bottleneck_text(bottleneck),
             )
         }
         (Outcome::HeldToLimit { .. }, Some(knee), _) => format!(
-            "Sustains {} within the objective (p99 {} ms), the limit of the search: no knee below it. Raise the limit to find where it breaks.",
+            "Sustains {} within the objective ({}), the limit of the search: no knee below it. Raise the limit to find where it breaks.",
             load(knee),
-            ms(knee.p99_ms),
+            knee_latency(steps, knee),
         ),
         (Outcome::FailedAtStart { .. }, _, Some(bad)) => format!(
             "Misses the objective already at the first step, {}: {}. First resource exhausted: {}. Lower the start to find the knee.",
@@ -137,7 +139,13 @@ fn judge(step: &StepRecord, context: &Context, details: &mut Vec<String>) -> Bot
     if let Some(machine) = machine {
         if machine >= all * MACHINE_BUSY {
             let (server, loadgen) = (server.unwrap_or(0.0), loadgen.unwrap_or(0.0));
-            if loadgen >= server {
+            if (server - loadgen).abs() <= server.max(loadgen) * EVEN_SHARES {
+                details.push(format!(
+                    "The machine's CPU ran out, shared about equally: the server used {server:.0}% and loadgen {loadgen:.0}%. The load generator took as much as the server, so the server's own capacity is above this knee; run loadgen on another machine to measure it alone."
+                ));
+                return Bottleneck::MachineCpu;
+            }
+            if loadgen > server {
                 details.push(format!(
                     "The load generator, not the server, was the bottleneck: loadgen used {loadgen:.0}% CPU against the server's {server:.0}% on a machine with no CPU to spare. The server's real capacity is above this knee; run loadgen on another machine (or several) to measure it."
                 ));
@@ -145,7 +153,8 @@ fn judge(step: &StepRecord, context: &Context, details: &mut Vec<String>) -> Bot
             }
             if loadgen >= machine * LOADGEN_SHARE_NOTABLE {
                 details.push(format!(
-                    "loadgen shared the machine and took {loadgen:.0}% of its CPU; with the server on a machine of its own the knee would be higher."
+                    "loadgen shared the machine and used {loadgen:.0}% CPU ({:.0}% of what was busy); with the server on a machine of its own the knee would be higher.",
+                    loadgen / machine * 100.0
                 ));
             }
             return Bottleneck::ServerCpu;
@@ -194,13 +203,17 @@ fn judge(step: &StepRecord, context: &Context, details: &mut Vec<String>) -> Bot
 pub fn bottleneck_text(b: Bottleneck) -> &'static str {
     match b {
         Bottleneck::ServerCpu => "server CPU",
-        Bottleneck::LoadgenCpu => "loadgen CPU (the load generator, not the server)",
+        Bottleneck::LoadgenCpu => "loadgen CPU (the load generator, not the server, was the limit)",
+        Bottleneck::MachineCpu => {
+            "this machine's CPU, shared about equally by the server and loadgen \
+             (the server's own capacity is higher)"
+        }
         Bottleneck::ServerMemory => "server memory",
         Bottleneck::LoadgenSchedule => {
-            "loadgen's send schedule (the load generator, not the server)"
+            "loadgen's send schedule (the load generator, not the server, was the limit)"
         }
         Bottleneck::NoneExhausted => "none (the objective failed before any resource ran out)",
-        Bottleneck::Unknown => "unknown",
+        Bottleneck::Unknown => "not judged (nothing failed, or no resource figures)",
     }
 }
 
@@ -212,6 +225,22 @@ fn load(step: &StepRecord) -> String {
         super::spec::trim_rate(step.rate),
         thousands(step.offered_deliveries_per_sec)
     )
+}
+
+/// "p99 43.6 ms" for a knee measured once, "p99 up to 47.2 ms in 3 runs" when the knee
+/// was confirmed (the worst of its runs: a plain run at that load is judged alone).
+fn knee_latency(steps: &[StepRecord], knee: &StepRecord) -> String {
+    let runs: Vec<f64> = steps
+        .iter()
+        .filter(|s| s.level == knee.level && s.met)
+        .map(|s| s.p99_ms)
+        .collect();
+    let worst = runs.iter().copied().fold(knee.p99_ms, f64::max);
+    if runs.len() > 1 {
+        format!("p99 up to {} ms in {} runs", ms(worst), runs.len())
+    } else {
+        format!("p99 {} ms", ms(worst))
+    }
 }
 
 /// "p99 rises to 71.2 ms" or the failed thresholds.
@@ -367,11 +396,29 @@ mod tests {
         assert_eq!(c.bottleneck, Bottleneck::LoadgenCpu);
         assert!(c
             .headline
-            .contains("loadgen CPU (the load generator, not the server)"));
+            .contains("loadgen CPU (the load generator, not the server, was the limit)"));
         assert!(c
             .details
             .iter()
             .any(|d| d.contains("not the server, was the bottleneck")));
+    }
+
+    #[test]
+    fn an_even_split_of_a_busy_machine_blames_neither_alone() {
+        let c = conclude_pair(
+            step(1000, 20.0, 80.0, 80.0, true),
+            step(1200, 80.0, 99.0, 97.0, false),
+        );
+        assert_eq!(c.bottleneck, Bottleneck::MachineCpu);
+        assert!(
+            c.headline.contains("shared about equally"),
+            "{}",
+            c.headline
+        );
+        assert!(c
+            .details
+            .iter()
+            .any(|d| d.contains("server's own capacity is above this knee")));
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub enum Bottleneck {
     ServerCpu,
     /// loadgen's own CPU: the load generator, not the server, was the limit.
     LoadgenCpu,
+    /// This machine's CPU, shared about equally by the server and loadgen: neither can be
+    /// said to have run out alone, and the server's own capacity is above the knee.
+    MachineCpu,
     /// The server's memory.
     ServerMemory,
     /// loadgen could not keep its send schedule although CPUs were not all busy.

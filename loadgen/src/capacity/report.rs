@@ -376,21 +376,7 @@ pub(super) fn outcome_text(report: &CapacityReport) -> String {
 
 /// What ran out, in words.
 pub(super) fn bottleneck_text(bottleneck: Bottleneck) -> &'static str {
-    match bottleneck {
-        Bottleneck::ServerCpu => "the server's CPU",
-        Bottleneck::LoadgenCpu => {
-            "loadgen's own CPU: the load generator, not the server, was the limit"
-        }
-        Bottleneck::ServerMemory => "the server's memory",
-        Bottleneck::LoadgenSchedule => {
-            "loadgen could not keep its send schedule, although the CPUs were not all busy"
-        }
-        Bottleneck::NoneExhausted => {
-            "no resource ran out: the objective failed for another reason \
-             (queues, contention, protocol errors)"
-        }
-        Bottleneck::Unknown => "not judged (nothing failed, or no resource figures)",
-    }
+    super::conclusion::bottleneck_text(bottleneck)
 }
 
 fn usage_source_text(source: UsageSource) -> &'static str {
@@ -726,7 +712,7 @@ pub(crate) mod tests {
         for detail in &report.conclusion.details {
             assert!(md.contains(&format!("- {detail}")), "{detail}");
         }
-        assert!(md.contains("**Bottleneck:** the server's CPU"));
+        assert!(md.contains("**Bottleneck:** server CPU"));
         assert!(md.contains("- p99 <= 50 ms"));
         assert!(md.contains("- **Logical CPUs:** 4"));
         assert!(md.contains("- **Memory:** 16.0 GiB"));

@@ -82,6 +82,9 @@ pub struct Search {
     /// Halvings of the interval between the last good and the first bad step.
     #[serde(default = "default_bisections")]
     pub bisections: u32,
+    /// Extra measurements of the knee, each of which must meet the objective too.
+    #[serde(default = "default_confirm")]
+    pub confirm: u32,
     /// Pause between steps, so that one step's closing connections do not load the next.
     #[serde(default = "default_pause")]
     pub pause: Span,
@@ -149,6 +152,9 @@ fn default_measure() -> Span {
 }
 fn default_bisections() -> u32 {
     3
+}
+fn default_confirm() -> u32 {
+    2
 }
 fn default_pause() -> Span {
     Span(std::time::Duration::from_secs(1))
@@ -459,6 +465,9 @@ impl CapacitySpec {
         }
         if c.bisections > 20 {
             return fail("capacity.bisections", "at most 20".into());
+        }
+        if c.confirm > 20 {
+            return fail("capacity.confirm", "at most 20".into());
         }
         Ok(())
     }
