@@ -274,3 +274,43 @@ fn bad_usage_exits_2_and_an_unreachable_server_3() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn ctrl_c_stops_the_search_and_still_writes_the_report() {
+    use std::io::BufRead;
+    let dir = temp_dir("interrupt");
+    let file = write(
+        &dir,
+        "small.toml",
+        &SMALL.replace("limit = 12", "limit = 400"),
+    );
+    let out = dir.join("out");
+    let mut child = Command::new(LOADGEN)
+        .args(["capacity", &file, "--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first step's row, then interrupt the second step.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first_step = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.ends_with(" met"));
+    assert!(first_step.is_some(), "a step ran");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{rest:?}");
+    let report = json(&out.join("capacity.json"));
+    let why = report["incomplete"].as_str().unwrap_or_default();
+    assert!(why.contains("interrupted"), "{report}");
+    let headline = report["conclusion"]["headline"].as_str().unwrap();
+    assert!(headline.contains("cut short"), "{headline}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -131,6 +131,7 @@ pub async fn main(args: CapacityArgs) -> u8 {
         spec.capacity.bisections,
         spec.capacity.confirm,
     );
+    // Each step's position and row; an interrupted step has position NaN (not judged).
     let mut steps: Vec<(f64, StepRecord)> = Vec::new();
     let mut stopped: Option<(String, u8)> = None;
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
@@ -175,13 +176,15 @@ pub async fn main(args: CapacityArgs) -> u8 {
             return exit::COULD_NOT_RUN;
         }
         say(progress_line(&record));
+        // An interrupted step is shown but not judged: it says nothing about the load.
         let interrupted = record.failures.iter().any(|f| f.contains("interrupted"));
-        search.record(record.met);
-        steps.push((k, record));
         if interrupted {
+            steps.push((f64::NAN, record));
             stopped = Some(("interrupted (Ctrl-C)".into(), exit::COULD_NOT_RUN));
             break;
         }
+        search.record(record.met);
+        steps.push((k, record));
     }
 
     let found = search.found();
@@ -223,6 +226,7 @@ pub async fn main(args: CapacityArgs) -> u8 {
             level_unit: spec.level_unit(),
             cores,
             memory_bytes,
+            cut_short: stopped.is_some(),
         },
     );
     if let Some((why, _)) = &stopped {
@@ -260,6 +264,7 @@ pub async fn main(args: CapacityArgs) -> u8 {
         git_revision: crate::run::git_revision(),
         knee_step: knee.and_then(|i| records.get(i)).map(|r| r.number),
         first_bad_step: bad.and_then(|i| records.get(i)).map(|r| r.number),
+        incomplete: stopped.as_ref().map(|(why, _)| why.clone()),
         steps: records,
         outcome,
         conclusion,

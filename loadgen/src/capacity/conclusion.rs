@@ -34,6 +34,8 @@ pub struct Context<'a> {
     pub cores: usize,
     /// Physical memory, bytes.
     pub memory_bytes: Option<u64>,
+    /// The search stopped before its end (a held limit is then not the limit).
+    pub cut_short: bool,
 }
 
 /// Writes the conclusion. `knee` is the highest good step, `bad` the lowest failing step
@@ -64,6 +66,11 @@ pub fn conclude(
                 bottleneck_text(bottleneck),
             )
         }
+        (Outcome::HeldToLimit { .. }, Some(knee), _) if context.cut_short => format!(
+            "Sustained {} within the objective ({}) before the search was cut short: the knee was not reached.",
+            load(knee),
+            knee_latency(steps, knee),
+        ),
         (Outcome::HeldToLimit { .. }, Some(knee), _) => format!(
             "Sustains {} within the objective ({}), the limit of the search: no knee below it. Raise the limit to find where it breaks.",
             load(knee),
@@ -75,6 +82,9 @@ pub fn conclude(
             what_failed(bad),
             bottleneck_text(bottleneck),
         ),
+        _ if context.cut_short => {
+            "The search was cut short before any step completed: no conclusion.".into()
+        }
         _ => "The search measured no step to completion: no conclusion.".into(),
     };
     if let Some(knee) = knee {
@@ -329,6 +339,7 @@ mod tests {
             level_unit: "users",
             cores: 2,
             memory_bytes: Some(24 << 30),
+            cut_short: false,
         }
     }
 
@@ -467,6 +478,19 @@ mod tests {
             "{}",
             c.headline
         );
+        let cut = Context {
+            cut_short: true,
+            ..context()
+        };
+        let held = [step(1000, 20.0, 30.0, 30.0, true)];
+        let c = conclude(
+            &held,
+            &Outcome::HeldToLimit { good: 1000.0 },
+            Some(0),
+            None,
+            &cut,
+        );
+        assert!(c.headline.contains("cut short"), "{}", c.headline);
         assert_eq!(c.bottleneck, Bottleneck::Unknown);
         let bad = step(100, 80.0, 30.0, 30.0, false);
         let c = conclude(

@@ -179,4 +179,6 @@ pub struct CapacityReport {
     pub knee_step: Option<usize>,
     /// Number of the lowest failing step above the knee, if any.
     pub first_bad_step: Option<usize>,
+    /// Why the search stopped before its end (Ctrl-C, the server unreachable), if it did.
+    pub incomplete: Option<String>,
 }

@@ -616,6 +616,7 @@ pub(crate) mod tests {
             },
             knee_step: Some(7),
             first_bad_step: Some(8),
+            incomplete: None,
         }
     }
 
@@ -638,6 +639,7 @@ pub(crate) mod tests {
             },
             knee_step: None,
             first_bad_step: None,
+            incomplete: None,
             ..sample_report()
         }
     }
