@@ -99,10 +99,11 @@ pub enum Command {
     ///
     /// The file (see scenarios/README.md) names what grows — users, the message rate, or
     /// both along a straight path — with start, step and limit, the traffic of every step,
-    /// and the objective ([thresholds], e.g. p99 <= 50ms with nothing lost). Each step is
+    /// and the objective ([thresholds], e.g. p99 <= 25ms with nothing lost). Each step is
     /// a plain run (a warm-up that is not judged, then the measured part) against a fresh
     /// server; the search steps up until the objective fails or the limit is reached, then
-    /// bisects between the last good and the first bad step. Server and loadgen CPU and
+    /// bisects between the last good and the first bad step, then measures the knee again
+    /// (`confirm` times; it must meet the objective every time). Server and loadgen CPU and
     /// memory are sampled during each step, so the report can say which side ran out —
     /// including, plainly, when the load generator itself was the limit.
     ///
@@ -119,7 +120,7 @@ pub enum Command {
     ///
     /// Examples:
     ///   loadgen capacity scenarios/capacity.toml
-    ///   loadgen capacity scenarios/capacity.toml --server "./my-server --port {addr}"
+    ///   loadgen capacity scenarios/capacity.toml --server "./my-server --listen {addr}"
     ///   loadgen capacity scenarios/capacity.toml --target ws://127.0.0.1:6789/ --server-pid 4242
     ///   loadgen capacity scenarios/capacity.toml --expect-at-least 1500   (a CI check)
     ///
