@@ -471,8 +471,12 @@ fn draw_panel(area: &Area<'_>, axes: &Axes, panel: &Panel) -> DrawResult {
     let top = y.end;
     let pinned = |p: &Point| (p.level, p.value.min(top));
     for series in &panel.series {
+        // One vertex per load: repeated measurements (confirmations) are drawn as their
+        // own markers below, and the line goes through their median.
         chart.draw_series(LineSeries::new(
-            series.points.iter().map(pinned),
+            line_through_medians(&series.points)
+                .into_iter()
+                .map(|(level, value)| (level, value.min(top))),
             series.color.stroke_width(2),
         ))?;
     }
@@ -515,6 +519,27 @@ fn draw_panel(area: &Area<'_>, axes: &Axes, panel: &Panel) -> DrawResult {
         entries.push(("above the axis".into(), Mark::Pinned));
     }
     draw_legend(&legend, &entries)
+}
+
+/// The vertices of a series' line: one per level (points are sorted by level), at the
+/// median of the values measured at that level.
+fn line_through_medians(points: &[Point]) -> Vec<(f64, f64)> {
+    let mut line = Vec::new();
+    let mut rest = points;
+    while let Some(first) = rest.first() {
+        let same = rest.iter().take_while(|p| p.level == first.level).count();
+        let mut values: Vec<f64> = rest[..same].iter().map(|p| p.value).collect();
+        values.sort_by(f64::total_cmp);
+        let middle = values.len() / 2;
+        let median = if values.len() % 2 == 0 {
+            (values[middle - 1] + values[middle]) / 2.0
+        } else {
+            values[middle]
+        };
+        line.push((first.level, median));
+        rest = &rest[same..];
+    }
+    line
 }
 
 /// How a legend entry is drawn.
@@ -693,6 +718,28 @@ mod tests {
         let r = drawable(100.0, 100.0);
         assert!(r.start < 100.0 && r.end > 100.0);
         assert_eq!(drawable(f64::MAX, f64::MAX), 0.0..1.0);
+    }
+
+    #[test]
+    fn repeated_measurements_give_one_vertex_at_their_median() {
+        let point = |level: f64, value: f64| Point {
+            level,
+            value,
+            met: true,
+        };
+        let points = [
+            point(100.0, 5.0),
+            point(200.0, 9.0),
+            point(200.0, 7.0),
+            point(200.0, 30.0),
+            point(300.0, 10.0),
+            point(300.0, 12.0),
+        ];
+        assert_eq!(
+            line_through_medians(&points),
+            vec![(100.0, 5.0), (200.0, 9.0), (300.0, 11.0)]
+        );
+        assert!(line_through_medians(&[]).is_empty());
     }
 
     #[test]
