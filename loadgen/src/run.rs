@@ -35,6 +35,16 @@ pub enum Completion {
     Incomplete(String),
 }
 
+/// How an incomplete run's reason starts when Ctrl-C stopped it.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
+impl Completion {
+    /// Stopped by Ctrl-C (the run says nothing about the load).
+    pub fn interrupted(&self) -> bool {
+        matches!(self, Completion::Incomplete(why) if why.starts_with(INTERRUPTED))
+    }
+}
+
 /// Errors that stop a run before it measures anything.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -301,7 +311,7 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
             _ = ticker.tick() => progress.ramp(connected, failed),
             _ = &mut interrupt => {
                 logins.abort_all();
-                completion = Completion::Incomplete("interrupted (Ctrl-C) during the ramp".into());
+                completion = Completion::Incomplete(format!("{INTERRUPTED} during the ramp"));
             }
         }
     }
@@ -404,7 +414,7 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
             tokio::select! {
                 _ = tokio::time::sleep_until(ctx.instant_at(until)) => {}
                 _ = &mut interrupt => {
-                    completion = Completion::Incomplete("interrupted (Ctrl-C)".into());
+                    completion = Completion::Incomplete(INTERRUPTED.into());
                 }
             }
             let now = ctx.now_ns();

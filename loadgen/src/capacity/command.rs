@@ -140,7 +140,7 @@ pub async fn main(args: CapacityArgs) -> u8 {
             tokio::select! {
                 _ = tokio::time::sleep(spec.capacity.pause.0) => {}
                 _ = &mut interrupt => {
-                    stopped = Some(("interrupted (Ctrl-C)".into(), exit::COULD_NOT_RUN));
+                    stopped = Some((crate::run::INTERRUPTED.into(), exit::COULD_NOT_RUN));
                     break;
                 }
             }
@@ -177,10 +177,9 @@ pub async fn main(args: CapacityArgs) -> u8 {
         }
         say(progress_line(&record));
         // An interrupted step is shown but not judged: it says nothing about the load.
-        let interrupted = record.failures.iter().any(|f| f.contains("interrupted"));
-        if interrupted {
+        if measured.interrupted {
             steps.push((f64::NAN, record));
-            stopped = Some(("interrupted (Ctrl-C)".into(), exit::COULD_NOT_RUN));
+            stopped = Some((crate::run::INTERRUPTED.into(), exit::COULD_NOT_RUN));
             break;
         }
         search.record(record.met);

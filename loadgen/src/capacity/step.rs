@@ -81,6 +81,8 @@ pub enum StepError {
 pub struct Measured {
     pub record: StepRecord,
     pub report: RunReport,
+    /// Ctrl-C stopped the step: its row says nothing about the load.
+    pub interrupted: bool,
 }
 
 /// Runs one step's scenario and measures it.
@@ -150,7 +152,11 @@ pub async fn measure(
         (warmup, phases),
         usage,
     );
-    Ok(Measured { record, report })
+    Ok(Measured {
+        record,
+        report,
+        interrupted: completion.interrupted(),
+    })
 }
 
 /// The load a step's scenario offers (its last phase: the measured one).
