@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::conclusion::{self, Context};
 use super::search::{Found, Search};
-use super::spec::{toml_of, CapacitySpec, Point};
+use super::spec::{toml_of, CapacitySpec, Grow, Point};
 use super::step::{self, ServerSource, StepError};
 use super::{CapacityReport, Outcome, StepRecord, UsageSource};
 use crate::cli::CapacityArgs;
@@ -116,9 +116,13 @@ pub async fn main(args: CapacityArgs) -> u8 {
         }
     };
     say(format!(
-        "capacity: {} — grow {}, {} per step ({} warm-up + {} measured), objective: {}",
+        "capacity: {} — grow {}, from {} ({} warm-up + {} measured per step), objective: {}",
         spec.name(),
-        spec.level_unit(),
+        match spec.capacity.grow {
+            Grow::Users => "users",
+            Grow::Rate => "the message rate",
+            Grow::Both => "users and the message rate together",
+        },
         spec.describe(spec.point(0.0)),
         spec.capacity.warmup,
         spec.capacity.measure,
