@@ -15,21 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::cli::ClientArgs;
 use crate::connection::{self, FrameReader, Incoming, ReadStream, Writer};
+use crate::exit::Exit;
 use crate::stamp::Stamp;
 use crate::target::Target;
-
-/// Exit codes of `loadgen client` (documented in cli.rs).
-pub mod exit {
-    /// We closed the session: `/quit`, end of stdin, Ctrl-C.
-    pub const CLOSED: u8 = 0;
-    pub const USAGE: u8 = 2;
-    /// The server could not be reached or refused the login.
-    pub const CANNOT_CONNECT: u8 = 3;
-    /// Another login of this name replaced the session (Close 4001).
-    pub const EVICTED: u8 = 4;
-    /// The server ended the session some other way.
-    pub const ENDED_BY_SERVER: u8 = 5;
-}
 
 /// The Close code of an eviction (PROTOCOL.md S4).
 const REPLACED: u16 = 4001;
@@ -44,17 +32,17 @@ enum Received {
     Lost(String),
 }
 
-pub async fn main(args: ClientArgs) -> u8 {
+pub async fn main(args: ClientArgs) -> Exit {
     let target: Target = match args.url.parse() {
         Ok(target) => target,
         Err(error) => {
             eprintln!("loadgen client: {error}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     if args.user.is_empty() {
         eprintln!("loadgen client: --user must not be empty");
-        return exit::USAGE;
+        return Exit::Usage;
     }
     let addr = match tokio::net::lookup_host(target.authority())
         .await
@@ -63,11 +51,11 @@ pub async fn main(args: ClientArgs) -> u8 {
         Ok(Some(addr)) => addr,
         Ok(None) => {
             eprintln!("loadgen client: {} has no address", target.host);
-            return exit::CANNOT_CONNECT;
+            return Exit::CouldNotRun;
         }
         Err(error) => {
             eprintln!("loadgen client: cannot resolve {}: {error}", target.host);
-            return exit::CANNOT_CONNECT;
+            return Exit::CouldNotRun;
         }
     };
     let connected = match connection::connect(&target, addr, &args.user, args.connect_timeout).await
@@ -75,7 +63,7 @@ pub async fn main(args: ClientArgs) -> u8 {
         Ok(connected) => connected,
         Err(error) => {
             eprintln!("loadgen client: {error}");
-            return exit::CANNOT_CONNECT;
+            return Exit::CouldNotRun;
         }
     };
     eprintln!("connected to {target} as {}", args.user);
@@ -99,7 +87,7 @@ pub async fn main(args: ClientArgs) -> u8 {
                 Some(line) => {
                     if let Err(error) = send_text(&mut write, line).await {
                         eprintln!("loadgen client: cannot send: {error}");
-                        break exit::ENDED_BY_SERVER;
+                        break Exit::EndedByServer;
                     }
                 }
                 None if ticker.is_some() => stdin_open = false,
@@ -108,7 +96,7 @@ pub async fn main(args: ClientArgs) -> u8 {
             _ = tick(&mut ticker) => {
                 if let Err(error) = send_text(&mut write, args.message.clone()).await {
                     eprintln!("loadgen client: cannot send: {error}");
-                    break exit::ENDED_BY_SERVER;
+                    break Exit::EndedByServer;
                 }
             }
             _ = tokio::signal::ctrl_c() => {
@@ -126,11 +114,11 @@ pub async fn main(args: ClientArgs) -> u8 {
                 }
                 Some(Received::Lost(why)) => {
                     eprintln!("connection lost: {why}");
-                    break exit::ENDED_BY_SERVER;
+                    break Exit::EndedByServer;
                 }
                 None => {
                     eprintln!("connection lost");
-                    break exit::ENDED_BY_SERVER;
+                    break Exit::EndedByServer;
                 }
             },
         }
@@ -162,7 +150,7 @@ async fn close(
     write: &mut Writer,
     events: &mut mpsc::UnboundedReceiver<Received>,
     why: &str,
-) -> u8 {
+) -> Exit {
     let _ = write.write_frame(Frame::close(1000, why.as_bytes())).await;
     let deadline = Instant::now() + CLOSE_WAIT;
     let mut latency = LatencyOrigin::default();
@@ -188,17 +176,17 @@ async fn close(
             }
         }
     }
-    exit::CLOSED
+    Exit::Passed
 }
 
-fn ended_by_server(code: Option<u16>, reason: &str) -> u8 {
+fn ended_by_server(code: Option<u16>, reason: &str) -> Exit {
     let code_text = code.map_or("(no code)".into(), |c| c.to_string());
     if code == Some(REPLACED) {
         eprintln!("evicted: server sent Close {code_text} {reason:?} (another login of this name)");
-        exit::EVICTED
+        Exit::Evicted
     } else {
         eprintln!("closed by the server: Close {code_text} {reason:?}");
-        exit::ENDED_BY_SERVER
+        Exit::EndedByServer
     }
 }
 

@@ -4,7 +4,7 @@
 //! mistake is reported as the file, the field and the reason (exit code 2) before any
 //! connection is made. `scenarios/README.md` documents every field.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,7 @@ use crate::duration::Span;
 use crate::stamp::{Stamp, FROM};
 use crate::target::Target;
 use crate::thresholds::Thresholds;
+use crate::toml_file::{self, Invalid, TomlFile, TomlFileError};
 
 /// The longest user name the protocol's reference server accepts (PROTOCOL.md S3).
 pub const MAX_NAME_BYTES: usize = 64;
@@ -216,55 +217,25 @@ fn default_churn_offline() -> Span {
     Span(std::time::Duration::from_secs(1))
 }
 
-/// A scenario that cannot be run, with where and why.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: field `{field}`: {reason}")]
-    Invalid {
-        path: PathBuf,
-        field: String,
-        reason: String,
-    },
+impl TomlFile for Scenario {
+    fn name_slot(&mut self) -> &mut Option<String> {
+        &mut self.name
+    }
+
+    fn validate(&self, _path: &Path) -> Result<(), Invalid> {
+        self.check().map_err(Invalid::from)
+    }
 }
 
 impl Scenario {
     /// Reads, parses and validates a scenario file.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Scenario::parse(path, &text)
+    pub fn load(path: &Path) -> Result<Scenario, TomlFileError> {
+        toml_file::load(path)
     }
 
     /// Parses and validates scenario text; `path` is only for messages and the default name.
-    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-        let mut scenario: Scenario =
-            toml::from_str(text).map_err(|error| ScenarioError::Parse {
-                path: path.to_path_buf(),
-                message: error.to_string().trim_end().replace('\n', "\n  "),
-            })?;
-        if scenario.name.is_none() {
-            scenario.name = path
-                .file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned());
-        }
-        scenario
-            .validate()
-            .map_err(|(field, reason)| ScenarioError::Invalid {
-                path: path.to_path_buf(),
-                field,
-                reason,
-            })?;
-        Ok(scenario)
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, TomlFileError> {
+        toml_file::parse(path, text)
     }
 
     /// The run's name.
@@ -319,7 +290,8 @@ impl Scenario {
         u64::from(self.users.count) + u64::from(self.has_relogins()) + relogin_extra
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks every value; on failure names the field and says why.
+    fn check(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, reason: String| Err((field.to_string(), reason));
         for (i, url) in self.target.urls().iter().enumerate() {
             if let Err(error) = url.parse::<Target>() {
@@ -488,7 +460,7 @@ mod tests {
         relogin_rate = 1
     "#;
 
-    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    fn parse(text: &str) -> Result<Scenario, TomlFileError> {
         Scenario::parse(Path::new("scenarios/test.toml"), text)
     }
 
@@ -516,7 +488,7 @@ mod tests {
 
     fn invalid(text: &str) -> (String, String) {
         match parse(text) {
-            Err(ScenarioError::Invalid { field, reason, .. }) => (field, reason),
+            Err(TomlFileError::Invalid { field, reason, .. }) => (field, reason),
             other => panic!("expected an invalid-field error, got {other:?}"),
         }
     }
@@ -554,7 +526,7 @@ mod tests {
             "[[phase]]\nduration = \"1s\"",
         ] {
             match parse(text) {
-                Err(ScenarioError::Parse { message, .. }) => assert!(!message.is_empty()),
+                Err(TomlFileError::Parse { message, .. }) => assert!(!message.is_empty()),
                 other => panic!("expected a parse error for {text:?}, got {other:?}"),
             }
         }

@@ -14,17 +14,11 @@ use super::spec::{toml_of, CapacitySpec, Grow, Point};
 use super::step::{self, ServerSource, StepError};
 use super::{CapacityReport, Outcome, StepRecord, UsageSource};
 use crate::cli::CapacityArgs;
+use crate::exit::Exit;
 use crate::report::{self, clock};
 use crate::resources;
+use crate::server_process::Launch;
 use crate::target::Target;
-
-/// Exit codes of `loadgen capacity`.
-mod exit {
-    pub const DONE: u8 = 0;
-    pub const BELOW_EXPECTATION: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const COULD_NOT_RUN: u8 = 3;
-}
 
 /// The load above the knee that `above-knee.toml` offers.
 const ABOVE_KNEE: f64 = 1.2;
@@ -34,18 +28,18 @@ pub const KNEE_TOML: &str = "knee.toml";
 /// The file that reproduces 20% above the knee.
 pub const ABOVE_KNEE_TOML: &str = "above-knee.toml";
 
-pub async fn main(args: CapacityArgs) -> u8 {
+pub async fn main(args: CapacityArgs) -> Exit {
     let mut spec = match CapacitySpec::load(&args.file) {
         Ok(spec) => spec,
         Err(error) => {
             eprintln!("loadgen: {error}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     for url in &args.targets {
         if let Err(error) = url.parse::<Target>() {
             eprintln!("loadgen: --target {error}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     }
     if !args.targets.is_empty() {
@@ -55,32 +49,32 @@ pub async fn main(args: CapacityArgs) -> u8 {
     let source = match (&args.server, urls.is_empty()) {
         (Some(_), false) => {
             eprintln!("loadgen: --server starts the server itself; leave out --target and the file's `target`");
-            return exit::USAGE;
+            return Exit::Usage;
         }
         (Some(command), true) if !command.contains("{addr}") => {
             eprintln!("loadgen: --server needs {{addr}} where the listen address goes");
-            return exit::USAGE;
+            return Exit::Usage;
         }
-        (Some(command), true) => ServerSource::Command(command.clone()),
+        (Some(command), true) => ServerSource::Fresh(Launch::Command(command.clone())),
         (None, true) => {
             if args.server_pid.is_some() {
                 eprintln!("loadgen: --server-pid is for a server given by --target or `target`");
-                return exit::USAGE;
+                return Exit::Usage;
             }
-            ServerSource::Embedded
+            ServerSource::Fresh(Launch::Embedded)
         }
         (None, false) => {
             let addr = match resolve(&urls[0]).await {
                 Some(addr) => addr,
                 None => {
                     eprintln!("loadgen: cannot resolve {}", urls[0]);
-                    return exit::COULD_NOT_RUN;
+                    return Exit::CouldNotRun;
                 }
             };
             if let Some(pid) = args.server_pid {
                 if resources::process(pid).is_none() {
                     eprintln!("loadgen: --server-pid {pid}: no such process in /proc");
-                    return exit::USAGE;
+                    return Exit::Usage;
                 }
             }
             ServerSource::External {
@@ -98,7 +92,7 @@ pub async fn main(args: CapacityArgs) -> u8 {
             "loadgen: the limit of the search ({}) cannot run here: {error}",
             spec.describe(spec.point(spec.last_k()))
         );
-        return exit::USAGE;
+        return Exit::Usage;
     }
 
     let started_at = SystemTime::now();
@@ -137,14 +131,14 @@ pub async fn main(args: CapacityArgs) -> u8 {
     );
     // Each step's position and row; an interrupted step has position NaN (not judged).
     let mut steps: Vec<(f64, StepRecord)> = Vec::new();
-    let mut stopped: Option<(String, u8)> = None;
+    let mut stopped: Option<(String, Exit)> = None;
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
-    while let Some((k, stage)) = search.next() {
+    while let Some((k, stage)) = search.next_load() {
         if !steps.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep(spec.capacity.pause.0) => {}
                 _ = &mut interrupt => {
-                    stopped = Some((crate::run::INTERRUPTED.into(), exit::COULD_NOT_RUN));
+                    stopped = Some((crate::run::INTERRUPTED.into(), Exit::CouldNotRun));
                     break;
                 }
             }
@@ -156,11 +150,11 @@ pub async fn main(args: CapacityArgs) -> u8 {
         let measured = match step::measure(&source, scenario, &path, true).await {
             Ok(measured) => measured,
             Err(StepError::Limits(error)) => {
-                stopped = Some((error.to_string(), exit::USAGE));
+                stopped = Some((error.to_string(), Exit::Usage));
                 break;
             }
             Err(StepError::Unreachable(why)) => {
-                stopped = Some((why, exit::COULD_NOT_RUN));
+                stopped = Some((why, Exit::CouldNotRun));
                 break;
             }
         };
@@ -177,13 +171,13 @@ pub async fn main(args: CapacityArgs) -> u8 {
             report::write_all(&step_dir, &measured.report, &measured.report.verdicts())
         {
             eprintln!("loadgen: {error}");
-            return exit::COULD_NOT_RUN;
+            return Exit::CouldNotRun;
         }
         say(progress_line(&record));
         // An interrupted step is shown but not judged: it says nothing about the load.
         if measured.interrupted {
             steps.push((f64::NAN, record));
-            stopped = Some((crate::run::INTERRUPTED.into(), exit::COULD_NOT_RUN));
+            stopped = Some((crate::run::INTERRUPTED.into(), Exit::CouldNotRun));
             break;
         }
         search.record(record.met);
@@ -274,12 +268,12 @@ pub async fn main(args: CapacityArgs) -> u8 {
     };
     if let Err(error) = super::report::write_all(&dir, &capacity) {
         eprintln!("loadgen: {error}");
-        return exit::COULD_NOT_RUN;
+        return Exit::CouldNotRun;
     }
     let knee_point = knee.map(|i| spec.point(steps[i].0));
     if let Err(error) = write_reproductions(&dir, &args.file, &spec, knee_point) {
         eprintln!("loadgen: {error}");
-        return exit::COULD_NOT_RUN;
+        return Exit::CouldNotRun;
     }
     println!("{}", capacity.conclusion.headline);
     for line in &capacity.conclusion.details {
@@ -304,10 +298,10 @@ pub async fn main(args: CapacityArgs) -> u8 {
                 "loadgen: capacity {sustained} {} is below --expect-at-least {expected}",
                 spec.level_unit()
             );
-            return exit::BELOW_EXPECTATION;
+            return Exit::Failed;
         }
     }
-    exit::DONE
+    Exit::Passed
 }
 
 /// One line per step while the search runs.

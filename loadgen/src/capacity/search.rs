@@ -99,7 +99,7 @@ impl Search {
     }
 
     /// The next position to measure, or `None` when the search is over.
-    pub fn next(&mut self) -> Option<(f64, Stage)> {
+    pub fn next_load(&mut self) -> Option<(f64, Stage)> {
         if let Some(pending) = self.pending {
             return Some(pending);
         }
@@ -211,7 +211,7 @@ mod tests {
             confirm,
         );
         let mut measured = Vec::new();
-        while let Some((k, _)) = search.next() {
+        while let Some((k, _)) = search.next_load() {
             let level = start + k * step;
             measured.push(level);
             search.record(meets(level));
@@ -372,9 +372,9 @@ mod tests {
     fn record_without_next_does_nothing() {
         let mut search = Search::new(5.0, 0.01, 3, 0);
         search.record(true);
-        assert_eq!(search.next(), Some((0.0, Stage::Step)));
+        assert_eq!(search.next_load(), Some((0.0, Stage::Step)));
         assert_eq!(
-            search.next(),
+            search.next_load(),
             Some((0.0, Stage::Step)),
             "asked twice, same answer"
         );

@@ -12,8 +12,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Span;
-use crate::scenario::{Phase, Scenario, ScenarioError, Targets, Users, Verify};
+use crate::scenario::{Phase, Scenario, Targets, Users, Verify};
 use crate::thresholds::Thresholds;
+use crate::toml_file::{self, Invalid, TomlFile, TomlFileError};
 
 /// A whole capacity file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -178,46 +179,39 @@ fn default_connect_timeout() -> Span {
 /// Rates are offered to a tenth of a message per second.
 const RATE_RESOLUTION: f64 = 0.1;
 
-impl CapacitySpec {
-    pub fn load(path: &Path) -> Result<CapacitySpec, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        CapacitySpec::parse(path, &text)
+impl TomlFile for CapacitySpec {
+    fn name_slot(&mut self) -> &mut Option<String> {
+        &mut self.name
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<CapacitySpec, ScenarioError> {
-        let mut spec: CapacitySpec =
-            toml::from_str(text).map_err(|error| ScenarioError::Parse {
-                path: path.to_path_buf(),
-                message: error.to_string().trim_end().replace('\n', "\n  "),
-            })?;
-        if spec.name.is_none() {
-            spec.name = path
-                .file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned());
-        }
-        let invalid = |(field, reason): (String, String)| ScenarioError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            reason,
-        };
-        spec.validate().map_err(invalid)?;
+    fn validate(&self, path: &Path) -> Result<(), Invalid> {
+        self.check()?;
         // Every step's scenario must be a valid run scenario: check the two ends of the
         // path (the start and the limit), which bound every step in between.
-        for k in [0.0, spec.last_k()] {
-            let scenario = spec.scenario_at(k);
-            if let Err(ScenarioError::Invalid { field, reason, .. }) =
+        for k in [0.0, self.last_k()] {
+            let scenario = self.scenario_at(k);
+            if let Err(TomlFileError::Invalid { field, reason, .. }) =
                 Scenario::parse(path, &toml_of(&scenario))
             {
-                return Err(invalid((
+                return Err(Invalid::new(
                     format!("(step scenario) {field}"),
-                    format!("{reason} (at {})", spec.describe(spec.point(k))),
-                )));
+                    format!("{reason} (at {})", self.describe(self.point(k))),
+                ));
             }
         }
-        Ok(spec)
+        Ok(())
+    }
+}
+
+impl CapacitySpec {
+    /// Reads, parses and validates a capacity file.
+    pub fn load(path: &Path) -> Result<CapacitySpec, TomlFileError> {
+        toml_file::load(path)
+    }
+
+    /// Parses and validates capacity-file text; `path` is for messages and the default name.
+    pub fn parse(path: &Path, text: &str) -> Result<CapacitySpec, TomlFileError> {
+        toml_file::parse(path, text)
     }
 
     pub fn name(&self) -> &str {
@@ -365,8 +359,9 @@ impl CapacitySpec {
         }
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
-        let fail = |field: &str, reason: String| Err((field.to_string(), reason));
+    /// Checks every value of the file itself; on failure names the field and says why.
+    fn check(&self) -> Result<(), Invalid> {
+        let fail = |field: &str, reason: String| Err(Invalid::new(field, reason));
         let c = &self.capacity;
         let needs_users = matches!(c.grow, Grow::Users | Grow::Both);
         let needs_rate = matches!(c.grow, Grow::Rate | Grow::Both);
@@ -499,7 +494,7 @@ mod tests {
         p99 = "50ms"
     "#;
 
-    fn parse(text: &str) -> Result<CapacitySpec, ScenarioError> {
+    fn parse(text: &str) -> Result<CapacitySpec, TomlFileError> {
         CapacitySpec::parse(Path::new("cap.toml"), text)
     }
 

@@ -11,21 +11,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::StepRecord;
-use crate::embedded::EmbeddedServer;
-use crate::gate::server::ServerProcess;
 use crate::report::RunReport;
 use crate::resources::{self, Sampler, ServerProbe};
 use crate::run::{self, Completion, RunError, RunRequest};
 use crate::scenario::Scenario;
+use crate::server_process::{Launch, ServerProcess};
 use crate::thresholds::{delivery_ratio, Verdict};
 
 /// Where the server of every step comes from.
 #[derive(Debug, Clone)]
 pub enum ServerSource {
-    /// `loadgen serve` as a child process, fresh per step.
-    Embedded,
-    /// A user's command line with `{addr}`, fresh per step.
-    Command(String),
+    /// Started fresh for every step: the embedded chat-server, or a user's command line.
+    Fresh(Launch),
     /// A running server at these URLs; its CPU and memory from `pid`'s `/proc` when given,
     /// else from the first URL's `/metrics`.
     External {
@@ -39,29 +36,16 @@ impl ServerSource {
     /// How the report names it.
     pub fn describe(&self) -> String {
         match self {
-            ServerSource::Embedded => "embedded chat-server (a fresh process per step)".into(),
-            ServerSource::Command(command) => format!("`{command}` (a fresh process per step)"),
+            ServerSource::Fresh(Launch::Embedded) => {
+                "embedded chat-server (a fresh process per step)".into()
+            }
+            ServerSource::Fresh(Launch::Command(command)) => {
+                format!("`{command}` (a fresh process per step)")
+            }
             ServerSource::External { urls, pid, .. } => match pid {
                 Some(pid) => format!("{} (process {pid}, shared by every step)", urls.join(", ")),
                 None => format!("{} (shared by every step)", urls.join(", ")),
             },
-        }
-    }
-}
-
-/// A server started for one step.
-enum Running {
-    Embedded(EmbeddedServer),
-    Process(ServerProcess),
-    External,
-}
-
-impl Running {
-    async fn stop(self) {
-        match self {
-            Running::Embedded(server) => server.stop(Duration::from_secs(10)).await,
-            Running::Process(server) => server.stop().await,
-            Running::External => {}
         }
     }
 }
@@ -93,34 +77,19 @@ pub async fn measure(
     quiet: bool,
 ) -> Result<Measured, StepError> {
     let (urls, probe, running) = match source {
-        ServerSource::Embedded => {
-            let server = EmbeddedServer::start()
+        ServerSource::Fresh(launch) => {
+            let server = ServerProcess::start(launch)
                 .await
                 .map_err(|e| StepError::Unreachable(e.to_string()))?;
             let urls = vec![format!("ws://{}/", server.addr)];
-            (
-                urls,
-                ServerProbe::Pid(server.pid()),
-                Running::Embedded(server),
-            )
-        }
-        ServerSource::Command(command) => {
-            let server = ServerProcess::start(command)
-                .await
-                .map_err(|e| StepError::Unreachable(e.to_string()))?;
-            let urls = vec![format!("ws://{}/", server.addr)];
-            (
-                urls,
-                ServerProbe::Pid(server.pid()),
-                Running::Process(server),
-            )
+            (urls, ServerProbe::Pid(server.pid()), Some(server))
         }
         ServerSource::External { urls, addr, pid } => {
             let probe = match pid {
                 Some(pid) => ServerProbe::Pid(*pid),
                 None => ServerProbe::Metrics(*addr),
             };
-            (urls.clone(), probe, Running::External)
+            (urls.clone(), probe, None)
         }
     };
     let warmup = scenario.warmup.map_or(Duration::ZERO, |w| w.0);
@@ -135,7 +104,9 @@ pub async fn measure(
     })
     .await;
     let samples = sampler.finish().await;
-    running.stop().await;
+    if let Some(server) = running {
+        server.stop(Duration::from_secs(10)).await;
+    }
     let (report, completion) = outcome.map_err(|error| match error {
         RunError::Limits(limits) => StepError::Limits(limits),
         RunError::Unreachable(why) => StepError::Unreachable(why),

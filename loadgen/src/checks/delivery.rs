@@ -1,5 +1,6 @@
-//! Loss, duplicate and order accounting for one receiving session, and the end-of-run loss
-//! computation.
+//! The delivery check: what each received Text frame is, loss, duplicate and order
+//! accounting for one receiving session, and the end-of-run loss computation. Pure: the
+//! simulated users feed it, nothing here touches a socket.
 //!
 //! **The loss window.** A message sent at time `t` is *expected* by a session iff the
 //! session was online and stable from before `t` until `t + deadline`: confirmed online
@@ -14,6 +15,8 @@
 //! not in a hole is a duplicate.
 
 use std::collections::HashMap;
+
+use crate::stamp::{Kind, Stamp};
 
 /// What one arrival was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +89,11 @@ impl ReceivedSet {
         }
     }
 
+    /// Whether nothing was received.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_none()
+    }
+
     /// How many distinct sequence numbers were received.
     pub fn len(&self) -> u64 {
         match self.range {
@@ -118,6 +126,59 @@ impl ReceivedSet {
             })
             .sum();
         b - a + 1 - holes
+    }
+}
+
+/// What one Text frame received by a simulated user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Not a message of this run, or its ` -- FROM ` does not name its stamped sender.
+    Foreign,
+    /// A relogin probe, with its id.
+    Probe(u64),
+    /// The receiver's own message (M2 says it must not come back).
+    OwnMessage,
+    /// Another user's chat message.
+    Chat {
+        sender: u32,
+        seq: u64,
+        /// When the sender's schedule meant to send it (run clock, ns).
+        intended_ns: u64,
+    },
+}
+
+/// Classifies a Text frame that `receiver` got in run `run_id` of `users` users, where
+/// user `users` is the probe user and `name_of` gives each user's name.
+pub fn classify_text<'n>(
+    bytes: &[u8],
+    run_id: u32,
+    receiver: u32,
+    users: u32,
+    name_of: impl Fn(u32) -> &'n str,
+) -> Delivery {
+    let decoded = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| Stamp::decode_delivery(text).ok())
+        .filter(|(stamp, _)| stamp.run == run_id);
+    let Some((stamp, from)) = decoded else {
+        return Delivery::Foreign;
+    };
+    match stamp.kind {
+        Kind::Probe if stamp.sender == users && from == name_of(users) => {
+            Delivery::Probe(stamp.seq)
+        }
+        Kind::Chat if stamp.sender < users && stamp.seq > 0 && from == name_of(stamp.sender) => {
+            if stamp.sender == receiver {
+                Delivery::OwnMessage
+            } else {
+                Delivery::Chat {
+                    sender: stamp.sender,
+                    seq: stamp.seq,
+                    intended_ns: stamp.intended_ns,
+                }
+            }
+        }
+        _ => Delivery::Foreign,
     }
 }
 
@@ -292,5 +353,58 @@ mod tests {
                 .sum::<u64>(),
             0
         );
+    }
+
+    fn names(index: u32) -> &'static str {
+        ["ann", "bob", "probe"][index as usize]
+    }
+
+    fn delivery(stamp: Stamp, from: &str) -> Vec<u8> {
+        format!("{}{}{from}", stamp.message(0), crate::stamp::FROM).into_bytes()
+    }
+
+    #[test]
+    fn received_text_is_classified_by_stamp_and_sender_name() {
+        let chat = Stamp {
+            run: 7,
+            kind: Kind::Chat,
+            sender: 1,
+            seq: 3,
+            intended_ns: 42,
+        };
+        let got = |bytes: &[u8], receiver| classify_text(bytes, 7, receiver, 2, names);
+        assert_eq!(
+            got(&delivery(chat, "bob"), 0),
+            Delivery::Chat {
+                sender: 1,
+                seq: 3,
+                intended_ns: 42
+            }
+        );
+        assert_eq!(got(&delivery(chat, "bob"), 1), Delivery::OwnMessage);
+        assert_eq!(
+            got(&delivery(chat, "ann"), 0),
+            Delivery::Foreign,
+            "wrong FROM"
+        );
+        assert_eq!(
+            got(&delivery(Stamp { run: 8, ..chat }, "bob"), 0),
+            Delivery::Foreign,
+            "another run"
+        );
+        assert_eq!(
+            got(&delivery(Stamp { seq: 0, ..chat }, "bob"), 0),
+            Delivery::Foreign,
+            "sequence numbers start at 1"
+        );
+        let probe = Stamp {
+            kind: Kind::Probe,
+            sender: 2,
+            ..chat
+        };
+        assert_eq!(got(&delivery(probe, "probe"), 0), Delivery::Probe(3));
+        assert_eq!(got(&delivery(probe, "bob"), 0), Delivery::Foreign);
+        assert_eq!(got(b"hello -- FROM bob", 0), Delivery::Foreign);
+        assert_eq!(got(&[0xff, 0xfe], 0), Delivery::Foreign, "not UTF-8");
     }
 }

@@ -1,4 +1,6 @@
-//! The relogin eviction check (PROTOCOL.md S4–S6), one relogin at a time.
+//! The relogin eviction check (docs/protocol.md S4–S6): what was seen during one relogin,
+//! and the verdict on it. Pure: the relogin itself (opening connections, sending the
+//! probe, waiting) is done by `run::relogin`, which fills in a [`ReloginObservation`].
 //!
 //! A relogin of user U opens `relogin_concurrency` new connections for U while the old one
 //! is still online. Once every new handshake has completed (time `t1`):
@@ -13,17 +15,11 @@
 //! Each relogin gets one outcome; when several apply the worst wins:
 //! zombie, ghost, missing, late, ok.
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::time::Duration;
-
 use crate::record::Counters;
-use crate::run::Ctx;
-use crate::user::{self, Conn, NEVER};
 
 /// The verdict on one relogin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum EvictionOutcome {
     Ok,
     Late,
     Missing,
@@ -31,175 +27,102 @@ pub enum Outcome {
     Ghost,
 }
 
-impl Outcome {
+impl EvictionOutcome {
     /// Adds this outcome to the counters.
     pub fn count(self, c: &mut Counters) {
         match self {
-            Outcome::Ok => c.evictions_ok += 1,
-            Outcome::Late => c.evictions_late += 1,
-            Outcome::Missing => c.evictions_missing += 1,
-            Outcome::Zombie => c.evictions_zombie += 1,
-            Outcome::Ghost => c.evictions_ghost += 1,
+            EvictionOutcome::Ok => c.evictions_ok += 1,
+            EvictionOutcome::Late => c.evictions_late += 1,
+            EvictionOutcome::Missing => c.evictions_missing += 1,
+            EvictionOutcome::Zombie => c.evictions_zombie += 1,
+            EvictionOutcome::Ghost => c.evictions_ghost += 1,
         }
     }
 }
 
-/// What was observed, in the terms of the module doc.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Observed {
-    /// Connections that should have ended and all did by the deadline.
-    pub ended_in_time: bool,
-    /// Connections that should have ended and all did by the end of the check.
-    pub ended_eventually: bool,
-    /// Exactly one new connection survived and it received the probe.
-    pub survivor_got_probe: bool,
-    /// The old connection (or a non-survivor) received the probe or a message sent after
-    /// the new login.
-    pub ghost: bool,
+/// One new connection of a relogin, as seen by the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewSession {
+    /// Still open at the eviction deadline.
+    pub open_at_deadline: bool,
+    /// Still open when the check ended (after the probe wait).
+    pub open_at_end: bool,
+    /// Received the probe.
+    pub got_probe: bool,
 }
 
-/// Classifies an observation (worst first).
-pub fn classify(seen: Observed) -> Outcome {
-    if !seen.survivor_got_probe {
-        Outcome::Zombie
-    } else if seen.ghost {
-        Outcome::Ghost
-    } else if !seen.ended_eventually {
-        Outcome::Missing
-    } else if !seen.ended_in_time {
-        Outcome::Late
-    } else {
-        Outcome::Ok
-    }
+/// Everything seen during one relogin, in the terms of the module doc. Times are on the
+/// run clock (ns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloginObservation {
+    /// `t1`: every new handshake had completed.
+    pub logged_in_ns: u64,
+    /// Messages sent this long after `t1` must not reach the old session.
+    pub ghost_grace_ns: u64,
+    /// The old session was still open at the eviction deadline.
+    pub old_open_at_deadline: bool,
+    /// The old session was still open when the check ended.
+    pub old_open_at_end: bool,
+    /// The old session received the probe.
+    pub old_got_probe: bool,
+    /// Highest intended send time of any chat message the old session received.
+    pub old_newest_chat_ns: Option<u64>,
+    /// The new sessions whose handshake completed.
+    pub new_sessions: Vec<NewSession>,
+    /// The probe was sent (there was a probe user and the send succeeded).
+    pub probe_sent: bool,
 }
 
-/// Relogs `user` in and records the outcome. Returns without an outcome when no new
-/// login succeeded (those are connect errors) or the user had no session.
-pub async fn relogin(ctx: Arc<Ctx>, user: u32) {
-    let Some(old) = ctx.current(user) else { return };
-    let started = ctx.now_ns();
-    old.end_expected.store(true, Relaxed);
-    old.mark_unstable(started);
-    ctx.recorder.count(user as usize, |c| c.relogins += 1);
-
-    let concurrency = ctx.plan_at(started).map_or(1, |p| p.relogin_concurrency);
-    let mut logins = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let ctx = ctx.clone();
-        logins.spawn(async move { user::open(&ctx, user, false).await });
-    }
-    let mut fresh: Vec<Arc<Conn>> = Vec::new();
-    while let Some(result) = logins.join_next().await {
-        match result {
-            Ok(Ok(conn)) => {
-                conn.end_expected.store(true, Relaxed);
-                fresh.push(conn);
-            }
-            _ => ctx.recorder.count(user as usize, |c| c.connect_errors += 1),
-        }
-    }
-    if fresh.is_empty() {
-        return;
-    }
-    let t1 = ctx.now_ns();
-    let eviction_deadline = t1 + ctx.scenario.verify.eviction_deadline.0.as_nanos() as u64;
-
-    // Wait for the old connection and all but one new one to end.
-    let must_end = fresh.len(); // old + (fresh - 1)
-    let ended_count = |fresh: &[Arc<Conn>]| {
-        usize::from(!old.is_open()) + fresh.iter().filter(|c| !c.is_open()).count()
-    };
-    while ended_count(&fresh) < must_end && ctx.now_ns() < eviction_deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let ended_in_time = ended_count(&fresh) >= must_end && !old.is_open();
-
-    // Declare the survivor the user's session and probe it.
-    let survivors: Vec<Arc<Conn>> = fresh.iter().filter(|c| c.is_open()).cloned().collect();
-    let survivor = match survivors.as_slice() {
-        [one] => Some(one.clone()),
-        _ => None,
-    };
-    let probe_sent = ctx.now_ns();
-    if let Some(s) = &survivor {
-        s.end_expected.store(false, Relaxed);
-        s.stable_from_ns.store(probe_sent, Relaxed);
-    }
-    ctx.set_current(
-        user,
-        survivors
-            .last()
-            .cloned()
-            .or_else(|| Some(old.clone()).filter(|o| o.is_open())),
-    );
-    let probe = ctx.send_probe().await;
-    let probe_deadline = ctx.now_ns() + ctx.scenario.verify.probe_deadline.0.as_nanos() as u64;
-    let survivor_got_probe = match (&survivor, probe) {
-        (Some(s), Some(id)) => wait_probe(&ctx, s, id, probe_deadline).await,
-        _ => false,
-    };
-    // Give a late eviction until the end of the probe wait.
-    let _ = old.wait_ended(&ctx, probe_deadline).await;
-    let ended_eventually = ended_count(&fresh) >= must_end && !old.is_open();
-
-    let grace = ctx.scenario.verify.ghost_grace.0.as_nanos() as u64;
-    let got_late_chat = |c: &Conn| {
-        let newest = c.newest_chat_ns.load(Relaxed);
-        newest != 0 && newest > t1 + grace
-    };
-    let non_survivors = fresh
+/// The survivor of a relogin: the only new session still open at the eviction deadline,
+/// if exactly one is. `open_at_deadline[i]` says whether new session `i` is.
+pub fn single_survivor(open_at_deadline: &[bool]) -> Option<usize> {
+    let mut open = open_at_deadline
         .iter()
-        .filter(|c| survivor.as_ref().is_none_or(|s| s.id != c.id));
-    let ghost = std::iter::once(&old)
-        .chain(non_survivors)
-        .any(|c| probe.is_some_and(|id| c.got_probe(id)) || (c.id == old.id && got_late_chat(c)));
-
-    let outcome = classify(Observed {
-        ended_in_time,
-        ended_eventually,
-        survivor_got_probe,
-        ghost,
-    });
-    ctx.recorder.count(user as usize, |c| outcome.count(c));
-    tracing::debug!(user, ?outcome, "relogin checked");
-
-    // Clean up what the server left open, so the run goes on with one session per user.
-    let now = ctx.now_ns();
-    for conn in std::iter::once(&old).chain(fresh.iter()) {
-        let keep = survivor.as_ref().is_some_and(|s| s.id == conn.id);
-        if !keep && conn.is_open() {
-            conn.close(now, Duration::from_secs(1)).await;
-        }
-    }
-    if survivor.is_none() {
-        // Without a single survivor the user has no trustworthy session.
-        for conn in &fresh {
-            conn.mark_unstable(now);
-        }
-        if let Some(current) = ctx.current(user) {
-            if current.stable_from_ns.load(Relaxed) == NEVER {
-                ctx.set_current(user, None);
-            }
-        }
+        .enumerate()
+        .filter(|(_, open)| **open);
+    match (open.next(), open.next()) {
+        (Some((index, _)), None) => Some(index),
+        _ => None,
     }
 }
 
-async fn wait_probe(ctx: &Ctx, conn: &Conn, id: u64, deadline_ns: u64) -> bool {
-    loop {
-        let arrived = conn.probe_arrived.notified();
-        tokio::pin!(arrived);
-        arrived.as_mut().enable();
-        if conn.got_probe(id) {
-            return true;
-        }
-        let left = deadline_ns.saturating_sub(ctx.now_ns());
-        if left == 0
-            || tokio::time::timeout(Duration::from_nanos(left), arrived)
-                .await
-                .is_err()
-        {
-            return conn.got_probe(id);
-        }
+/// The verdict on a relogin (worst first).
+pub fn judge(seen: &ReloginObservation) -> EvictionOutcome {
+    let open_at_deadline: Vec<bool> = seen
+        .new_sessions
+        .iter()
+        .map(|s| s.open_at_deadline)
+        .collect();
+    let survivor = single_survivor(&open_at_deadline);
+    // All but one new session must end, and the old one.
+    let must_end = seen.new_sessions.len();
+    let ended = |old_open: bool, new_open: &dyn Fn(&NewSession) -> bool| {
+        let new_ended = seen.new_sessions.iter().filter(|s| !new_open(s)).count();
+        !old_open && new_ended + 1 >= must_end
+    };
+    let ended_in_time = ended(seen.old_open_at_deadline, &|s| s.open_at_deadline);
+    let ended_eventually = ended(seen.old_open_at_end, &|s| s.open_at_end);
+    let survivor_got_probe =
+        seen.probe_sent && survivor.is_some_and(|i| seen.new_sessions[i].got_probe);
+    let probe_elsewhere = seen.old_got_probe
+        || seen
+            .new_sessions
+            .iter()
+            .enumerate()
+            .any(|(i, s)| Some(i) != survivor && s.got_probe);
+    let late_chat = seen
+        .old_newest_chat_ns
+        .is_some_and(|newest| newest > seen.logged_in_ns.saturating_add(seen.ghost_grace_ns));
+    if !survivor_got_probe {
+        EvictionOutcome::Zombie
+    } else if probe_elsewhere || late_chat {
+        EvictionOutcome::Ghost
+    } else if !ended_eventually {
+        EvictionOutcome::Missing
+    } else if !ended_in_time {
+        EvictionOutcome::Late
+    } else {
+        EvictionOutcome::Ok
     }
 }
 
@@ -207,45 +130,147 @@ async fn wait_probe(ctx: &Ctx, conn: &Conn, id: u64, deadline_ns: u64) -> bool {
 mod tests {
     use super::*;
 
+    const SURVIVOR: NewSession = NewSession {
+        open_at_deadline: true,
+        open_at_end: true,
+        got_probe: true,
+    };
+    const EVICTED: NewSession = NewSession {
+        open_at_deadline: false,
+        open_at_end: false,
+        got_probe: false,
+    };
+
+    /// A relogin that went right: two new logins, one evicted, the old one gone in time.
+    fn good() -> ReloginObservation {
+        ReloginObservation {
+            logged_in_ns: 1_000,
+            ghost_grace_ns: 500,
+            old_open_at_deadline: false,
+            old_open_at_end: false,
+            old_got_probe: false,
+            old_newest_chat_ns: Some(1_400),
+            new_sessions: vec![EVICTED, SURVIVOR],
+            probe_sent: true,
+        }
+    }
+
     #[test]
-    fn worst_outcome_wins() {
-        let good = Observed {
-            ended_in_time: true,
-            ended_eventually: true,
-            survivor_got_probe: true,
-            ghost: false,
+    fn a_clean_relogin_is_ok() {
+        assert_eq!(judge(&good()), EvictionOutcome::Ok);
+        let single = ReloginObservation {
+            new_sessions: vec![SURVIVOR],
+            ..good()
         };
-        assert_eq!(classify(good), Outcome::Ok);
+        assert_eq!(judge(&single), EvictionOutcome::Ok);
+    }
+
+    #[test]
+    fn an_old_session_that_ends_after_the_deadline_is_late() {
+        let seen = ReloginObservation {
+            old_open_at_deadline: true,
+            ..good()
+        };
+        assert_eq!(judge(&seen), EvictionOutcome::Late);
+    }
+
+    #[test]
+    fn a_session_that_never_ends_is_missing() {
+        let old_stays = ReloginObservation {
+            old_open_at_deadline: true,
+            old_open_at_end: true,
+            ..good()
+        };
+        assert_eq!(judge(&old_stays), EvictionOutcome::Missing);
+        // A second new session open at the deadline leaves no single survivor: zombie.
+        let two_survive = ReloginObservation {
+            new_sessions: vec![SURVIVOR, SURVIVOR],
+            ..good()
+        };
+        assert_eq!(judge(&two_survive), EvictionOutcome::Zombie);
+    }
+
+    #[test]
+    fn a_deaf_survivor_is_a_zombie() {
+        let deaf = ReloginObservation {
+            new_sessions: vec![
+                EVICTED,
+                NewSession {
+                    got_probe: false,
+                    ..SURVIVOR
+                },
+            ],
+            ..good()
+        };
+        assert_eq!(judge(&deaf), EvictionOutcome::Zombie);
+        let no_probe = ReloginObservation {
+            probe_sent: false,
+            ..good()
+        };
         assert_eq!(
-            classify(Observed {
-                ended_in_time: false,
-                ..good
-            }),
-            Outcome::Late
+            judge(&no_probe),
+            EvictionOutcome::Zombie,
+            "nothing proves it hears"
         );
-        assert_eq!(
-            classify(Observed {
-                ended_in_time: false,
-                ended_eventually: false,
-                ..good
-            }),
-            Outcome::Missing
-        );
-        assert_eq!(
-            classify(Observed {
-                ghost: true,
-                ended_eventually: false,
-                ..good
-            }),
-            Outcome::Ghost
-        );
-        assert_eq!(
-            classify(Observed {
-                survivor_got_probe: false,
-                ghost: true,
-                ..good
-            }),
-            Outcome::Zombie
-        );
+        let nobody_left = ReloginObservation {
+            new_sessions: vec![EVICTED],
+            ..good()
+        };
+        assert_eq!(judge(&nobody_left), EvictionOutcome::Zombie);
+    }
+
+    #[test]
+    fn an_old_session_that_still_hears_is_a_ghost() {
+        let probe = ReloginObservation {
+            old_got_probe: true,
+            ..good()
+        };
+        assert_eq!(judge(&probe), EvictionOutcome::Ghost);
+        let late_chat = ReloginObservation {
+            old_newest_chat_ns: Some(1_501),
+            ..good()
+        };
+        assert_eq!(judge(&late_chat), EvictionOutcome::Ghost);
+        let within_grace = ReloginObservation {
+            old_newest_chat_ns: Some(1_500),
+            ..good()
+        };
+        assert_eq!(judge(&within_grace), EvictionOutcome::Ok);
+        let evicted_new_heard = ReloginObservation {
+            new_sessions: vec![
+                NewSession {
+                    got_probe: true,
+                    ..EVICTED
+                },
+                SURVIVOR,
+            ],
+            ..good()
+        };
+        assert_eq!(judge(&evicted_new_heard), EvictionOutcome::Ghost);
+    }
+
+    #[test]
+    fn the_worst_outcome_wins() {
+        let ghost_and_missing = ReloginObservation {
+            old_open_at_deadline: true,
+            old_open_at_end: true,
+            old_got_probe: true,
+            ..good()
+        };
+        assert_eq!(judge(&ghost_and_missing), EvictionOutcome::Ghost);
+        let zombie_and_ghost = ReloginObservation {
+            old_got_probe: true,
+            probe_sent: false,
+            ..good()
+        };
+        assert_eq!(judge(&zombie_and_ghost), EvictionOutcome::Zombie);
+    }
+
+    #[test]
+    fn the_survivor_is_the_only_open_new_session() {
+        assert_eq!(single_survivor(&[false, true, false]), Some(1));
+        assert_eq!(single_survivor(&[true, true]), None);
+        assert_eq!(single_survivor(&[false, false]), None);
+        assert_eq!(single_survivor(&[]), None);
     }
 }

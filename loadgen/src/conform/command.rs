@@ -6,16 +6,9 @@ use std::io::Write as _;
 
 use super::{all_must_passed, output, Request};
 use crate::cli::ConformArgs;
+use crate::exit::Exit;
 
-/// Exit codes of `loadgen conform` (documented in cli.rs).
-pub mod exit {
-    pub const CONFORMS: u8 = 0;
-    pub const MUST_FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const UNREACHABLE: u8 = 3;
-}
-
-pub async fn main(args: ConformArgs) -> u8 {
+pub async fn main(args: ConformArgs) -> Exit {
     let request = Request {
         url: args.url.clone(),
         only: args.only.clone(),
@@ -47,9 +40,9 @@ pub async fn main(args: ConformArgs) -> u8 {
         Err(error) => {
             eprintln!("loadgen conform: {error}");
             return if error.unreachable() {
-                exit::UNREACHABLE
+                Exit::CouldNotRun
             } else {
-                exit::USAGE
+                Exit::Usage
             };
         }
     };
@@ -57,18 +50,18 @@ pub async fn main(args: ConformArgs) -> u8 {
     if let Some(path) = &args.json {
         if let Err(error) = output::write_json(path, &args.url, &results) {
             eprintln!("loadgen conform: {error}");
-            return exit::UNREACHABLE;
+            return Exit::CouldNotRun;
         }
     }
     if let Some(path) = &args.junit {
         if let Err(error) = output::write_junit(path, &args.url, &results) {
             eprintln!("loadgen conform: {error}");
-            return exit::UNREACHABLE;
+            return Exit::CouldNotRun;
         }
     }
     if all_must_passed(&results) {
-        exit::CONFORMS
+        Exit::Passed
     } else {
-        exit::MUST_FAILED
+        Exit::Failed
     }
 }

@@ -11,7 +11,6 @@
 //! Exit codes: 0 no regression; 1 a regression or a correctness failure; 2 bad usage;
 //! 3 the gate could not run (a server would not start, a run failed).
 
-pub mod server;
 pub mod stats;
 
 use std::fmt::Write as _;
@@ -20,10 +19,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::GateArgs;
+use crate::exit::Exit;
 use crate::run::{self, Completion, RunRequest};
 use crate::scenario::Scenario;
+use crate::server_process::{Launch, ServerProcess};
 use crate::{report, thresholds};
-use server::ServerProcess;
 use stats::{Better, Comparison, Verdict};
 
 /// Which build a run measured.
@@ -65,23 +65,23 @@ pub struct GateResult {
     pub passed: bool,
 }
 
-/// Runs the gate; returns the exit code.
-pub async fn command(args: GateArgs) -> u8 {
+/// Runs the gate; returns its exit code.
+pub async fn command(args: GateArgs) -> Exit {
     for (flag, command) in [("--base", &args.base), ("--candidate", &args.candidate)] {
         if !command.contains("{addr}") {
             eprintln!("loadgen gate: {flag} must contain {{addr}} where the listen address goes, e.g. \"target/release/chat-server --listen {{addr}}\"");
-            return 2;
+            return Exit::Usage;
         }
     }
     if !(args.tolerance > 0.0 && args.tolerance < 1.0) {
         eprintln!("loadgen gate: --tolerance must be between 0 and 1 (0.10 is 10%)");
-        return 2;
+        return Exit::Usage;
     }
     let scenario = match Scenario::load(&args.scenario) {
         Ok(scenario) => scenario,
         Err(error) => {
             eprintln!("loadgen gate: {error}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let mut runs = Vec::new();
@@ -113,7 +113,7 @@ pub async fn command(args: GateArgs) -> u8 {
                 }
                 Err(error) => {
                     eprintln!("loadgen gate: pair {pair}, {side:?}: {error}");
-                    return 3;
+                    return Exit::CouldNotRun;
                 }
             }
         }
@@ -125,14 +125,14 @@ pub async fn command(args: GateArgs) -> u8 {
     let markdown = markdown(&result);
     if let Err(error) = write(&dir, &result, &markdown) {
         eprintln!("loadgen gate: {error}");
-        return 3;
+        return Exit::CouldNotRun;
     }
     println!("{markdown}");
     println!("reports: {}", dir.display());
     if result.passed {
-        0
+        Exit::Passed
     } else {
-        1
+        Exit::Failed
     }
 }
 
@@ -144,7 +144,7 @@ async fn measure(
     scenario: &Scenario,
     path: &Path,
 ) -> anyhow::Result<GateRun> {
-    let server = ServerProcess::start(command).await?;
+    let server = ServerProcess::start(&Launch::Command(command.to_string())).await?;
     let before = server.cpu_seconds();
     let outcome = run::run(RunRequest {
         scenario: scenario.clone(),
@@ -154,7 +154,7 @@ async fn measure(
     })
     .await;
     let after = server.cpu_seconds();
-    server.stop().await;
+    server.stop(std::time::Duration::from_secs(10)).await;
     let (report, completion) = outcome?;
     let verdicts = report.verdicts();
     let mut problems: Vec<String> = verdicts

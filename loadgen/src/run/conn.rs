@@ -1,0 +1,216 @@
+//! One simulated connection's shared handle: what its reader has seen and what the run
+//! expects of it, changed only through the methods here.
+//!
+//! A connection is read by its own task ([`super::user`]); senders, relogins and churn
+//! hold the same [`Conn`] to write to it, close it, or declare what they expect of it. The
+//! fields are private so that every change of state has a name: a relogin *expects an
+//! end* of the old session and *declares a survivor stable*; the reader *records a probe*
+//! and *finishes* the connection. The delivery check reads the result as a ledger.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fastwebsockets::{Frame, Payload, WebSocketError};
+use tokio::sync::{watch, Notify};
+
+use crate::connection::Writer;
+
+/// "Not set" for the run-clock times of a [`Conn`].
+pub const NEVER: u64 = u64::MAX;
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// Run-clock time (ns).
+    pub at_ns: u64,
+    /// The server's Close code, or `None` when the TCP connection dropped without one.
+    pub code: Option<u16>,
+    /// The server's Close reason.
+    pub reason: String,
+}
+
+/// One simulated connection, shared by its reader and whoever drives the user.
+pub struct Conn {
+    /// Unique within the run.
+    pub id: u64,
+    /// Index of the user (the probe user has index `users.count`).
+    pub user: u32,
+    /// Run-clock time the handshake completed.
+    pub opened_ns: u64,
+    /// The sending half, shared by the sender and the reader (for Pong and Close replies).
+    writer: tokio::sync::Mutex<Writer>,
+    /// From when deliveries to this connection are expected ([`NEVER`] until it is the
+    /// user's stable session).
+    stable_from_ns: AtomicU64,
+    /// From when it stopped being stable ([`NEVER`] while stable).
+    unstable_from_ns: AtomicU64,
+    /// Loadgen expects this connection to end (eviction, churn, end of run); an end
+    /// without this is an unexpected disconnect.
+    end_expected: AtomicBool,
+    /// Highest intended send time of any chat message received (ghost detection).
+    newest_chat_ns: AtomicU64,
+    /// Probe ids received.
+    probes: Mutex<Vec<u64>>,
+    /// Wakes waiters when a probe arrives.
+    probe_arrived: Notify,
+    /// `Some` once the connection has ended.
+    ended: watch::Sender<Option<Ended>>,
+    /// Tells the reader to stop (a peer that never closes).
+    abort: Notify,
+}
+
+impl Conn {
+    /// A connection whose handshake completed at `opened_ns`. `stable` says whether it is
+    /// the user's session from the start (a first login or a churn rejoin) or must wait to
+    /// be declared so (a relogin: see [`Conn::declare_stable`]).
+    pub fn new(id: u64, user: u32, opened_ns: u64, stable: bool, writer: Writer) -> Conn {
+        Conn {
+            id,
+            user,
+            opened_ns,
+            writer: tokio::sync::Mutex::new(writer),
+            stable_from_ns: AtomicU64::new(if stable { opened_ns } else { NEVER }),
+            unstable_from_ns: AtomicU64::new(NEVER),
+            end_expected: AtomicBool::new(false),
+            newest_chat_ns: AtomicU64::new(0),
+            probes: Mutex::new(Vec::new()),
+            probe_arrived: Notify::new(),
+            ended: watch::Sender::new(None),
+            abort: Notify::new(),
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_open(&self) -> bool {
+        self.ended.borrow().is_none()
+    }
+
+    /// From when deliveries to this connection are expected, if it was ever stable.
+    pub fn stable_from(&self) -> Option<u64> {
+        Some(self.stable_from_ns.load(Relaxed)).filter(|&t| t != NEVER)
+    }
+
+    /// Until when it was stable ([`NEVER`] while it still is).
+    pub fn unstable_from(&self) -> u64 {
+        self.unstable_from_ns.load(Relaxed)
+    }
+
+    /// Marks the connection unstable from `now_ns` (keeps an earlier mark).
+    pub fn mark_unstable(&self, now_ns: u64) {
+        self.unstable_from_ns.fetch_min(now_ns, Relaxed);
+    }
+
+    /// Loadgen expects this connection to end (an eviction, a churn leave, the end of the
+    /// run): its end is not an unexpected disconnect.
+    pub fn expect_end(&self) {
+        self.end_expected.store(true, Relaxed);
+    }
+
+    /// Whether an end of this connection was expected.
+    pub fn end_was_expected(&self) -> bool {
+        self.end_expected.load(Relaxed)
+    }
+
+    /// Declares this connection the user's session from `at_ns` on (a relogin's single
+    /// survivor): deliveries are expected from then, and its end is no longer expected.
+    pub fn declare_stable(&self, at_ns: u64) {
+        self.end_expected.store(false, Relaxed);
+        self.stable_from_ns.store(at_ns, Relaxed);
+    }
+
+    /// Notes a received chat message's intended send time.
+    pub fn record_chat(&self, intended_ns: u64) {
+        self.newest_chat_ns.fetch_max(intended_ns, Relaxed);
+    }
+
+    /// The highest intended send time of any chat message received, if any arrived.
+    pub fn newest_chat(&self) -> Option<u64> {
+        Some(self.newest_chat_ns.load(Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Notes that probe `id` arrived and wakes whoever waits for it.
+    pub fn record_probe(&self, id: u64) {
+        self.probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id);
+        self.probe_arrived.notify_waiters();
+    }
+
+    /// Whether probe `id` has arrived.
+    pub fn got_probe(&self, id: u64) -> bool {
+        self.probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+    }
+
+    /// Waits up to `wait` for probe `id`; returns whether it arrived.
+    pub async fn wait_probe(&self, id: u64, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.probe_arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.got_probe(id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.got_probe(id);
+            }
+        }
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&self, text: String) -> Result<(), WebSocketError> {
+        self.send(Frame::text(Payload::Owned(text.into_bytes())))
+            .await
+    }
+
+    /// Sends one frame (the reader's Pong and Close replies).
+    pub async fn send(&self, frame: Frame<'_>) -> Result<(), WebSocketError> {
+        self.writer.lock().await.write_frame(frame).await
+    }
+
+    /// Closes on purpose: marks it expected, sends Close 1000, waits up to `wait` for the
+    /// server's answer, then stops reading regardless.
+    pub async fn close(&self, now_ns: u64, wait: Duration) {
+        self.expect_end();
+        self.mark_unstable(now_ns);
+        if self.is_open() {
+            let _ = tokio::time::timeout(wait, async {
+                let _ = self.send(Frame::close(1000, b"loadgen done")).await;
+            })
+            .await;
+        }
+        let mut ended = self.ended.subscribe();
+        if tokio::time::timeout(wait, ended.wait_for(Option::is_some))
+            .await
+            .is_err()
+        {
+            self.abort.notify_one();
+            let _ = tokio::time::timeout(wait, ended.wait_for(Option::is_some)).await;
+        }
+    }
+
+    /// Waits up to `wait` for the connection to end; returns how it ended, if it did.
+    pub async fn wait_ended(&self, wait: Duration) -> Option<Ended> {
+        let mut ended = self.ended.subscribe();
+        let _ = tokio::time::timeout(wait, ended.wait_for(Option::is_some)).await;
+        let seen = ended.borrow().clone();
+        seen
+    }
+
+    /// Resolves when someone asked the reader to stop ([`Conn::close`] gave up waiting).
+    pub async fn reading_stopped(&self) {
+        self.abort.notified().await;
+    }
+
+    /// Records how the connection ended (the reader's last act): unstable from then, and
+    /// every waiter woken.
+    pub fn finish(&self, ended: Ended) {
+        self.mark_unstable(ended.at_ns);
+        self.ended.send_replace(Some(ended));
+    }
+}

@@ -1,0 +1,500 @@
+//! `loadgen run`: connect the users, play the phases, check everything, and hand back a
+//! [`RunReport`].
+//!
+//! The run clock starts when the run does; every stamp's intended send time and every
+//! receive time is on it. Measurement starts when the ramp is over (all logins attempted):
+//! phases, intervals and rates are relative to that moment.
+//!
+//! The parts, from the bottom up: [`plan`] (the timetable, pure), [`conn`] (one
+//! connection's state), [`state`] (what the run's tasks share), [`user`] (a session's
+//! reader and the sender loop), [`relogin`], [`churn`] and [`disrupt`] (what disturbs the
+//! sessions; the checks in [`crate::checks`] judge it), and this module, which plays them
+//! in order: resolve the server, ramp, measure, wind down, account.
+
+pub mod churn;
+pub mod command;
+pub mod conn;
+pub mod disrupt;
+pub mod plan;
+pub mod relogin;
+pub mod state;
+pub mod user;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::Histogram;
+use tokio::task::JoinSet;
+
+use crate::checks::delivery::tally_loss;
+use crate::progress::Progress;
+use crate::random::SplitMix;
+use crate::record::{new_histogram, Counters, IntervalRecord};
+use crate::report::{RunReport, ServerPlacement};
+use crate::scenario::{Scenario, Targets};
+use crate::server_process::{Launch, ServerProcess};
+use crate::target::Target;
+use crate::{nofile, scrape};
+use state::{RunSetup, RunState};
+
+/// How a run went, beyond its thresholds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Every phase ran.
+    Complete,
+    /// Stopped early; the reports are partial. The string says why.
+    Incomplete(String),
+}
+
+/// How an incomplete run's reason starts when Ctrl-C stopped it.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
+impl Completion {
+    /// Stopped by Ctrl-C (the run says nothing about the load).
+    pub fn interrupted(&self) -> bool {
+        matches!(self, Completion::Incomplete(why) if why.starts_with(INTERRUPTED))
+    }
+}
+
+/// Errors that stop a run before it measures anything.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario cannot run on this machine (exit 2).
+    #[error(transparent)]
+    Limits(#[from] nofile::TooManyConnections),
+    /// The target could not be reached or started (exit 3).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// What `loadgen run` was asked to do.
+pub struct RunRequest {
+    pub scenario: Scenario,
+    pub scenario_path: String,
+    /// `--target` overrides, if any.
+    pub targets: Vec<String>,
+    pub quiet: bool,
+}
+
+/// Length of one report interval.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs a scenario to the end (or until it must stop) and returns what it measured.
+pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunError> {
+    let RunRequest {
+        mut scenario,
+        scenario_path,
+        targets,
+        quiet,
+    } = request;
+    if !targets.is_empty() {
+        scenario.target = Targets::Many(targets);
+    }
+    nofile::ensure(scenario.peak_connections())?;
+    let (mut server, resolved) = locate_server(&scenario).await?;
+    let placement = match &server {
+        Some(server) => ServerPlacement::EmbeddedChild {
+            pid: server.pid(),
+            address: server.addr.to_string(),
+            command: server.command.clone(),
+        },
+        None => ServerPlacement::External,
+    };
+    let run = Arc::new(RunState::new(RunSetup {
+        scenario,
+        run_id: run_id(),
+        targets: resolved.clone(),
+    }));
+    let progress = Progress::new(quiet, u64::from(run.users()));
+    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+
+    let ramp_started = Instant::now();
+    let mut completion = match ramp(&run, &progress, &mut interrupt).await {
+        Ok(completion) => completion,
+        Err(why) => {
+            if let Some(server) = server {
+                server.stop(Duration::from_secs(5)).await;
+            }
+            progress.finish();
+            return Err(RunError::Unreachable(format!(
+                "no user could log in to {}: {why}",
+                resolved[0].0
+            )));
+        }
+    };
+    if completion == Completion::Complete && run.scenario.has_relogins() {
+        match user::open(&run, run.users(), true).await {
+            Ok(conn) => run.set_prober(conn),
+            Err(error) => {
+                completion =
+                    Completion::Incomplete(format!("the probe user could not log in: {error}"))
+            }
+        }
+    }
+    let ramp = ramp_started.elapsed();
+
+    // Plan the phases from now on.
+    let measure_start = run.now_ns();
+    let started_at = SystemTime::now();
+    run.set_plan(plan::plan_phases(
+        &run.scenario.phases,
+        run.users(),
+        measure_start,
+    ));
+    // Connect counts of the ramp are not the first interval's: they belong to the ramp.
+    let (ramp_counters, _) = run.recorder.take();
+
+    let max_senders = run.scenario.max_senders();
+    let mut senders = JoinSet::new();
+    for index in 0..max_senders {
+        let run = run.clone();
+        senders.spawn(async move { (index, user::send_loop(run, index).await) });
+    }
+    let disruptor = tokio::spawn(disrupt::disrupt(run.clone(), max_senders));
+
+    let mut intervals = Intervals::new(&run, measure_start);
+    if completion == Completion::Complete {
+        completion = measure(
+            &run,
+            &mut intervals,
+            &progress,
+            &mut interrupt,
+            server.as_mut(),
+            &resolved,
+        )
+        .await;
+    }
+
+    // Wind down: stop sending, let relogins and churn finish, wait for stragglers.
+    run.stop();
+    let verify = &run.scenario.verify;
+    let wind_down = verify.eviction_deadline.0
+        + verify.probe_deadline.0
+        + run.connect_timeout
+        + Duration::from_secs(2);
+    let mut disruptor = disruptor;
+    if tokio::time::timeout(wind_down, &mut disruptor)
+        .await
+        .is_err()
+    {
+        disruptor.abort();
+    }
+    if completion == Completion::Complete {
+        tokio::time::sleep(verify.deadline.0).await;
+    }
+    let mut send_times: Vec<Vec<u64>> = vec![Vec::new(); max_senders as usize];
+    while let Some(joined) = senders.join_next().await {
+        if let Ok((index, times)) = joined {
+            if let Some(slot) = send_times.get_mut(index as usize) {
+                *slot = times;
+            }
+        }
+    }
+    close_all(&run).await;
+    intervals.close(run.now_ns());
+    let ended_at = SystemTime::now();
+    let Intervals {
+        mut records,
+        overall,
+        ..
+    } = intervals;
+    let totals = account(
+        &run,
+        &mut records,
+        &send_times,
+        measure_start,
+        ramp_counters,
+    );
+
+    let server_deliveries_out = deliveries_out(&resolved).await;
+    if let Some(server) = server {
+        server.stop(Duration::from_secs(10)).await;
+    }
+    progress.finish();
+
+    let report = RunReport {
+        scenario_name: run.scenario.name().to_string(),
+        scenario_path,
+        scenario: serde_json::to_value(&run.scenario).unwrap_or(serde_json::Value::Null),
+        targets: resolved.iter().map(|(t, _)| t.to_string()).collect(),
+        server: placement,
+        loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: git_revision(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        started_at,
+        ended_at,
+        ramp,
+        intervals: records,
+        totals,
+        latency: overall,
+        thresholds: run.scenario.thresholds.clone(),
+        incomplete: match &completion {
+            Completion::Complete => None,
+            Completion::Incomplete(why) => Some(why.clone()),
+        },
+        server_deliveries_out,
+    };
+    Ok((report, completion))
+}
+
+/// Starts the embedded server when the scenario names no target, or resolves the targets.
+async fn locate_server(
+    scenario: &Scenario,
+) -> Result<(Option<ServerProcess>, Vec<(Target, SocketAddr)>), RunError> {
+    let unreachable = |e: &dyn std::fmt::Display| RunError::Unreachable(e.to_string());
+    let urls = scenario.target.urls();
+    if urls.is_empty() {
+        let server = ServerProcess::start(&Launch::Embedded)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let target: Target = format!("ws://{}/", server.addr)
+            .parse()
+            .map_err(|e| unreachable(&e))?;
+        let resolved = vec![(target, server.addr)];
+        return Ok((Some(server), resolved));
+    }
+    let mut resolved = Vec::new();
+    for url in &urls {
+        let target: Target = url.parse().map_err(|e| unreachable(&e))?;
+        let addr = tokio::net::lookup_host(target.authority())
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| RunError::Unreachable(format!("cannot resolve {target}")))?;
+        resolved.push((target, addr));
+    }
+    Ok((None, resolved))
+}
+
+/// Logs every user in at the ramp's rate. `Err` with the reason when no login succeeded.
+async fn ramp(
+    run: &Arc<RunState>,
+    progress: &Progress,
+    interrupt: &mut (impl std::future::Future<Output = std::io::Result<()>> + Unpin),
+) -> Result<Completion, String> {
+    let count = run.users();
+    let rate = plan::ramp_rate(&run.scenario);
+    let ramp_start = run.now_ns();
+    let mut logins = JoinSet::new();
+    for index in 0..count {
+        let run = run.clone();
+        let at = ramp_start + plan::login_offset_ns(index, rate);
+        logins.spawn(async move {
+            tokio::time::sleep_until(run.clock.instant_at(at)).await;
+            (index, user::open(&run, index, true).await)
+        });
+    }
+    let mut completion = Completion::Complete;
+    let mut interrupted = false;
+    let (mut connected, mut failed, mut unreachable) = (0u64, 0u64, None);
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    while !logins.is_empty() {
+        tokio::select! {
+            joined = logins.join_next() => match joined {
+                Some(Ok((index, Ok(conn)))) => {
+                    run.set_current(index, Some(conn));
+                    connected += 1;
+                }
+                Some(Ok((index, Err(error)))) => {
+                    failed += 1;
+                    run.recorder.count(index as usize, |c| c.connect_errors += 1);
+                    if error.unreachable() && unreachable.is_none() {
+                        unreachable = Some(error.to_string());
+                    }
+                    // Nothing answers: stop trying rather than time out every login.
+                    if connected == 0 && failed >= 10.min(u64::from(count)) && unreachable.is_some() {
+                        logins.abort_all();
+                    }
+                }
+                _ => {}
+            },
+            _ = ticker.tick() => progress.ramp(connected, failed),
+            _ = &mut *interrupt, if !interrupted => {
+                interrupted = true;
+                logins.abort_all();
+                completion = Completion::Incomplete(format!("{INTERRUPTED} during the ramp"));
+            }
+        }
+    }
+    if connected == 0 {
+        return Err(unreachable.unwrap_or_else(|| "every login failed".into()));
+    }
+    Ok(completion)
+}
+
+/// The interval records of the measured run, and the latency of every interval that
+/// starts after the warm-up.
+struct Intervals<'r> {
+    run: &'r RunState,
+    measure_start: u64,
+    /// Intervals that start within the warm-up are kept in the time series but not judged.
+    warmup_s: f64,
+    last_tick: u64,
+    records: Vec<IntervalRecord>,
+    overall: Histogram<u64>,
+}
+
+impl<'r> Intervals<'r> {
+    fn new(run: &'r RunState, measure_start: u64) -> Self {
+        Intervals {
+            run,
+            measure_start,
+            warmup_s: run.scenario.warmup.map_or(0.0, |w| w.0.as_secs_f64()),
+            last_tick: measure_start,
+            records: Vec::new(),
+            overall: new_histogram(),
+        }
+    }
+
+    /// Closes the interval that ends at `now` (run clock).
+    fn close(&mut self, now: u64) {
+        let (counters, latency) = self.run.recorder.take();
+        let start_s = (self.last_tick - self.measure_start) as f64 / 1e9;
+        if start_s + 0.001 >= self.warmup_s {
+            let _ = self.overall.add(&latency);
+        }
+        self.records.push(IntervalRecord {
+            start_s,
+            length_s: now.saturating_sub(self.last_tick) as f64 / 1e9,
+            users_online: self.run.online(),
+            counters,
+            latency,
+        });
+        self.last_tick = now;
+    }
+}
+
+/// Closes an interval every second until the phases end, Ctrl-C, or the server goes away.
+async fn measure(
+    run: &RunState,
+    intervals: &mut Intervals<'_>,
+    progress: &Progress,
+    interrupt: &mut (impl std::future::Future<Output = std::io::Result<()>> + Unpin),
+    mut server: Option<&mut ServerProcess>,
+    resolved: &[(Target, SocketAddr)],
+) -> Completion {
+    let phases_end = run
+        .plan()
+        .last()
+        .map_or(intervals.measure_start, |p| p.end_ns);
+    let mut next_tick = intervals.measure_start + INTERVAL.as_nanos() as u64;
+    loop {
+        let phase_name = run
+            .plan_at(intervals.last_tick)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        let mut completion = Completion::Complete;
+        tokio::select! {
+            _ = tokio::time::sleep_until(run.clock.instant_at(next_tick.min(phases_end))) => {}
+            _ = &mut *interrupt => completion = Completion::Incomplete(INTERRUPTED.into()),
+        }
+        let now = run.now_ns();
+        intervals.close(now);
+        next_tick = now + INTERVAL.as_nanos() as u64;
+        if let Some(last) = intervals.records.last() {
+            progress.tick(&phase_name, last, &intervals.overall);
+        }
+        if let Some(server) = server.as_deref_mut() {
+            if let Some(status) = server.exited() {
+                completion = Completion::Incomplete(format!(
+                    "the embedded server exited mid-run ({status})"
+                ));
+            }
+        } else if run.online() == 0 && !target_reachable(resolved).await {
+            completion =
+                Completion::Incomplete("the target stopped accepting connections mid-run".into());
+        }
+        if completion != Completion::Complete || now >= phases_end {
+            return completion;
+        }
+    }
+}
+
+/// Closes every open connection on purpose and waits for them to end.
+async fn close_all(run: &Arc<RunState>) {
+    let now = run.now_ns();
+    let mut closing = JoinSet::new();
+    for conn in run.open_connections() {
+        let run = run.clone();
+        closing.spawn(async move {
+            conn.close(run.now_ns().max(now), Duration::from_secs(2))
+                .await
+        });
+    }
+    while closing.join_next().await.is_some() {}
+}
+
+/// Adds expected, lost and unverified deliveries to the intervals the messages were sent
+/// in, and returns the run's totals (the ramp's logins included, in the first row too).
+fn account(
+    run: &RunState,
+    records: &mut [IntervalRecord],
+    send_times: &[Vec<u64>],
+    measure_start: u64,
+    ramp_counters: Counters,
+) -> Counters {
+    let ledgers = run.take_ledgers();
+    let deadline_ns = run.scenario.verify.deadline.0.as_nanos() as u64;
+    let last_index = records.len().saturating_sub(1);
+    let tally = tally_loss(&ledgers, send_times, deadline_ns, |t| {
+        ((t.saturating_sub(measure_start) / INTERVAL.as_nanos() as u64) as usize).min(last_index)
+    });
+    for (i, record) in records.iter_mut().enumerate() {
+        record.counters.expected += tally.expected.get(i).copied().unwrap_or(0);
+        record.counters.lost += tally.lost.get(i).copied().unwrap_or(0);
+        record.counters.unverified += tally.unverified.get(i).copied().unwrap_or(0);
+    }
+    let mut totals = ramp_counters;
+    for record in records.iter() {
+        totals.add(&record.counters);
+    }
+    if let Some(first) = records.first_mut() {
+        first.counters.connects += ramp_counters.connects;
+        first.counters.connect_errors += ramp_counters.connect_errors;
+    }
+    totals
+}
+
+/// The servers' `chat_deliveries_out_total`, summed, when every target answers.
+async fn deliveries_out(resolved: &[(Target, SocketAddr)]) -> Option<u64> {
+    let mut sum = 0;
+    for (_, addr) in resolved {
+        sum += scrape::counter(*addr, "chat_deliveries_out_total").await?;
+    }
+    Some(sum)
+}
+
+/// A random id for this run's stamps, so deliveries of another run are told apart.
+fn run_id() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mixed = SplitMix::new(nanos as u64 ^ u64::from(std::process::id())).next_u64();
+    (mixed >> 32) as u32
+}
+
+async fn target_reachable(targets: &[(Target, SocketAddr)]) -> bool {
+    for (_, addr) in targets {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if matches!(
+            tokio::time::timeout(Duration::from_secs(1), connect).await,
+            Ok(Ok(_))
+        ) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `git rev-parse HEAD` of the working directory, if it is a git checkout.
+pub fn git_revision() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}

@@ -1,0 +1,300 @@
+//! The state one run shares between its tasks: the run clock, the users' current
+//! sessions, the open connections, the finished sessions' ledgers, the plan, and the stop
+//! signal.
+//!
+//! Everything below the run's top level (the users' readers and senders, relogins, churn)
+//! reaches the run only through [`RunState`]. Its mutable parts are private and change
+//! through methods named for what happens (`opened`, `closed`, `claim`, `set_current`),
+//! each holding a lock for a few lines and never across an `.await`. This module depends on
+//! nothing above it: not on the users, not on the checks, not on the run's orchestration.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::conn::Conn;
+use super::plan::{self, PhasePlan};
+use crate::checks::delivery::SessionLedger;
+use crate::record::Recorder;
+use crate::scenario::Scenario;
+use crate::stamp::{Kind, Stamp};
+use crate::target::Target;
+
+/// The run clock: nanoseconds since the run started, and the tokio instants to sleep to.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    start: Instant,
+    tokio_start: tokio::time::Instant,
+}
+
+impl RunClock {
+    /// A clock starting now.
+    pub fn start() -> RunClock {
+        RunClock {
+            start: Instant::now(),
+            tokio_start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds on the run clock.
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// The tokio instant of a run-clock time, for sleeping until it.
+    pub fn instant_at(&self, ns: u64) -> tokio::time::Instant {
+        self.tokio_start + Duration::from_nanos(ns)
+    }
+}
+
+/// What a run's state is built from.
+pub struct RunSetup {
+    pub scenario: Scenario,
+    /// Random id in every stamp of this run.
+    pub run_id: u32,
+    /// Where users connect, round-robin by user index.
+    pub targets: Vec<(Target, SocketAddr)>,
+}
+
+/// State shared by every task of a run.
+pub struct RunState {
+    /// The scenario as run.
+    pub scenario: Scenario,
+    /// Random id in every stamp of this run.
+    pub run_id: u32,
+    /// The run clock.
+    pub clock: RunClock,
+    /// Counters and latency, per interval.
+    pub recorder: Recorder,
+    /// Handshake deadline of every login.
+    pub connect_timeout: Duration,
+    /// How long after its handshake a session counts as online (the loss window).
+    pub settle_ns: u64,
+    /// Largest frame accepted from the server.
+    pub max_frame: usize,
+    /// User names; index `users.count` is the probe user.
+    names: Vec<String>,
+    targets: Vec<(Target, SocketAddr)>,
+    next_conn_id: AtomicU64,
+    /// Connections open now.
+    online: AtomicU64,
+    /// Every open connection, for closing them all at the end.
+    live: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Finished sessions, for the loss tally.
+    ledgers: Mutex<Vec<SessionLedger>>,
+    /// Each user's current session.
+    slots: Vec<Mutex<Option<Arc<Conn>>>>,
+    /// Users in the middle of a relogin or churn.
+    busy: Vec<AtomicBool>,
+    /// The phases, set once when measurement starts.
+    plan: OnceLock<Vec<PhasePlan>>,
+    /// Set when senders and disruptions must stop.
+    stop: watch::Sender<bool>,
+    /// The probe user's session, which broadcasts the relogin probes.
+    prober: Mutex<Option<Arc<Conn>>>,
+    next_probe: AtomicU64,
+}
+
+impl RunState {
+    /// The state of a run that starts now.
+    pub fn new(setup: RunSetup) -> RunState {
+        let RunSetup {
+            scenario,
+            run_id,
+            targets,
+        } = setup;
+        let count = scenario.users.count;
+        let mut names: Vec<String> = (0..count).map(|i| scenario.user_name(i)).collect();
+        names.push(scenario.probe_name());
+        let max_message = scenario
+            .phases
+            .iter()
+            .map(|p| p.message_size)
+            .max()
+            .unwrap_or(64);
+        RunState {
+            run_id,
+            clock: RunClock::start(),
+            recorder: Recorder::new(16),
+            names,
+            targets,
+            connect_timeout: scenario.users.connect_timeout.0,
+            settle_ns: scenario.verify.settle.0.as_nanos() as u64,
+            max_frame: (max_message + 256).max(1 << 16) * 2,
+            next_conn_id: AtomicU64::new(1),
+            online: AtomicU64::new(0),
+            live: Mutex::new(HashMap::new()),
+            ledgers: Mutex::new(Vec::new()),
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
+            busy: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            plan: OnceLock::new(),
+            stop: watch::Sender::new(false),
+            prober: Mutex::new(None),
+            next_probe: AtomicU64::new(1),
+            scenario,
+        }
+    }
+
+    /// Nanoseconds on the run clock.
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    /// Simulated users (the probe user not included).
+    pub fn users(&self) -> u32 {
+        self.scenario.users.count
+    }
+
+    /// User `index`'s name (`users.count` is the probe user).
+    pub fn name(&self, index: u32) -> &str {
+        self.names.get(index as usize).map_or("", String::as_str)
+    }
+
+    /// Where user `index` connects.
+    pub fn target_for(&self, index: u32) -> (&Target, SocketAddr) {
+        let (target, addr) = &self.targets[index as usize % self.targets.len()];
+        (target, *addr)
+    }
+
+    /// A new connection id, unique within the run.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Relaxed)
+    }
+
+    /// A connection's handshake completed: it is online and counted.
+    pub fn opened(&self, conn: &Arc<Conn>) {
+        self.online.fetch_add(1, Relaxed);
+        self.recorder.count(conn.user as usize, |c| c.connects += 1);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conn.id, conn.clone());
+    }
+
+    /// A connection ended; `ledger` is what it received, for the loss tally (`None` for
+    /// the probe user, which is not a checked receiver).
+    pub fn closed(&self, conn: &Conn, ledger: Option<SessionLedger>) {
+        self.online.fetch_sub(1, Relaxed);
+        if !conn.end_was_expected() {
+            self.recorder
+                .count(conn.user as usize, |c| c.unexpected_disconnects += 1);
+        }
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conn.id);
+        if let Some(ledger) = ledger {
+            self.ledgers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(ledger);
+        }
+    }
+
+    /// Connections open now.
+    pub fn online(&self) -> u64 {
+        self.online.load(Relaxed)
+    }
+
+    /// Every connection open now.
+    pub fn open_connections(&self) -> Vec<Arc<Conn>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The ledgers of every session that has ended, taken out.
+    pub fn take_ledgers(&self) -> Vec<SessionLedger> {
+        std::mem::take(&mut *self.ledgers.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// User `index`'s current session.
+    pub fn current(&self, index: u32) -> Option<Arc<Conn>> {
+        self.slots
+            .get(index as usize)?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces user `index`'s current session.
+    pub fn set_current(&self, index: u32, conn: Option<Arc<Conn>>) {
+        if let Some(slot) = self.slots.get(index as usize) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+        }
+    }
+
+    /// Claims user `index` for a relogin or churn: true when it has a session and nobody
+    /// else has claimed it. Pair with [`RunState::release`].
+    pub fn claim(&self, index: u32) -> bool {
+        let Some(busy) = self.busy.get(index as usize) else {
+            return false;
+        };
+        self.current(index).is_some() && !busy.swap(true, Relaxed)
+    }
+
+    /// Ends a claim of [`RunState::claim`].
+    pub fn release(&self, index: u32) {
+        if let Some(busy) = self.busy.get(index as usize) {
+            busy.store(false, Relaxed);
+        }
+    }
+
+    /// Sets the phases once measurement starts (later calls are ignored).
+    pub fn set_plan(&self, plan: Vec<PhasePlan>) {
+        let _ = self.plan.set(plan);
+    }
+
+    /// The phases on the run clock (empty until measurement starts).
+    pub fn plan(&self) -> &[PhasePlan] {
+        self.plan.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The phase running at run-clock time `ns`.
+    pub fn plan_at(&self, ns: u64) -> Option<&PhasePlan> {
+        plan::phase_at(self.plan(), ns)
+    }
+
+    /// Tells senders and disruptions to stop.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once [`RunState::stop`] was called.
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.subscribe();
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Makes `conn` the session that broadcasts relogin probes.
+    pub fn set_prober(&self, conn: Arc<Conn>) {
+        *self.prober.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+    }
+
+    /// Broadcasts a probe from the probe user; returns its id, or `None` when there is no
+    /// probe user or the send failed.
+    pub async fn send_probe(&self) -> Option<u64> {
+        let prober = self
+            .prober
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let id = self.next_probe.fetch_add(1, Relaxed);
+        let stamp = Stamp {
+            run: self.run_id,
+            kind: Kind::Probe,
+            sender: self.users(),
+            seq: id,
+            intended_ns: self.now_ns(),
+        };
+        prober.send_text(stamp.message(0)).await.ok()?;
+        Some(id)
+    }
+}

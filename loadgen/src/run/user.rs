@@ -1,0 +1,192 @@
+//! Simulated users: opening a session, its read loop that feeds every delivery to the
+//! delivery check, and the open-model sender loop.
+//!
+//! Every delivery is classified as it arrives ([`crate::checks::delivery`]: stamp, `-- FROM`
+//! name, not from itself), checked for order and duplicates, and timed from its *intended*
+//! send time. When the connection ends, its [`SessionLedger`] goes to the run for the loss
+//! tally.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fastwebsockets::{Frame, Payload};
+
+use super::conn::{Conn, Ended, NEVER};
+use super::state::RunState;
+use crate::checks::delivery::{self, Arrival, Delivery, ReceivedSet, SessionLedger};
+use crate::connection::{self, Connected, FrameReader, Incoming, ReadStream};
+use crate::stamp::{Kind, Stamp};
+
+/// Opens a connection for `user` and starts its reader. `stable` says whether it is the
+/// user's session from the start (a first login or a churn rejoin) or must wait to be
+/// declared so (a relogin, see the eviction check).
+pub async fn open(
+    run: &Arc<RunState>,
+    user: u32,
+    stable: bool,
+) -> Result<Arc<Conn>, connection::ConnectError> {
+    let (target, addr) = run.target_for(user);
+    let Connected { read, write } =
+        connection::connect(target, addr, run.name(user), run.connect_timeout).await?;
+    let conn = Arc::new(Conn::new(
+        run.next_conn_id(),
+        user,
+        run.now_ns(),
+        stable,
+        write,
+    ));
+    run.opened(&conn);
+    tokio::spawn(read_loop(run.clone(), conn.clone(), read));
+    Ok(conn)
+}
+
+/// Reads and verifies until the connection ends, then hands in its ledger.
+async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
+    let mut session = Session::default();
+    let ended = tokio::select! {
+        biased;
+        _ = conn.reading_stopped() => Ended { at_ns: run.now_ns(), code: None, reason: "stopped reading".into() },
+        ended = read_frames(&run, &conn, &mut read, &mut session) => ended,
+    };
+    let ended_at = ended.at_ns;
+    // The ledger is handed in before the end is announced, so whoever waits for the end
+    // (the run closing every connection) finds it.
+    let ledger = (conn.user < run.users()).then(|| {
+        let confirmed =
+            (conn.opened_ns + run.settle_ns).min(session.first_delivery_ns.unwrap_or(NEVER));
+        SessionLedger {
+            user: conn.user,
+            expect_from_ns: conn.stable_from().map(|from| from.max(confirmed)),
+            stable_until_ns: conn.unstable_from().min(ended_at),
+            received: session.received,
+        }
+    });
+    run.closed(&conn, ledger);
+    conn.finish(ended);
+}
+
+/// What one session received so far.
+#[derive(Default)]
+struct Session {
+    received: HashMap<u32, ReceivedSet>,
+    first_delivery_ns: Option<u64>,
+}
+
+async fn read_frames(
+    run: &RunState,
+    conn: &Conn,
+    read: &mut ReadStream,
+    session: &mut Session,
+) -> Ended {
+    let dropped = |reason: String| Ended {
+        at_ns: run.now_ns(),
+        code: None,
+        reason,
+    };
+    // No read buffer until the server first sends something.
+    if let Err(error) = connection::readable(read).await {
+        return dropped(error.to_string());
+    }
+    let mut frames = Box::new(FrameReader::new(read, run.max_frame));
+    loop {
+        match frames.next().await {
+            Ok(Incoming::Text(bytes)) => on_text(run, conn, session, &bytes),
+            Ok(Incoming::Ping(payload)) => {
+                let _ = conn.send(Frame::pong(Payload::Owned(payload))).await;
+            }
+            Ok(Incoming::Binary | Incoming::Pong) => {}
+            Ok(Incoming::Close { code, reason }) => {
+                let at_ns = run.now_ns();
+                let echo = Frame::close(code.unwrap_or(1000), b"");
+                let _ = tokio::time::timeout(Duration::from_secs(1), conn.send(echo)).await;
+                return Ended {
+                    at_ns,
+                    code,
+                    reason,
+                };
+            }
+            Err(error) => return dropped(error.to_string()),
+        }
+    }
+}
+
+/// Classifies and records one Text delivery.
+fn on_text(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
+    let now = run.now_ns();
+    let key = conn.user as usize;
+    let users = run.users();
+    let (sender, seq, intended_ns) =
+        match delivery::classify_text(bytes, run.run_id, conn.user, users, |i| run.name(i)) {
+            Delivery::Foreign => {
+                run.recorder.count(key, |c| {
+                    c.delivered += 1;
+                    c.foreign += 1;
+                });
+                return;
+            }
+            Delivery::Probe(id) => {
+                conn.record_probe(id);
+                run.recorder.count(key, |c| c.delivered += 1);
+                return;
+            }
+            Delivery::OwnMessage => {
+                run.recorder.count(key, |c| {
+                    c.delivered += 1;
+                    c.self_deliveries += 1;
+                });
+                return;
+            }
+            Delivery::Chat {
+                sender,
+                seq,
+                intended_ns,
+            } => (sender, seq, intended_ns),
+        };
+    conn.record_chat(intended_ns);
+    if conn.user < users {
+        session.first_delivery_ns.get_or_insert(now);
+    }
+    let arrival = session.received.entry(sender).or_default().receive(seq);
+    let latency_us = now.saturating_sub(intended_ns) / 1_000;
+    run.recorder.with(key, |c, latency| {
+        c.delivered += 1;
+        match arrival {
+            Arrival::Duplicate => c.duplicates += 1,
+            Arrival::OutOfOrder => c.order_errors += 1,
+            Arrival::InOrder => {}
+        }
+        if arrival != Arrival::Duplicate {
+            latency.saturating_record(latency_us.max(1));
+        }
+    });
+}
+
+/// One sender's open-model loop: sends at the times its schedule fixes, whatever happened
+/// to earlier sends, until the last phase ends or the run stops. Returns its send times.
+pub async fn send_loop(run: Arc<RunState>, user: u32) -> Vec<u64> {
+    let mut sent_at = Vec::new();
+    for phase in run.plan() {
+        for intended in phase.send_times(user) {
+            tokio::select! {
+                _ = run.stopped() => return sent_at,
+                _ = tokio::time::sleep_until(run.clock.instant_at(intended)) => {}
+            }
+            let Some(conn) = run.current(user) else {
+                continue;
+            };
+            let stamp = Stamp {
+                run: run.run_id,
+                kind: Kind::Chat,
+                sender: user,
+                seq: sent_at.len() as u64 + 1,
+                intended_ns: intended,
+            };
+            sent_at.push(run.now_ns());
+            run.recorder.count(user as usize, |c| c.sent += 1);
+            // A failed write is the connection's failure: the reader records it.
+            let _ = conn.send_text(stamp.message(phase.message_size)).await;
+        }
+    }
+    sent_at
+}

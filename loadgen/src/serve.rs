@@ -1,0 +1,48 @@
+//! `loadgen serve` (hidden): chat-server as loadgen's embedded default, in a child process
+//! started by [`crate::server_process`]. Prints `listening ADDR` once bound and runs until
+//! its stdin closes or SIGTERM.
+
+use anyhow::Context;
+use tokio::io::AsyncReadExt;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::server_process::READY;
+
+/// Runs the chat server until stdin closes or SIGTERM.
+pub async fn serve(config: chat_server::Config) -> anyhow::Result<()> {
+    let server = chat_server::Server::start(config)
+        .await
+        .context("embedded server")?;
+    println!("{READY}{}", server.local_addr());
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    // Ctrl-C reaches the whole process group: the parent handles it and then closes our
+    // stdin, so the server stays up until the parent has read its metrics.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 64];
+    loop {
+        tokio::select! {
+            read = stdin.read(&mut sink) => if !matches!(read, Ok(n) if n > 0) { break },
+            _ = term.recv() => break,
+            _ = interrupt.recv() => continue,
+        }
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The body of `loadgen serve`.
+pub async fn main(args: crate::cli::ServeArgs) -> crate::exit::Exit {
+    let config = chat_server::Config {
+        listen: args.listen,
+        fault: args.fault,
+        ..Default::default()
+    };
+    match serve(config).await {
+        Ok(()) => crate::exit::Exit::Passed,
+        Err(error) => {
+            eprintln!("loadgen serve: {error:#}");
+            crate::exit::Exit::CouldNotRun
+        }
+    }
+}
