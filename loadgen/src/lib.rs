@@ -48,9 +48,12 @@ pub mod resources;
 pub mod run;
 pub mod scenario;
 pub mod scrape;
+#[cfg(test)]
+mod scratch;
 pub mod serve;
 pub mod server_process;
 pub mod stamp;
 pub mod target;
 pub mod thresholds;
 pub mod toml_file;
+pub mod xml;

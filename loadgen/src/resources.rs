@@ -11,11 +11,20 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::capacity::ProcessUsage;
 use crate::scrape;
+
+/// CPU and memory of one process over a time window (a capacity step's steady part).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ProcessUsage {
+    /// CPU time over wall time, in percent of one core (200 = two cores busy).
+    pub cpu_percent: Option<f64>,
+    /// Highest resident set size seen in the window, in bytes.
+    pub rss_bytes: Option<u64>,
+}
 
 /// How often a [`Sampler`] reads.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);

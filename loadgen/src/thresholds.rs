@@ -2,7 +2,7 @@
 //!
 //! Correctness limits default to zero tolerance (a demanding user expects a protocol
 //! violation to fail the run unless they say otherwise); latency and throughput limits are
-//! off unless set. [`evaluate`] turns the limits and a run's figures into one [`Verdict`]
+//! off unless set. [`evaluate`] turns the limits and a run's figures into one [`ThresholdVerdict`]
 //! per limit, so the summary, `summary.json` and the exit code all judge the same numbers.
 
 use hdrhistogram::Histogram;
@@ -76,7 +76,7 @@ impl Default for Thresholds {
 
 /// One limit checked against what the run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
+pub struct ThresholdVerdict {
     /// The limit's key in `[thresholds]`: `"p99"`, `"min_delivery_ratio"`, …
     pub name: String,
     /// The limit, in `unit`.
@@ -85,11 +85,11 @@ pub struct Verdict {
     pub actual: f64,
     /// `"ms"`, `"ratio"`, `"count"` or `"per_sec"`.
     pub unit: &'static str,
-    /// Whether `actual` is within `limit` (see [`Verdict::relation`]).
+    /// Whether `actual` is within `limit` (see [`ThresholdVerdict::relation`]).
     pub passed: bool,
 }
 
-impl Verdict {
+impl ThresholdVerdict {
     /// How `actual` must compare to `limit` to pass: `">="` for the `min_*` limits (a floor),
     /// `"<="` for the others (a ceiling).
     pub fn relation(&self) -> &'static str {
@@ -100,8 +100,8 @@ impl Verdict {
         }
     }
 
-    fn ceiling(name: &str, limit: f64, actual: f64, unit: &'static str) -> Verdict {
-        Verdict {
+    fn ceiling(name: &str, limit: f64, actual: f64, unit: &'static str) -> ThresholdVerdict {
+        ThresholdVerdict {
             name: name.to_string(),
             limit,
             actual,
@@ -110,8 +110,8 @@ impl Verdict {
         }
     }
 
-    fn floor(name: &str, limit: f64, actual: f64, unit: &'static str) -> Verdict {
-        Verdict {
+    fn floor(name: &str, limit: f64, actual: f64, unit: &'static str) -> ThresholdVerdict {
+        ThresholdVerdict {
             name: name.to_string(),
             limit,
             actual,
@@ -120,8 +120,8 @@ impl Verdict {
         }
     }
 
-    fn count(name: &str, limit: u64, actual: u64) -> Verdict {
-        Verdict {
+    fn count(name: &str, limit: u64, actual: u64) -> ThresholdVerdict {
+        ThresholdVerdict {
             name: name.to_string(),
             limit: limit as f64,
             actual: actual as f64,
@@ -175,7 +175,7 @@ pub fn evaluate(
     totals: &Counters,
     latency: &Histogram<u64>,
     measured_secs: f64,
-) -> Vec<Verdict> {
+) -> Vec<ThresholdVerdict> {
     let ms = |us: u64| us as f64 / 1000.0;
     let latency_limits = [
         ("p50", t.p50, ms(latency.value_at_quantile(0.50))),
@@ -184,40 +184,42 @@ pub fn evaluate(
         ("p999", t.p999, ms(latency.value_at_quantile(0.999))),
         ("max", t.max, ms(latency.max())),
     ];
-    let mut verdicts: Vec<Verdict> = latency_limits
+    let mut verdicts: Vec<ThresholdVerdict> = latency_limits
         .into_iter()
         .filter_map(|(name, limit, actual)| {
-            limit.map(|span| Verdict::ceiling(name, span.0.as_secs_f64() * 1000.0, actual, "ms"))
+            limit.map(|span| {
+                ThresholdVerdict::ceiling(name, span.0.as_secs_f64() * 1000.0, actual, "ms")
+            })
         })
         .collect();
-    verdicts.push(Verdict::floor(
+    verdicts.push(ThresholdVerdict::floor(
         "min_delivery_ratio",
         t.min_delivery_ratio,
         delivery_ratio(totals),
         "ratio",
     ));
     verdicts.extend([
-        Verdict::count(
+        ThresholdVerdict::count(
             "max_eviction_failures",
             t.max_eviction_failures,
             totals.eviction_failures(),
         ),
-        Verdict::count("max_order_errors", t.max_order_errors, totals.order_errors),
-        Verdict::count("max_duplicates", t.max_duplicates, totals.duplicates),
-        Verdict::count("max_foreign", t.max_foreign, totals.foreign),
-        Verdict::count(
+        ThresholdVerdict::count("max_order_errors", t.max_order_errors, totals.order_errors),
+        ThresholdVerdict::count("max_duplicates", t.max_duplicates, totals.duplicates),
+        ThresholdVerdict::count("max_foreign", t.max_foreign, totals.foreign),
+        ThresholdVerdict::count(
             "max_self_deliveries",
             t.max_self_deliveries,
             totals.self_deliveries,
         ),
-        Verdict::count(
+        ThresholdVerdict::count(
             "max_connect_errors",
             t.max_connect_errors,
             totals.connect_errors,
         ),
     ]);
     if let Some(limit) = t.min_deliveries_per_sec {
-        verdicts.push(Verdict::floor(
+        verdicts.push(ThresholdVerdict::floor(
             "min_deliveries_per_sec",
             limit,
             deliveries_per_sec(totals, measured_secs),
@@ -243,13 +245,13 @@ mod tests {
         h
     }
 
-    fn only<'a>(verdicts: &'a [Verdict], name: &str) -> &'a Verdict {
+    fn only<'a>(verdicts: &'a [ThresholdVerdict], name: &str) -> &'a ThresholdVerdict {
         let found: Vec<_> = verdicts.iter().filter(|v| v.name == name).collect();
         assert_eq!(found.len(), 1, "one verdict named {name} in {verdicts:?}");
         found[0]
     }
 
-    fn judge(t: &Thresholds, totals: &Counters, name: &str) -> Verdict {
+    fn judge(t: &Thresholds, totals: &Counters, name: &str) -> ThresholdVerdict {
         only(&evaluate(t, totals, &spread(), 10.0), name).clone()
     }
 

@@ -21,7 +21,8 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::report::{number, short, steps_by_level};
+use super::format::{number, short};
+use super::wording::steps_by_level;
 use super::{CapacityReport, StepRecord};
 
 /// `id` of the latency chart's `<svg>` element.
@@ -601,7 +602,7 @@ fn draw_legend(area: &Area<'_>, entries: &[(String, Mark)]) -> DrawResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capacity::report::tests::{empty_report, sample_report};
+    use crate::capacity::fixtures::{empty_report, sample_report};
 
     fn root_id(svg: &str) -> Option<String> {
         let doc = roxmltree::Document::parse(svg).unwrap();

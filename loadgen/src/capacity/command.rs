@@ -1,4 +1,4 @@
-//! The body of `loadgen capacity`: read the file, drive the [`Search`] with real steps,
+//! The body of `loadgen capacity`: read the file, drive the [`KneeSearch`] with real steps,
 //! then conclude and write the report.
 //!
 //! Each step also leaves its own run reports (`steps/NN-…/`), so a surprising row can be
@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::conclusion::{self, Context};
-use super::search::{Found, Search};
+use super::search::{Found, KneeSearch};
 use super::spec::{toml_of, CapacitySpec, Grow, Point};
 use super::step::{self, ServerSource, StepError};
-use super::{CapacityReport, Outcome, StepRecord, UsageSource};
+use super::{CapacityReport, SearchOutcome, StepRecord, UsageSource};
 use crate::cli::CapacityArgs;
 use crate::exit::Exit;
 use crate::report::{self, clock};
@@ -123,7 +123,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
         objective(&spec).join(", ")
     ));
 
-    let mut search = Search::new(
+    let mut search = KneeSearch::new(
         spec.last_k(),
         spec.resolution(),
         spec.capacity.bisections,
@@ -186,14 +186,14 @@ pub async fn main(args: CapacityArgs) -> Exit {
 
     let found = search.found();
     let outcome = match found {
-        Found::Knee { good, bad } => Outcome::Knee {
+        Found::Knee { good, bad } => SearchOutcome::Knee {
             good: spec.level(good),
             bad: spec.level(bad),
         },
-        Found::HeldToLimit { good } => Outcome::HeldToLimit {
+        Found::HeldToLimit { good } => SearchOutcome::HeldToLimit {
             good: spec.level(good),
         },
-        Found::FailedAtStart { bad } => Outcome::FailedAtStart {
+        Found::FailedAtStart { bad } => SearchOutcome::FailedAtStart {
             bad: spec.level(bad),
         },
     };

@@ -8,7 +8,9 @@
 //! floor for the server. Otherwise memory, then loadgen's send schedule, are looked at; if
 //! nothing ran out, the conclusion says so and names the thresholds that failed.
 
-use super::{Bottleneck, Conclusion, Outcome, StepRecord};
+use super::format::thousands;
+use super::wording::bottleneck_text;
+use super::{Bottleneck, Conclusion, SearchOutcome, StepRecord};
 
 /// Share of all cores above which the machine's CPU counts as exhausted.
 const MACHINE_BUSY: f64 = 0.85;
@@ -42,7 +44,7 @@ pub struct Context<'a> {
 /// above it (both indexes into `steps`).
 pub fn conclude(
     steps: &[StepRecord],
-    outcome: &Outcome,
+    outcome: &SearchOutcome,
     knee: Option<usize>,
     bad: Option<usize>,
     context: &Context,
@@ -55,7 +57,7 @@ pub fn conclude(
         None => Bottleneck::Unknown,
     };
     let headline = match (outcome, knee, bad) {
-        (Outcome::Knee { .. }, Some(knee), Some(bad)) => {
+        (SearchOutcome::Knee { .. }, Some(knee), Some(bad)) => {
             let above = percent_above(knee, bad, context.level_unit);
             format!(
                 "Sustains {} within the objective ({}). Beyond that, at {} ({above}), {}. First resource exhausted: {}.",
@@ -66,17 +68,17 @@ pub fn conclude(
                 bottleneck_text(bottleneck),
             )
         }
-        (Outcome::HeldToLimit { .. }, Some(knee), _) if context.cut_short => format!(
+        (SearchOutcome::HeldToLimit { .. }, Some(knee), _) if context.cut_short => format!(
             "Sustained {} within the objective ({}) before the search was cut short: the knee was not reached.",
             load(knee),
             knee_latency(steps, knee),
         ),
-        (Outcome::HeldToLimit { .. }, Some(knee), _) => format!(
+        (SearchOutcome::HeldToLimit { .. }, Some(knee), _) => format!(
             "Sustains {} within the objective ({}), the limit of the search: no knee below it. Raise the limit to find where it breaks.",
             load(knee),
             knee_latency(steps, knee),
         ),
-        (Outcome::FailedAtStart { .. }, _, Some(bad)) => format!(
+        (SearchOutcome::FailedAtStart { .. }, _, Some(bad)) => format!(
             "Misses the objective already at the first step, {}: {}. First resource exhausted: {}. Lower the start to find the knee.",
             load(bad),
             what_failed(bad),
@@ -209,24 +211,6 @@ fn judge(step: &StepRecord, context: &Context, details: &mut Vec<String>) -> Bot
     Bottleneck::NoneExhausted
 }
 
-/// How the conclusion names a bottleneck.
-pub fn bottleneck_text(b: Bottleneck) -> &'static str {
-    match b {
-        Bottleneck::ServerCpu => "server CPU",
-        Bottleneck::LoadgenCpu => "loadgen CPU (the load generator, not the server, was the limit)",
-        Bottleneck::MachineCpu => {
-            "this machine's CPU, shared about equally by the server and loadgen \
-             (the server's own capacity is higher)"
-        }
-        Bottleneck::ServerMemory => "server memory",
-        Bottleneck::LoadgenSchedule => {
-            "loadgen's send schedule (the load generator, not the server, was the limit)"
-        }
-        Bottleneck::NoneExhausted => "none (the objective failed before any resource ran out)",
-        Bottleneck::Unknown => "not judged (nothing failed, or no resource figures)",
-    }
-}
-
 /// "1,400 users at 50 msg/s (69,950 deliveries/s)".
 fn load(step: &StepRecord) -> String {
     format!(
@@ -286,11 +270,6 @@ fn ms(value: f64) -> String {
     }
 }
 
-/// 69950.0 → "69,950".
-pub fn thousands(value: f64) -> String {
-    super::report::count(value.max(0.0).round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::ProcessUsage;
@@ -344,7 +323,7 @@ mod tests {
     }
 
     fn conclude_pair(good: StepRecord, bad: StepRecord) -> Conclusion {
-        let outcome = Outcome::Knee {
+        let outcome = SearchOutcome::Knee {
             good: good.level,
             bad: bad.level,
         };
@@ -468,7 +447,7 @@ mod tests {
         let good = step(1000, 20.0, 30.0, 30.0, true);
         let c = conclude(
             &[good],
-            &Outcome::HeldToLimit { good: 1000.0 },
+            &SearchOutcome::HeldToLimit { good: 1000.0 },
             Some(0),
             None,
             &context(),
@@ -485,7 +464,7 @@ mod tests {
         let held = [step(1000, 20.0, 30.0, 30.0, true)];
         let c = conclude(
             &held,
-            &Outcome::HeldToLimit { good: 1000.0 },
+            &SearchOutcome::HeldToLimit { good: 1000.0 },
             Some(0),
             None,
             &cut,
@@ -495,7 +474,7 @@ mod tests {
         let bad = step(100, 80.0, 30.0, 30.0, false);
         let c = conclude(
             &[bad],
-            &Outcome::FailedAtStart { bad: 100.0 },
+            &SearchOutcome::FailedAtStart { bad: 100.0 },
             None,
             Some(0),
             &context(),
@@ -507,7 +486,7 @@ mod tests {
         );
         let c = conclude(
             &[],
-            &Outcome::FailedAtStart { bad: 0.0 },
+            &SearchOutcome::FailedAtStart { bad: 0.0 },
             None,
             None,
             &context(),

@@ -5,15 +5,16 @@
 //! references outside the file (no stylesheets, images, fonts or CDNs), so the page shows
 //! the same offline and years later. It is also well-formed XML (every tag closed, every
 //! value escaped, only XML's own entities), so tools and tests can read it with an XML
-//! parser. The wording is shared with `report.md` through [`super::report`].
+//! parser. The wording is shared with `report.md` through [`super::wording`].
 
 use std::fmt::Write as _;
 
 use super::charts::{self, ChartError};
-use super::report::{
+use super::wording::{
     bottleneck_text, setup_rows, step_cells, step_mark, steps_by_level, STEPS_NOTE, STEP_COLUMNS,
 };
 use super::CapacityReport;
+use crate::xml::escape;
 
 /// How to read each chart, one line under it.
 const LATENCY_CAPTION: &str = "Delivery latency percentiles at each offered load. Filled \
@@ -227,16 +228,10 @@ fn write_steps_table(html: &mut String, report: &CapacityReport) -> std::fmt::Re
     writeln!(html, "</div>")
 }
 
-/// `text` safe as HTML (and XML) text or a quoted attribute value; characters XML 1.0
-/// forbids are dropped, so the page always parses as XML.
-pub(super) fn escape(text: &str) -> String {
-    crate::conform::output::escape(text)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::capacity::report::tests::{empty_report, sample_report};
+    use crate::capacity::fixtures::{empty_report, sample_report};
 
     /// Parses `page` as XML (allowing its `<!DOCTYPE html>`), or fails the test.
     pub(crate) fn parse(page: &str) -> roxmltree::Document<'_> {

@@ -16,22 +16,19 @@
 pub mod charts;
 pub mod command;
 pub mod conclusion;
+#[cfg(test)]
+mod fixtures;
+pub mod format;
 pub mod html;
 pub mod report;
 pub mod search;
 pub mod spec;
 pub mod step;
+pub mod wording;
 
 use serde::Serialize;
 
-/// CPU and memory of one process over a step's steady window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct ProcessUsage {
-    /// CPU time over wall time, in percent of one core (200 = two cores busy).
-    pub cpu_percent: Option<f64>,
-    /// Highest resident set size seen in the window, in bytes.
-    pub rss_bytes: Option<u64>,
-}
+pub use crate::resources::ProcessUsage;
 
 /// Where the server's resource figures came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +94,7 @@ pub struct StepRecord {
 /// How the search ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum SearchOutcome {
     /// The objective held up to `good` and failed at `bad` (levels; bisected as far as the
     /// search was asked to).
     Knee { good: f64, bad: f64 },
@@ -173,7 +170,7 @@ pub struct CapacityReport {
     pub git_revision: Option<String>,
     /// Every step, in the order run.
     pub steps: Vec<StepRecord>,
-    pub outcome: Outcome,
+    pub outcome: SearchOutcome,
     pub conclusion: Conclusion,
     /// Number of the step at the reported knee (the highest good level), if any.
     pub knee_step: Option<usize>,

@@ -3,13 +3,16 @@
 //! the steps in words, for a pull request or a terminal) and `report.html` (the same with
 //! charts, see [`super::html`]).
 //!
-//! The two human reports say the same things in the same words, so the wording lives here
-//! once: how numbers, missing figures, the setup and the steps table read.
+//! The two human reports say the same things in the same words: the wording lives in
+//! [`super::wording`], the numbers in [`super::format`].
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{html, Bottleneck, CapacityReport, Outcome, StepRecord, UsageSource};
+use super::wording::{
+    bottleneck_text, setup_rows, step_cells, step_mark, steps_by_level, STEPS_NOTE, STEP_COLUMNS,
+};
+use super::{html, CapacityReport, StepRecord};
 use crate::report::write_file;
 use crate::report::{EncodeError, ReportError};
 
@@ -21,12 +24,6 @@ pub const CAPACITY_JSON: &str = "capacity.json";
 pub const REPORT_MD: &str = "report.md";
 /// The same as a self-contained page with charts.
 pub const REPORT_HTML: &str = "report.html";
-
-/// How a missing figure reads in the human reports.
-pub(super) const NONE: &str = "–";
-
-const BYTES_PER_MIB: f64 = 1024.0 * 1024.0;
-const BYTES_PER_GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Creates `dir` (and its parents) and writes the four report files into it, overwriting
 /// files of the same names. Stops at the first file that fails.
@@ -42,7 +39,13 @@ pub fn write_all(dir: &Path, report: &CapacityReport) -> Result<(), ReportError>
         REPORT_MD,
         Ok::<_, EncodeError>(markdown(report).into_bytes()),
     )?;
-    write_file(dir, REPORT_HTML, html::page(report).map(String::into_bytes))
+    write_file(
+        dir,
+        REPORT_HTML,
+        html::page(report)
+            .map(String::into_bytes)
+            .map_err(EncodeError::other),
+    )
 }
 
 /// Columns of `capacity.csv`, in order.
@@ -232,441 +235,11 @@ fn cell_text(text: &str) -> String {
     line(text).replace('|', "\\|")
 }
 
-/// What the steps table says above itself.
-pub(super) const STEPS_NOTE: &str = "Sorted by offered load (bisection steps ran between \
-     the others; # is the order run). The knee is the highest load that met the objective. \
-     CPU is in percent of one core; RSS is the peak in the measured window.";
-
-/// The steps sorted by level; ties keep the order run.
-pub(super) fn steps_by_level(report: &CapacityReport) -> Vec<&StepRecord> {
-    let mut steps: Vec<&StepRecord> = report.steps.iter().collect();
-    steps.sort_by(|a, b| a.level.total_cmp(&b.level).then(a.number.cmp(&b.number)));
-    steps
-}
-
-/// `"knee"` or `"first bad"` for the two steps around the knee.
-pub(super) fn step_mark(report: &CapacityReport, step: &StepRecord) -> Option<&'static str> {
-    if report.knee_step == Some(step.number) {
-        Some("knee")
-    } else if report.first_bad_step == Some(step.number) {
-        Some("first bad")
-    } else {
-        None
-    }
-}
-
-/// Headers of the steps table in the human reports.
-pub(super) const STEP_COLUMNS: [&str; 22] = [
-    "#",
-    "stage",
-    "users",
-    "rate msg/s",
-    "senders",
-    "offered deliveries/s",
-    "achieved deliveries/s",
-    "p50 ms",
-    "p99 ms",
-    "p99.9 ms",
-    "max ms",
-    "delivery ratio",
-    "lost",
-    "errors",
-    "eviction failures",
-    "server CPU %",
-    "server RSS MiB",
-    "loadgen CPU %",
-    "loadgen RSS MiB",
-    "machine CPU %",
-    "met",
-    "failures",
-];
-
-/// One step as the cells of the human steps table, as plain text.
-pub(super) fn step_cells(step: &StepRecord) -> [String; 22] {
-    let optional = |v: Option<f64>| v.map_or(NONE.to_string(), |v| number(v, 1));
-    let mib = |v: Option<u64>| v.map_or(NONE.to_string(), |b| number(b as f64 / BYTES_PER_MIB, 1));
-    [
-        step.number.to_string(),
-        step.stage.to_string(),
-        count(u64::from(step.users)),
-        short(step.rate),
-        count(u64::from(step.senders)),
-        number(step.offered_deliveries_per_sec, 0),
-        number(step.achieved_deliveries_per_sec, 0),
-        number(step.p50_ms, 2),
-        number(step.p99_ms, 2),
-        number(step.p999_ms, 2),
-        number(step.max_ms, 2),
-        number(step.delivery_ratio, 4),
-        count(step.lost),
-        count(step.errors),
-        count(step.eviction_failures),
-        optional(step.server.cpu_percent),
-        mib(step.server.rss_bytes),
-        optional(step.loadgen.cpu_percent),
-        mib(step.loadgen.rss_bytes),
-        optional(step.machine_cpu_percent),
-        if step.met { "yes" } else { "no" }.to_string(),
-        step.failures.join("; "),
-    ]
-}
-
-/// The setup as label and value, in the order shown.
-pub(super) fn setup_rows(report: &CapacityReport) -> Vec<(&'static str, String)> {
-    let mut rows = vec![("Capacity file", report.path.clone())];
-    if let Some(description) = &report.description {
-        rows.push(("Description", description.clone()));
-    }
-    rows.extend([
-        (
-            "Grows",
-            format!("{} (load measured in {})", report.grow, report.level_unit),
-        ),
-        ("Result", outcome_text(report)),
-        ("Server", report.server.clone()),
-        (
-            "Server figures from",
-            usage_source_text(report.server_usage_source).to_string(),
-        ),
-        ("Logical CPUs", report.cores.to_string()),
-        (
-            "Memory",
-            report.memory_bytes.map_or(NONE.to_string(), |bytes| {
-                format!("{} GiB", number(bytes as f64 / BYTES_PER_GIB, 1))
-            }),
-        ),
-        (
-            "Each step",
-            format!(
-                "{} s warm-up (not judged), then {} s measured",
-                short(report.warmup_s),
-                short(report.measure_s)
-            ),
-        ),
-        ("loadgen version", report.loadgen_version.clone()),
-        (
-            "Git revision",
-            report.git_revision.clone().unwrap_or_else(|| NONE.into()),
-        ),
-        ("Started", report.started_at.clone()),
-        ("Ended", report.ended_at.clone()),
-    ]);
-    rows
-}
-
-/// How the search ended, in words.
-pub(super) fn outcome_text(report: &CapacityReport) -> String {
-    let unit = report.level_unit;
-    match report.outcome {
-        Outcome::Knee { good, bad } => format!(
-            "the objective held at {} {unit} and failed at {} {unit}",
-            short(good),
-            short(bad)
-        ),
-        Outcome::HeldToLimit { good } => format!(
-            "the objective held at every step, up to the limit of {} {unit}",
-            short(good)
-        ),
-        Outcome::FailedAtStart { bad } => format!(
-            "the objective failed already at the first step, {} {unit}",
-            short(bad)
-        ),
-    }
-}
-
-/// What ran out, in words.
-pub(super) fn bottleneck_text(bottleneck: Bottleneck) -> &'static str {
-    super::conclusion::bottleneck_text(bottleneck)
-}
-
-fn usage_source_text(source: UsageSource) -> &'static str {
-    match source {
-        UsageSource::Proc => "/proc of the server process",
-        UsageSource::Metrics => "the server's /metrics endpoint",
-        UsageSource::Unknown => "not available",
-    }
-}
-
-/// `v` with `decimals` digits and thousands separated by commas; [`NONE`] when not finite.
-pub(super) fn number(v: f64, decimals: usize) -> String {
-    if !v.is_finite() {
-        return NONE.to_string();
-    }
-    let text = format!("{v:.decimals$}");
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(digits) => (true, digits),
-        None => (false, text.as_str()),
-    };
-    let (int, fraction) = match digits.split_once('.') {
-        Some((int, fraction)) => (int, Some(fraction)),
-        None => (digits, None),
-    };
-    let mut out = String::new();
-    // "-0.00" reads as "0.00".
-    if negative && digits.chars().any(|c| c.is_ascii_digit() && c != '0') {
-        out.push('-');
-    }
-    out.push_str(&grouped(int));
-    if let Some(fraction) = fraction {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    out
-}
-
-/// A whole number with thousands separated by commas.
-pub(super) fn count(n: u64) -> String {
-    grouped(&n.to_string())
-}
-
-/// A setting such as a rate or a level: whole numbers without decimals, others with up
-/// to two.
-pub(super) fn short(v: f64) -> String {
-    if v.is_finite() && v.fract() == 0.0 {
-        number(v, 0)
-    } else {
-        let text = number(v, 2);
-        if text.contains('.') {
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            text
-        }
-    }
-}
-
-fn grouped(digits: &str) -> String {
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::capacity::{Conclusion, ProcessUsage};
-
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        number: usize,
-        stage: &'static str,
-        users: u32,
-        p99_ms: f64,
-        met: bool,
-        server_cpu: Option<f64>,
-        server_rss: Option<u64>,
-        machine: Option<f64>,
-    ) -> StepRecord {
-        let rate = 50.0;
-        let offered = rate * f64::from(users - 1);
-        let achieved = if met { offered * 0.999 } else { offered * 0.8 };
-        StepRecord {
-            number,
-            stage,
-            level: f64::from(users),
-            users,
-            rate,
-            senders: users,
-            offered_deliveries_per_sec: offered,
-            achieved_deliveries_per_sec: achieved,
-            sent_per_sec: rate,
-            p50_ms: p99_ms / 4.0,
-            p90_ms: p99_ms / 2.0,
-            p99_ms,
-            p999_ms: p99_ms * 1.6,
-            max_ms: p99_ms * 2.5,
-            delivery_ratio: if met { 1.0 } else { 0.97 },
-            lost: if met { 0 } else { 1234 },
-            errors: 0,
-            eviction_failures: 0,
-            server: ProcessUsage {
-                cpu_percent: server_cpu,
-                rss_bytes: server_rss,
-            },
-            loadgen: ProcessUsage {
-                cpu_percent: server_cpu.map(|c| c * 0.6),
-                rss_bytes: Some(u64::from(users) * 40_000 + 30_000_000),
-            },
-            machine_cpu_percent: machine,
-            met,
-            failures: if met {
-                Vec::new()
-            } else {
-                vec![
-                    format!("p99 {p99_ms:.1} ms > 50 ms"),
-                    "delivery ratio 0.97 < 0.999".into(),
-                ]
-            },
-        }
-    }
-
-    /// Eight steps: up 200, 400, 800, 1600 (missed), then bisection 1200, 1400 (the knee),
-    /// 1500 (missed, first bad); some figures missing.
-    pub(crate) fn sample_report() -> CapacityReport {
-        const MB: u64 = 1_000_000;
-        let steps = vec![
-            step(
-                1,
-                "step",
-                100,
-                3.1,
-                true,
-                Some(22.0),
-                Some(40 * MB),
-                Some(40.0),
-            ),
-            step(
-                2,
-                "step",
-                200,
-                4.0,
-                true,
-                Some(41.0),
-                Some(52 * MB),
-                Some(75.0),
-            ),
-            step(
-                3,
-                "step",
-                400,
-                6.2,
-                true,
-                Some(80.5),
-                Some(71 * MB),
-                Some(140.0),
-            ),
-            step(4, "step", 800, 12.9, true, None, Some(110 * MB), None),
-            step(
-                5,
-                "step",
-                1600,
-                340.0,
-                false,
-                Some(390.0),
-                Some(260 * MB),
-                Some(398.0),
-            ),
-            step(
-                6,
-                "bisect",
-                1200,
-                24.0,
-                true,
-                Some(250.0),
-                Some(160 * MB),
-                Some(300.0),
-            ),
-            step(
-                7,
-                "bisect",
-                1400,
-                41.5,
-                true,
-                Some(330.0),
-                None,
-                Some(360.0),
-            ),
-            step(
-                8,
-                "bisect",
-                1500,
-                88.0,
-                false,
-                Some(371.0),
-                Some(230 * MB),
-                Some(392.0),
-            ),
-        ];
-        CapacityReport {
-            name: "chat-users".into(),
-            path: "scenarios/capacity-users.toml".into(),
-            description: Some("Users at 50 msg/s each, until p99 passes 50 ms".into()),
-            grow: "users".into(),
-            level_unit: "users",
-            objective: vec!["p99 <= 50 ms".into(), "delivery ratio >= 0.999".into()],
-            p99_limit_ms: Some(50.0),
-            server: "embedded chat-server (fresh process per step)".into(),
-            server_usage_source: UsageSource::Proc,
-            cores: 4,
-            memory_bytes: Some(16 * 1024 * 1024 * 1024),
-            warmup_s: 5.0,
-            measure_s: 20.0,
-            started_at: "2025-01-02T03:04:05Z".into(),
-            ended_at: "2025-01-02T03:09:55Z".into(),
-            loadgen_version: "0.1.0".into(),
-            git_revision: Some("0123abcd".into()),
-            steps,
-            outcome: Outcome::Knee {
-                good: 1400.0,
-                bad: 1500.0,
-            },
-            conclusion: Conclusion {
-                headline: "Sustains 1,400 users at 50 msg/s (69,950 deliveries/s) with p99 \
-                           41.5 ms; at 1,500 users p99 is 88.0 ms"
-                    .into(),
-                details: vec![
-                    "The server's CPU ran out: 371% of 400% at the first failing step.".into(),
-                    "loadgen used 223% CPU on the same machine.".into(),
-                ],
-                bottleneck: Bottleneck::ServerCpu,
-            },
-            knee_step: Some(7),
-            first_bad_step: Some(8),
-            incomplete: None,
-        }
-    }
-
-    /// A search that ran no step at all.
-    pub(crate) fn empty_report() -> CapacityReport {
-        CapacityReport {
-            name: "empty".into(),
-            description: None,
-            git_revision: None,
-            memory_bytes: None,
-            p99_limit_ms: None,
-            objective: Vec::new(),
-            server_usage_source: UsageSource::Unknown,
-            steps: Vec::new(),
-            outcome: Outcome::FailedAtStart { bad: 100.0 },
-            conclusion: Conclusion {
-                headline: "No step completed.".into(),
-                details: Vec::new(),
-                bottleneck: Bottleneck::Unknown,
-            },
-            knee_step: None,
-            first_bad_step: None,
-            incomplete: None,
-            ..sample_report()
-        }
-    }
-
-    /// A fresh folder under the system temp dir, removed when dropped.
-    pub(crate) struct TempDir(pub std::path::PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(label: &str) -> TempDir {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            TempDir(std::env::temp_dir().join(format!(
-                "loadgen-capacity-{label}-{}-{nanos}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            )))
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::capacity::fixtures::{empty_report, sample_report};
+    use crate::scratch::TempDir;
 
     fn read_csv(bytes: &[u8]) -> (Vec<String>, Vec<csv::StringRecord>) {
         let mut reader = csv::Reader::from_reader(bytes);
@@ -753,21 +326,6 @@ pub(crate) mod tests {
         let md = markdown(&empty_report());
         assert!(md.contains("No step ran."));
         assert!(md.contains("No thresholds"));
-    }
-
-    #[test]
-    fn numbers_read_with_separators_and_dashes() {
-        assert_eq!(number(69950.0, 0), "69,950");
-        assert_eq!(number(1234567.891, 2), "1,234,567.89");
-        assert_eq!(number(-1500.0, 0), "-1,500");
-        assert_eq!(number(-0.001, 2), "0.00");
-        assert_eq!(number(999.0, 1), "999.0");
-        assert_eq!(number(f64::NAN, 1), NONE);
-        assert_eq!(count(1_000), "1,000");
-        assert_eq!(count(100), "100");
-        assert_eq!(short(50.0), "50");
-        assert_eq!(short(12.5), "12.5");
-        assert_eq!(short(1400.25), "1,400.25");
     }
 
     #[test]

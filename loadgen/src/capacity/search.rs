@@ -11,8 +11,8 @@
 //! objective in every run at it.
 //!
 //! Positions are on the capacity path (step `k` offers `start + k × step`; see
-//! [`super::spec`]). [`Search`] is a plain state machine — [`Search::next`] says where to
-//! measure, [`Search::record`] takes the verdict — so the logic is tested against a
+//! [`super::spec`]). [`KneeSearch`] is a plain state machine — [`KneeSearch::next`] says where to
+//! measure, [`KneeSearch::record`] takes the verdict — so the logic is tested against a
 //! simulated system of known capacity without running any load, and the command drives
 //! it with real steps.
 
@@ -53,7 +53,7 @@ pub enum Found {
 
 /// The search state.
 #[derive(Debug, Clone)]
-pub struct Search {
+pub struct KneeSearch {
     last_k: f64,
     resolution: f64,
     bisections_left: u32,
@@ -68,12 +68,12 @@ pub struct Search {
     pending: Option<(f64, Stage)>,
 }
 
-impl Search {
+impl KneeSearch {
     /// A search over positions `0..=last_k`, halving the good–bad interval up to
     /// `bisections` times but never below `resolution` (positions closer than that offer
     /// the same load), then measuring the knee `confirm` more times.
-    pub fn new(last_k: f64, resolution: f64, bisections: u32, confirm: u32) -> Search {
-        Search {
+    pub fn new(last_k: f64, resolution: f64, bisections: u32, confirm: u32) -> KneeSearch {
+        KneeSearch {
             last_k: last_k.max(0.0),
             resolution: resolution.max(1e-9),
             bisections_left: bisections,
@@ -130,7 +130,7 @@ impl Search {
         (self.confirmed < self.confirm).then_some((good, Stage::Confirm))
     }
 
-    /// The verdict of the position [`Search::next`] returned.
+    /// The verdict of the position [`KneeSearch::next`] returned.
     pub fn record(&mut self, met: bool) {
         let Some((k, stage)) = self.pending.take() else {
             return;
@@ -165,7 +165,7 @@ impl Search {
         }
     }
 
-    /// Where the search ended (meaningful once [`Search::next`] returned `None`).
+    /// Where the search ended (meaningful once [`KneeSearch::next`] returned `None`).
     pub fn found(&self) -> Found {
         match (self.good, self.bad) {
             (Some(good), Some(bad)) => Found::Knee { good, bad },
@@ -204,7 +204,7 @@ mod tests {
         confirm: u32,
         mut meets: impl FnMut(f64) -> bool,
     ) -> (Found, Vec<f64>) {
-        let mut search = Search::new(
+        let mut search = KneeSearch::new(
             (limit - start) / step,
             resolution_units / step,
             bisections,
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn record_without_next_does_nothing() {
-        let mut search = Search::new(5.0, 0.01, 3, 0);
+        let mut search = KneeSearch::new(5.0, 0.01, 3, 0);
         search.record(true);
         assert_eq!(search.next_load(), Some((0.0, Stage::Step)));
         assert_eq!(

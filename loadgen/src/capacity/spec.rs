@@ -28,7 +28,7 @@ pub struct CapacitySpec {
     #[serde(default)]
     pub target: Targets,
     /// What grows and how far.
-    pub capacity: Search,
+    pub capacity: SearchSettings,
     /// The traffic of every step.
     #[serde(default)]
     pub load: Load,
@@ -68,7 +68,7 @@ pub struct Range {
 /// `[capacity]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Search {
+pub struct SearchSettings {
     pub grow: Grow,
     /// Users per step, when `grow` is `users` or `both`.
     pub users: Option<Range>,

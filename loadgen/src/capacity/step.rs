@@ -16,7 +16,7 @@ use crate::resources::{self, Sampler, ServerProbe};
 use crate::run::{self, Completion, RunError, RunRequest};
 use crate::scenario::Scenario;
 use crate::server_process::{Launch, ServerProcess};
-use crate::thresholds::{delivery_ratio, Verdict};
+use crate::thresholds::{delivery_ratio, ThresholdVerdict};
 
 /// Where the server of every step comes from.
 #[derive(Debug, Clone)]
@@ -156,7 +156,7 @@ impl Offered {
 fn record_of(
     report: &RunReport,
     completion: &Completion,
-    verdicts: &[Verdict],
+    verdicts: &[ThresholdVerdict],
     Offered {
         users,
         rate,

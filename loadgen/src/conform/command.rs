@@ -4,7 +4,8 @@
 
 use std::io::Write as _;
 
-use super::{all_must_passed, output, Request};
+use super::check::all_must_passed;
+use super::{output, Request};
 use crate::cli::ConformArgs;
 use crate::exit::Exit;
 

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Payload};
 
+use super::check::{settle, CheckOutcome, Settings};
 use super::peer::{Event, Peer};
 use super::raw::{self, Answer};
 use super::session::{attempt, Refusal};
-use super::{settle, Outcome, Settings};
 
 /// S1: a name sent as raw UTF-8 bytes in the query (as the demo's client does) is accepted
 /// and shown decoded in ` -- FROM `.
-pub async fn raw_utf8_name(settings: &Settings) -> Outcome {
+pub async fn raw_utf8_name(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("S1");
     let name = format!("{prefix}张三");
     let mut query = format!("{}?user=", settings.endpoint.target.path).into_bytes();
@@ -23,34 +23,34 @@ pub async fn raw_utf8_name(settings: &Settings) -> Outcome {
     let mut raw_user = match raw::upgrade(&settings.endpoint, &query).await {
         Ok(Answer::Upgraded(connected)) => Peer::from_connected(&name, connected),
         Ok(Answer::Http { status, body }) => {
-            return Outcome::warn(format!("raw UTF-8 name refused: HTTP {status} {body:?}"))
+            return CheckOutcome::warn(format!("raw UTF-8 name refused: HTTP {status} {body:?}"))
         }
-        Ok(Answer::NoResponse(why)) => return Outcome::warn(format!("raw UTF-8 name: {why}")),
-        Err(error) => return Outcome::warn(format!("raw UTF-8 name: {error}")),
+        Ok(Answer::NoResponse(why)) => return CheckOutcome::warn(format!("raw UTF-8 name: {why}")),
+        Err(error) => return CheckOutcome::warn(format!("raw UTF-8 name: {error}")),
     };
     let mut observer = match Peer::login(&settings.endpoint, &format!("{prefix}rx")).await {
         Ok(peer) => peer,
-        Err(error) => return Outcome::warn(format!("login failed: {error}")),
+        Err(error) => return CheckOutcome::warn(format!("login failed: {error}")),
     };
     if let Err(outcome) = settle(settings, &mut raw_user, std::slice::from_mut(&mut observer)).await
     {
-        return Outcome::warn(format!("raw UTF-8 user: {}", outcome.seen));
+        return CheckOutcome::warn(format!("raw UTF-8 user: {}", outcome.seen));
     }
     let want = format!("<s1> -- FROM {name}");
     let outcome = match raw_user.send_text("<s1>").await {
-        Err(error) => Outcome::warn(format!("raw UTF-8 user could not send: {error}")),
+        Err(error) => CheckOutcome::warn(format!("raw UTF-8 user could not send: {error}")),
         Ok(()) => match observer
             .expect_text_containing("<s1>", Instant::now() + settings.delivery_deadline)
             .await
         {
             Ok(got) if got == want.as_bytes() => {
-                Outcome::info("raw UTF-8 name accepted and shown decoded")
+                CheckOutcome::info("raw UTF-8 name accepted and shown decoded")
             }
-            Ok(got) => Outcome::warn(format!(
+            Ok(got) => CheckOutcome::warn(format!(
                 "raw UTF-8 name accepted, shown as {:?}",
                 String::from_utf8_lossy(&got)
             )),
-            Err(why) => Outcome::warn(format!("raw UTF-8 user's message: {why}")),
+            Err(why) => CheckOutcome::warn(format!("raw UTF-8 user's message: {why}")),
         },
     };
     raw_user.close().await;
@@ -59,7 +59,7 @@ pub async fn raw_utf8_name(settings: &Settings) -> Outcome {
 }
 
 /// S3: names too long (65 bytes), with control characters, or not UTF-8 are refused.
-pub async fn bad_names_refused(settings: &Settings) -> Outcome {
+pub async fn bad_names_refused(settings: &Settings) -> CheckOutcome {
     let path = &settings.endpoint.target.path;
     let long = "n".repeat(65);
     let attempts = [
@@ -80,26 +80,28 @@ pub async fn bad_names_refused(settings: &Settings) -> Outcome {
     }
     let seen = seen.join("; ");
     if accepted {
-        Outcome::warn(seen)
+        CheckOutcome::warn(seen)
     } else {
-        Outcome::info(seen)
+        CheckOutcome::info(seen)
     }
 }
 
 /// M4: a fragmented Text is reassembled before broadcast, Ping gets Pong, Binary is not
 /// broadcast.
-pub async fn fragments_ping_binary(settings: &Settings) -> Outcome {
+pub async fn fragments_ping_binary(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("M4");
     let mut peers =
-        match super::login_all(settings, &[format!("{prefix}tx"), format!("{prefix}rx")]).await {
+        match super::check::login_all(settings, &[format!("{prefix}tx"), format!("{prefix}rx")])
+            .await
+        {
             Ok(peers) => peers,
-            Err(outcome) => return Outcome::warn(outcome.seen),
+            Err(outcome) => return CheckOutcome::warn(outcome.seen),
         };
     let (Some(mut receiver), Some(mut sender)) = (peers.pop(), peers.pop()) else {
-        return Outcome::warn("no peers");
+        return CheckOutcome::warn("no peers");
     };
     if let Err(outcome) = settle(settings, &mut sender, std::slice::from_mut(&mut receiver)).await {
-        return Outcome::warn(outcome.seen);
+        return CheckOutcome::warn(outcome.seen);
     }
     let mut seen = Vec::new();
     let mut differs = false;
@@ -188,14 +190,14 @@ pub async fn fragments_ping_binary(settings: &Settings) -> Outcome {
     receiver.close().await;
     let seen = seen.join("; ");
     if differs {
-        Outcome::warn(seen)
+        CheckOutcome::warn(seen)
     } else {
-        Outcome::info(seen)
+        CheckOutcome::info(seen)
     }
 }
 
 /// O1: `GET /healthz` answers 200 `ok`, `GET /metrics` answers 200.
-pub async fn health_and_metrics(settings: &Settings) -> Outcome {
+pub async fn health_and_metrics(settings: &Settings) -> CheckOutcome {
     let mut seen = Vec::new();
     let mut ours = true;
     for (path, want_body) in [("/healthz", Some("ok")), ("/metrics", None)] {
@@ -228,8 +230,8 @@ pub async fn health_and_metrics(settings: &Settings) -> Outcome {
     }
     let seen = seen.join("; ");
     if ours {
-        Outcome::info(seen)
+        CheckOutcome::info(seen)
     } else {
-        Outcome::warn(seen)
+        CheckOutcome::warn(seen)
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
 
+use super::check::{flush, login_all, settle, CheckOutcome, Settings};
 use super::peer::{contains, Event, Peer};
-use super::{flush, login_all, settle, Outcome, Settings};
 
 /// The separator the protocol puts between a message and its sender (M1).
 const FROM: &[u8] = b" -- FROM ";
@@ -18,7 +18,7 @@ const FROM: &[u8] = b" -- FROM ";
 /// M1: every user's messages reach every other user, byte for byte, as
 /// `<message> -- FROM <NAME>`, including non-ASCII text and text that itself contains
 /// ` -- FROM `.
-pub async fn delivered_with_from(settings: &Settings) -> Outcome {
+pub async fn delivered_with_from(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("M1");
     let names: Vec<String> = (0..3).map(|i| format!("{prefix}u{i}")).collect();
     let mut peers = match login_all(settings, &names).await {
@@ -39,7 +39,7 @@ pub async fn delivered_with_from(settings: &Settings) -> Outcome {
         for (n, body) in bodies.iter().enumerate() {
             let message = format!("<m1 {sender} {n}> {body}");
             if let Err(error) = peer.send_text(&message).await {
-                return Outcome::fail(format!("{} could not send: {error}", peer.name));
+                return CheckOutcome::fail(format!("{} could not send: {error}", peer.name));
             }
             let mut delivery = message.clone().into_bytes();
             delivery.extend_from_slice(FROM);
@@ -72,7 +72,7 @@ pub async fn delivered_with_from(settings: &Settings) -> Outcome {
             match got {
                 Some(got) if &got == delivery => checked += 1,
                 Some(got) => {
-                    return Outcome::fail(format!(
+                    return CheckOutcome::fail(format!(
                         "{} got {:?}, want {:?}",
                         peers[receiver].name,
                         String::from_utf8_lossy(&got),
@@ -84,7 +84,7 @@ pub async fn delivered_with_from(settings: &Settings) -> Outcome {
                         Some(end) => format!("connection ended: {}", end.describe_end()),
                         None => format!("not received within {:?}", settings.delivery_deadline),
                     };
-                    return Outcome::fail(format!(
+                    return CheckOutcome::fail(format!(
                         "message {token} from {} to {}: {why}",
                         peers[sender].name, peers[receiver].name
                     ));
@@ -95,13 +95,13 @@ pub async fn delivered_with_from(settings: &Settings) -> Outcome {
     for peer in peers.iter_mut() {
         peer.close().await;
     }
-    Outcome::pass(format!(
+    CheckOutcome::pass(format!(
         "{checked} deliveries exact (3 users, UTF-8, embedded \" -- FROM \")"
     ))
 }
 
 /// Makes every peer's messages reach every other peer once (registration settled).
-async fn settle_all(settings: &Settings, peers: &mut [Peer]) -> Result<(), Outcome> {
+async fn settle_all(settings: &Settings, peers: &mut [Peer]) -> Result<(), CheckOutcome> {
     for index in 0..peers.len() {
         let (before, rest) = peers.split_at_mut(index);
         let Some((sender, after)) = rest.split_first_mut() else {
@@ -114,7 +114,7 @@ async fn settle_all(settings: &Settings, peers: &mut [Peer]) -> Result<(), Outco
 }
 
 /// M2: the sender never receives its own message, while the receiver gets them all.
-pub async fn no_echo(settings: &Settings) -> Outcome {
+pub async fn no_echo(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("M2");
     let mut peers = match login_all(settings, &[format!("{prefix}tx"), format!("{prefix}rx")]).await
     {
@@ -122,7 +122,7 @@ pub async fn no_echo(settings: &Settings) -> Outcome {
         Err(outcome) => return outcome,
     };
     let (Some(mut receiver), Some(mut sender)) = (peers.pop(), peers.pop()) else {
-        return Outcome::fail("no peers");
+        return CheckOutcome::fail("no peers");
     };
     if let Err(outcome) = settle(settings, &mut sender, std::slice::from_mut(&mut receiver)).await {
         return outcome;
@@ -130,7 +130,7 @@ pub async fn no_echo(settings: &Settings) -> Outcome {
     let count = 20;
     for n in 0..count {
         if let Err(error) = sender.send_text(&format!("<m2 {n}>")).await {
-            return Outcome::fail(format!("sender could not send: {error}"));
+            return CheckOutcome::fail(format!("sender could not send: {error}"));
         }
     }
     flush(&mut sender).await;
@@ -139,7 +139,7 @@ pub async fn no_echo(settings: &Settings) -> Outcome {
         .expect_text_containing(&format!("<m2 {}>", count - 1), deadline)
         .await
     {
-        return Outcome::fail(format!("the receiver did not get the messages ({why})"));
+        return CheckOutcome::fail(format!("the receiver did not get the messages ({why})"));
     }
     // The sender's own copies, if any, would have arrived by now; wait a little more.
     let echoes = sender
@@ -151,11 +151,11 @@ pub async fn no_echo(settings: &Settings) -> Outcome {
     sender.close().await;
     receiver.close().await;
     if echoes > 0 {
-        Outcome::fail(format!(
+        CheckOutcome::fail(format!(
             "the sender received {echoes} of its own {count} messages"
         ))
     } else {
-        Outcome::pass(format!(
+        CheckOutcome::pass(format!(
             "{count} sent, receiver got them, sender got none back"
         ))
     }
@@ -163,7 +163,7 @@ pub async fn no_echo(settings: &Settings) -> Outcome {
 
 /// M3: several senders send as fast as they can at once; every receiver sees each
 /// sender's messages in the order sent.
-pub async fn per_sender_order(settings: &Settings) -> Outcome {
+pub async fn per_sender_order(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("M3");
     let senders = 3usize;
     let per_sender = settings.order_messages.max(2);
@@ -244,13 +244,13 @@ pub async fn per_sender_order(settings: &Settings) -> Outcome {
         }
     }
     if !problems.is_empty() {
-        return Outcome::fail(problems.join("; "));
+        return CheckOutcome::fail(problems.join("; "));
     }
     let seen = format!("{senders} senders × {per_sender} msgs to 2 receivers: in order");
     if lost > 0 {
-        Outcome::warn(format!("{seen}, but {lost} of {} never arrived", total * 2))
+        CheckOutcome::warn(format!("{seen}, but {lost} of {} never arrived", total * 2))
     } else {
-        Outcome::pass(seen)
+        CheckOutcome::pass(seen)
     }
 }
 
@@ -266,7 +266,7 @@ fn parse_m3(text: &[u8]) -> Option<(usize, usize)> {
 
 /// M5: a Text message one byte over the limit closes the connection with 1009, invalid
 /// UTF-8 closes it with 1007; neither is broadcast.
-pub async fn limits_close(settings: &Settings) -> Outcome {
+pub async fn limits_close(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("M5");
     let names = [
         format!("{prefix}rx"),
@@ -280,7 +280,7 @@ pub async fn limits_close(settings: &Settings) -> Outcome {
     let (Some(mut bad), Some(mut big), Some(mut observer)) =
         (peers.pop(), peers.pop(), peers.pop())
     else {
-        return Outcome::fail("no peers");
+        return CheckOutcome::fail("no peers");
     };
     if let Err(outcome) = settle(settings, &mut big, std::slice::from_mut(&mut observer)).await {
         return outcome;
@@ -342,7 +342,7 @@ pub async fn limits_close(settings: &Settings) -> Outcome {
     observer.close().await;
     if !problems.is_empty() {
         problems.extend(warnings);
-        return Outcome::fail(problems.join("; "));
+        return CheckOutcome::fail(problems.join("; "));
     }
     seen.extend(warnings.iter().cloned());
     let seen = format!(
@@ -351,8 +351,8 @@ pub async fn limits_close(settings: &Settings) -> Outcome {
         seen.join("; ")
     );
     if warnings.is_empty() {
-        Outcome::pass(seen)
+        CheckOutcome::pass(seen)
     } else {
-        Outcome::warn(seen)
+        CheckOutcome::warn(seen)
     }
 }

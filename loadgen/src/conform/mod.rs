@@ -15,6 +15,7 @@
 //! (hand-written HTTP), [`session`] (S-rules), [`messages`] (M1–M5), [`slow_consumer`]
 //! (M6), [`extras`] (informational checks), [`output`] (table, JSON, JUnit).
 
+pub mod check;
 pub mod command;
 pub mod extras;
 pub mod messages;
@@ -27,119 +28,9 @@ pub mod slow_consumer;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
+use self::check::{CheckOutcome, CheckResult, CheckVerdict, Settings};
 use self::peer::Endpoint;
 use crate::target::Target;
-
-/// A check's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// A MUST rule holds.
-    Pass,
-    /// A MUST rule is broken.
-    Fail,
-    /// An informational rule where the server differs from ours (never fails the run).
-    Warn,
-    /// An informational rule where the server behaves as ours.
-    Info,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::Warn => "warn",
-            Verdict::Info => "info",
-        }
-    }
-}
-
-/// What one check concluded and what it saw.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub verdict: Verdict,
-    /// What was observed, in one line (the failure message when it failed).
-    pub seen: String,
-}
-
-impl Outcome {
-    pub fn pass(seen: impl Into<String>) -> Outcome {
-        Outcome {
-            verdict: Verdict::Pass,
-            seen: seen.into(),
-        }
-    }
-    pub fn fail(seen: impl Into<String>) -> Outcome {
-        Outcome {
-            verdict: Verdict::Fail,
-            seen: seen.into(),
-        }
-    }
-    pub fn info(seen: impl Into<String>) -> Outcome {
-        Outcome {
-            verdict: Verdict::Info,
-            seen: seen.into(),
-        }
-    }
-    pub fn warn(seen: impl Into<String>) -> Outcome {
-        Outcome {
-            verdict: Verdict::Warn,
-            seen: seen.into(),
-        }
-    }
-}
-
-/// One row of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckResult {
-    /// PROTOCOL.md rule number, such as `S5`.
-    pub rule: &'static str,
-    /// Short name of the check.
-    pub check: &'static str,
-    /// Whether the rule is a MUST (its failure fails the run).
-    pub must: bool,
-    pub verdict: Verdict,
-    pub seen: String,
-    /// Wall time the check took, in seconds.
-    pub seconds: f64,
-}
-
-/// Knobs of a run (deadlines and repetition counts come from flags).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub endpoint: Endpoint,
-    /// How long a message may take to arrive before it counts as not delivered.
-    pub delivery_deadline: Duration,
-    /// How long an evicted or refused connection may take to be closed.
-    pub close_deadline: Duration,
-    /// Relogins for S5 (half of them while other traffic flows).
-    pub relogins: usize,
-    /// Rounds of concurrent logins for S6, and logins per round.
-    pub concurrent_rounds: usize,
-    pub concurrent_logins: usize,
-    /// Messages per sender for M3.
-    pub order_messages: usize,
-    /// Bytes sent past a stalled receiver in M6, and how long the healthy receiver may
-    /// go without progress.
-    pub slow_bytes: usize,
-    pub slow_stall: Duration,
-    /// The server's message size limit (M5 sends one byte more).
-    pub max_message: usize,
-    /// Upper bound on any single check.
-    pub check_timeout: Duration,
-    /// Distinguishes this run's user names from any other's.
-    pub run_id: u32,
-}
-
-impl Settings {
-    /// A user-name prefix private to `rule`.
-    pub fn prefix(&self, rule: &str) -> String {
-        format!("cf{:x}-{}-", self.run_id, rule.to_ascii_lowercase())
-    }
-}
 
 /// Which check to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,15 +227,15 @@ pub async fn run(
         let outcome =
             match tokio::time::timeout(settings.check_timeout, run_one(id, &settings)).await {
                 Ok(outcome) => outcome,
-                Err(_) => Outcome::fail(format!(
+                Err(_) => CheckOutcome::fail(format!(
                     "check did not finish within {:?} (--check-timeout)",
                     settings.check_timeout
                 )),
             };
         let verdict = match (must, outcome.verdict) {
             // An informational check never fails the run.
-            (false, Verdict::Fail) => Verdict::Warn,
-            (false, Verdict::Pass) => Verdict::Info,
+            (false, CheckVerdict::Fail) => CheckVerdict::Warn,
+            (false, CheckVerdict::Pass) => CheckVerdict::Info,
             (_, verdict) => verdict,
         };
         let result = CheckResult {
@@ -361,14 +252,7 @@ pub async fn run(
     Ok(results)
 }
 
-/// Whether every MUST check passed (`warn` on a MUST check is a pass with a remark).
-pub fn all_must_passed(results: &[CheckResult]) -> bool {
-    results
-        .iter()
-        .all(|r| !r.must || r.verdict != Verdict::Fail)
-}
-
-async fn run_one(id: CheckId, settings: &Settings) -> Outcome {
+async fn run_one(id: CheckId, settings: &Settings) -> CheckOutcome {
     match id {
         CheckId::S1 => extras::raw_utf8_name(settings).await,
         CheckId::S2 => session::empty_user_refused(settings).await,
@@ -396,98 +280,4 @@ async fn resolve(target: &Target) -> Result<SocketAddr, ConformError> {
         .await
         .map_err(|e| fail(e.to_string()))?;
     addrs.next().ok_or_else(|| fail("no address".into()))
-}
-
-/// Logs in every name in `names`, or explains which login failed.
-pub(crate) async fn login_all(
-    settings: &Settings,
-    names: &[String],
-) -> Result<Vec<peer::Peer>, Outcome> {
-    let mut peers = Vec::with_capacity(names.len());
-    for name in names {
-        match peer::Peer::login(&settings.endpoint, name).await {
-            Ok(peer) => peers.push(peer),
-            Err(error) => return Err(Outcome::fail(format!("login of {name:?} failed: {error}"))),
-        }
-    }
-    Ok(peers)
-}
-
-/// Makes sure every receiver is registered: `sender` sends sync messages until each
-/// receiver has seen one (the protocol does not say when a login starts receiving, M7).
-pub(crate) async fn settle(
-    settings: &Settings,
-    sender: &mut peer::Peer,
-    receivers: &mut [peer::Peer],
-) -> Result<(), Outcome> {
-    let deadline = Instant::now() + settings.delivery_deadline.max(Duration::from_secs(1));
-    let mut ready = vec![false; receivers.len()];
-    let mut round = 0u32;
-    while Instant::now() < deadline {
-        round += 1;
-        let token = format!("<sync {} {round}>", sender.name);
-        if let Err(error) = sender.send_text(&token).await {
-            return Err(Outcome::fail(format!(
-                "{} could not send: {error}",
-                sender.name
-            )));
-        }
-        let step = (Instant::now() + Duration::from_millis(100)).min(deadline);
-        for (receiver, ready) in receivers.iter_mut().zip(ready.iter_mut()) {
-            if !*ready && receiver.expect_text_containing(&token, step).await.is_ok() {
-                *ready = true;
-            }
-        }
-        if ready.iter().all(|r| *r) {
-            return Ok(());
-        }
-    }
-    let missing: Vec<_> = receivers
-        .iter()
-        .zip(&ready)
-        .filter(|(_, r)| !**r)
-        .map(|(p, _)| p.name.clone())
-        .collect();
-    Err(Outcome::fail(format!(
-        "messages from {} never reached {} within {:?}",
-        sender.name,
-        missing.join(", "),
-        settings.delivery_deadline
-    )))
-}
-
-/// Sends `<probe TAG n>` every 50 ms until `receiver` gets one of them or `deadline`
-/// passes: the protocol does not say when a new login starts receiving (M7), so a single
-/// message sent right after a login may legitimately be missed.
-pub(crate) async fn probe(
-    sender: &mut peer::Peer,
-    receiver: &mut peer::Peer,
-    tag: &str,
-    deadline: Instant,
-) -> Result<(), String> {
-    let token = format!("<probe {tag} ");
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        sender
-            .send_text(&format!("{token}{attempt}>"))
-            .await
-            .map_err(|e| format!("{} could not send: {e}", sender.name))?;
-        let step = (Instant::now() + Duration::from_millis(50)).min(deadline);
-        match receiver.expect_text_containing(&token, step).await {
-            Ok(_) => return Ok(()),
-            Err(why) if receiver.ended().is_some() || Instant::now() >= deadline => {
-                return Err(format!("{why} ({attempt} probes sent)"))
-            }
-            Err(_) => continue,
-        }
-    }
-}
-
-/// Two throw-away messages, so a server that holds a message back until the next one
-/// (as one that swaps pairs does) releases everything a check waits for.
-pub(crate) async fn flush(sender: &mut peer::Peer) {
-    for _ in 0..2 {
-        let _ = sender.send_text("<flush>").await;
-    }
 }

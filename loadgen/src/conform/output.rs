@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{all_must_passed, CheckResult, Verdict};
+use super::check::{all_must_passed, CheckResult, CheckVerdict};
+use crate::xml::escape;
 
 /// Why a report file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,7 @@ pub fn table_row(result: &CheckResult) -> String {
 
 /// The closing line: counts and the overall verdict.
 pub fn table_footer(results: &[CheckResult], url: &str) -> String {
-    let count = |v: Verdict| results.iter().filter(|r| r.verdict == v).count();
+    let count = |v: CheckVerdict| results.iter().filter(|r| r.verdict == v).count();
     let must = results.iter().filter(|r| r.must).count();
     format!(
         "{}: {} of {must} MUST checks passed ({} failed), {} warn, {} info — {url}",
@@ -47,14 +48,14 @@ pub fn table_footer(results: &[CheckResult], url: &str) -> String {
         } else {
             "DOES NOT CONFORM"
         },
-        count(Verdict::Pass)
+        count(CheckVerdict::Pass)
             + results
                 .iter()
-                .filter(|r| r.must && r.verdict == Verdict::Warn)
+                .filter(|r| r.must && r.verdict == CheckVerdict::Warn)
                 .count(),
-        count(Verdict::Fail),
-        count(Verdict::Warn),
-        count(Verdict::Info),
+        count(CheckVerdict::Fail),
+        count(CheckVerdict::Warn),
+        count(CheckVerdict::Info),
     )
 }
 
@@ -78,7 +79,7 @@ pub fn write_junit(path: &Path, url: &str, results: &[CheckResult]) -> Result<()
 pub fn junit(url: &str, results: &[CheckResult]) -> String {
     let failures = results
         .iter()
-        .filter(|r| r.verdict == Verdict::Fail)
+        .filter(|r| r.verdict == CheckVerdict::Fail)
         .count();
     let total: f64 = results.iter().map(|r| r.seconds).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -103,7 +104,7 @@ pub fn junit(url: &str, results: &[CheckResult]) -> String {
             result.seconds
         );
         match result.verdict {
-            Verdict::Fail => {
+            CheckVerdict::Fail => {
                 let _ = write!(
                     out,
                     "\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    ",
@@ -127,24 +128,6 @@ pub fn junit(url: &str, results: &[CheckResult]) -> String {
     out
 }
 
-/// Escapes text for XML attribute values and content; drops characters XML 1.0 forbids.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn write(path: &Path, text: &str) -> Result<(), WriteError> {
     std::fs::write(path, text).map_err(|source| WriteError {
         path: path.display().to_string(),
@@ -157,21 +140,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup_and_control_characters() {
-        assert_eq!(
-            escape("a<b>&\"c' \u{1}"),
-            "a&lt;b&gt;&amp;&quot;c&apos; \u{FFFD}"
-        );
-    }
-
-    #[test]
     fn junit_has_one_testcase_per_check_and_failures() {
         let results = vec![
             CheckResult {
                 rule: "S5",
                 check: "survives",
                 must: true,
-                verdict: Verdict::Fail,
+                verdict: CheckVerdict::Fail,
                 seen: "lost <probe> & more".into(),
                 seconds: 0.5,
             },
@@ -179,7 +154,7 @@ mod tests {
                 rule: "O1",
                 check: "health",
                 must: false,
-                verdict: Verdict::Info,
+                verdict: CheckVerdict::Info,
                 seen: "ok".into(),
                 seconds: 0.1,
             },

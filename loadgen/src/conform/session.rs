@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use super::check::{flush, login_all, probe, settle, CheckOutcome, Settings};
 use super::peer::{Event, Peer};
 use super::raw::{self, Answer};
-use super::{flush, login_all, probe, settle, Outcome, Settings};
 use crate::connection::Connected;
 
 /// How one refused (or not refused) login attempt was answered.
@@ -47,7 +47,7 @@ async fn upgraded_then(settings: &Settings, connected: Connected) -> Refusal {
 }
 
 /// S2: a login with no `user`, or an empty one, opens no session.
-pub async fn empty_user_refused(settings: &Settings) -> Outcome {
+pub async fn empty_user_refused(settings: &Settings) -> CheckOutcome {
     let path = settings.endpoint.target.path.clone();
     let attempts = [
         ("no query", path.clone()),
@@ -67,9 +67,9 @@ pub async fn empty_user_refused(settings: &Settings) -> Outcome {
     }
     let seen = seen.join("; ");
     if failed {
-        Outcome::fail(seen)
+        CheckOutcome::fail(seen)
     } else {
-        Outcome::pass(seen)
+        CheckOutcome::pass(seen)
     }
 }
 
@@ -92,33 +92,37 @@ impl Tally {
 
 /// S4: a second login of NAME ends the first session (Close 4001 or TCP drop) and the
 /// new connection stays open. Repeated to catch races.
-pub async fn relogin_evicts(settings: &Settings) -> Outcome {
+pub async fn relogin_evicts(settings: &Settings) -> CheckOutcome {
     let rounds = 20;
     let prefix = settings.prefix("S4");
     let mut ends = Tally::default();
     let mut sender = match Peer::login(&settings.endpoint, &format!("{prefix}tx")).await {
         Ok(peer) => peer,
-        Err(error) => return Outcome::fail(format!("login failed: {error}")),
+        Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
     };
     for round in 0..rounds {
         let name = format!("{prefix}u{round}");
         let mut old = match Peer::login(&settings.endpoint, &name).await {
             Ok(peer) => peer,
-            Err(error) => return Outcome::fail(format!("login of {name:?} failed: {error}")),
+            Err(error) => return CheckOutcome::fail(format!("login of {name:?} failed: {error}")),
         };
         // The first session must be registered (receiving) before the relogin, or the
         // relogin would not be "while NAME already has a session" (M7).
         let deadline = Instant::now() + settings.delivery_deadline;
         if let Err(why) = probe(&mut sender, &mut old, &format!("s4 {round}"), deadline).await {
-            return Outcome::fail(format!("the first login of {name:?} never received: {why}"));
+            return CheckOutcome::fail(format!(
+                "the first login of {name:?} never received: {why}"
+            ));
         }
         let mut new = match Peer::login(&settings.endpoint, &name).await {
             Ok(peer) => peer,
-            Err(error) => return Outcome::fail(format!("relogin of {name:?} failed: {error}")),
+            Err(error) => {
+                return CheckOutcome::fail(format!("relogin of {name:?} failed: {error}"))
+            }
         };
         let deadline = Instant::now() + settings.close_deadline;
         let Some(end) = old.expect_end(deadline).await else {
-            return Outcome::fail(format!(
+            return CheckOutcome::fail(format!(
                 "round {}/{rounds}: old session still open {:?} after the relogin",
                 round + 1,
                 settings.close_deadline
@@ -135,7 +139,7 @@ pub async fn relogin_evicts(settings: &Settings) -> Outcome {
         // The new connection must not have been closed along with the old one.
         let settle_until = Instant::now() + Duration::from_millis(20);
         if let Some(end) = new.expect_end(settle_until).await {
-            return Outcome::fail(format!(
+            return CheckOutcome::fail(format!(
                 "round {}/{rounds}: the NEW connection ended too: {}",
                 round + 1,
                 end.describe_end()
@@ -143,7 +147,7 @@ pub async fn relogin_evicts(settings: &Settings) -> Outcome {
         }
         new.close().await;
     }
-    Outcome::pass(format!(
+    CheckOutcome::pass(format!(
         "{rounds}/{rounds} old sessions ended: {}",
         ends.describe()
     ))
@@ -152,7 +156,7 @@ pub async fn relogin_evicts(settings: &Settings) -> Outcome {
 /// S5: after each relogin, a message sent by another user reaches the new session,
 /// whichever order the old connection's end and the new login happen in. Half the
 /// relogins happen while another user floods the chat.
-pub async fn new_session_survives(settings: &Settings) -> Outcome {
+pub async fn new_session_survives(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("S5");
     let name = format!("{prefix}u");
     let mut peers = match login_all(settings, &[format!("{prefix}tx"), name.clone()]).await {
@@ -160,10 +164,10 @@ pub async fn new_session_survives(settings: &Settings) -> Outcome {
         Err(outcome) => return outcome,
     };
     let Some(mut current) = peers.pop() else {
-        return Outcome::fail("no peers");
+        return CheckOutcome::fail("no peers");
     };
     let Some(mut sender) = peers.pop() else {
-        return Outcome::fail("no peers");
+        return CheckOutcome::fail("no peers");
     };
     if let Err(outcome) = settle(settings, &mut sender, std::slice::from_mut(&mut current)).await {
         return outcome;
@@ -216,10 +220,10 @@ pub async fn new_session_survives(settings: &Settings) -> Outcome {
         task.abort();
     }
     match result {
-        Ok(()) => Outcome::pass(format!(
+        Ok(()) => CheckOutcome::pass(format!(
             "{relogins}/{relogins} new sessions received (half under traffic); {evictions_seen} old ends waited for"
         )),
-        Err(why) => Outcome::fail(why),
+        Err(why) => CheckOutcome::fail(why),
     }
 }
 
@@ -241,13 +245,13 @@ async fn flood(settings: &Settings, name: String) -> Result<tokio::task::JoinHan
 /// S6: several logins of one name at once end with exactly one open connection; every
 /// other connection is closed. Whether the survivor receives is reported (S5 is the rule
 /// that requires it).
-pub async fn concurrent_logins(settings: &Settings) -> Outcome {
+pub async fn concurrent_logins(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("S6");
     let rounds = settings.concurrent_rounds.max(1);
     let logins = settings.concurrent_logins.max(2);
     let mut sender = match Peer::login(&settings.endpoint, &format!("{prefix}tx")).await {
         Ok(peer) => peer,
-        Err(error) => return Outcome::fail(format!("login failed: {error}")),
+        Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
     };
     let mut ends = Tally::default();
     let mut survivor_deaf = 0usize;
@@ -264,7 +268,7 @@ pub async fn concurrent_logins(settings: &Settings) -> Outcome {
             match joined {
                 Ok(Ok(peer)) => peers.push(peer),
                 Ok(Err(error)) => ends.add(format!("login refused ({error})")),
-                Err(error) => return Outcome::fail(format!("login task failed: {error}")),
+                Err(error) => return CheckOutcome::fail(format!("login task failed: {error}")),
             }
         }
         let deadline = Instant::now() + settings.close_deadline;
@@ -290,7 +294,7 @@ pub async fn concurrent_logins(settings: &Settings) -> Outcome {
             .filter(|i| peers[*i].ended().is_none())
             .collect();
         if open.len() != 1 {
-            return Outcome::fail(format!(
+            return CheckOutcome::fail(format!(
                 "round {}/{rounds}: {} of {logins} concurrent logins still open {:?} later (want exactly 1)",
                 round + 1,
                 open.len(),
@@ -314,18 +318,18 @@ pub async fn concurrent_logins(settings: &Settings) -> Outcome {
         ends.describe()
     );
     if survivor_deaf > 0 {
-        Outcome::warn(format!(
+        CheckOutcome::warn(format!(
             "{seen}; but in {survivor_deaf} rounds the survivor received nothing (see S5)"
         ))
     } else {
-        Outcome::pass(seen)
+        CheckOutcome::pass(seen)
     }
 }
 
 /// S7: a client's Close is answered with Close; afterwards, and after a TCP drop, the
 /// user is offline and others are unaffected (the server does not stall writing to a
 /// closed session, and the name can log in again and receive).
-pub async fn close_handshake(settings: &Settings) -> Outcome {
+pub async fn close_handshake(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("S7");
     let names = [
         format!("{prefix}a"),
@@ -339,7 +343,7 @@ pub async fn close_handshake(settings: &Settings) -> Outcome {
     let (Some(dropper), Some(mut observer), Some(mut closer)) =
         (peers.pop(), peers.pop(), peers.pop())
     else {
-        return Outcome::fail("no peers");
+        return CheckOutcome::fail("no peers");
     };
     // closer = a, observer = b, dropper = c.
     if let Err(outcome) = settle(settings, &mut observer, std::slice::from_mut(&mut closer)).await {
@@ -357,12 +361,12 @@ pub async fn close_handshake(settings: &Settings) -> Outcome {
             )
         }
         Some(Event::Dropped(why)) => {
-            return Outcome::fail(format!(
+            return CheckOutcome::fail(format!(
                 "client Close answered by a TCP drop, not Close ({why})"
             ))
         }
         _ => {
-            return Outcome::fail(format!(
+            return CheckOutcome::fail(format!(
                 "client Close not answered within {:?}",
                 settings.close_deadline
             ))
@@ -375,11 +379,11 @@ pub async fn close_handshake(settings: &Settings) -> Outcome {
     let mut again = match Peer::login(&settings.endpoint, &names[0]).await {
         Ok(peer) => peer,
         Err(error) => {
-            return Outcome::fail(format!("{answer}; but logging in again failed: {error}"))
+            return CheckOutcome::fail(format!("{answer}; but logging in again failed: {error}"))
         }
     };
     if let Err(outcome) = settle(settings, &mut observer, std::slice::from_mut(&mut again)).await {
-        return Outcome::fail(format!(
+        return CheckOutcome::fail(format!(
             "{answer}; after close and relogin: {}",
             outcome.seen
         ));
@@ -390,7 +394,7 @@ pub async fn close_handshake(settings: &Settings) -> Outcome {
             .await
             .is_err()
         {
-            return Outcome::fail(format!("{answer}; the observer could no longer send"));
+            return CheckOutcome::fail(format!("{answer}; the observer could no longer send"));
         }
     }
     flush(&mut observer).await;
@@ -398,13 +402,13 @@ pub async fn close_handshake(settings: &Settings) -> Outcome {
         .expect_text_containing("<s7 after 49>", Instant::now() + settings.delivery_deadline)
         .await
     {
-        return Outcome::fail(format!(
+        return CheckOutcome::fail(format!(
             "{answer}; after another user's TCP drop, messages stopped flowing ({why})"
         ));
     }
     again.close().await;
     observer.close().await;
-    Outcome::pass(format!(
+    CheckOutcome::pass(format!(
         "{answer}; relogin after Close and a peer's TCP drop: delivery continues"
     ))
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, Payload};
 
+use super::check::{flush, settle, CheckOutcome, Settings};
 use super::peer::{Event, Peer};
-use super::{flush, settle, Outcome, Settings};
 use crate::connection::{self, FrameReader, Incoming};
 
 /// Bytes per message (well under the 64 KiB limit).
@@ -21,23 +21,23 @@ const MESSAGE_BYTES: usize = 16 * 1024;
 /// How many messages the sender may be ahead of the healthy receiver.
 const WINDOW: usize = 32;
 
-pub async fn stalled_receiver(settings: &Settings) -> Outcome {
+pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("M6");
     let endpoint = &settings.endpoint;
     let timeout = endpoint.connect_timeout;
     let mut sender = match Peer::login(endpoint, &format!("{prefix}tx")).await {
         Ok(peer) => peer,
-        Err(error) => return Outcome::fail(format!("login failed: {error}")),
+        Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
     };
     let mut healthy = match Peer::login(endpoint, &format!("{prefix}rx")).await {
         Ok(peer) => peer,
-        Err(error) => return Outcome::fail(format!("login failed: {error}")),
+        Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
     };
     let stalled_name = format!("{prefix}stalled");
     let mut stalled =
         match connection::connect(&endpoint.target, endpoint.addr, &stalled_name, timeout).await {
             Ok(connected) => connected,
-            Err(error) => return Outcome::fail(format!("login failed: {error}")),
+            Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
         };
     if let Err(outcome) = settle(settings, &mut sender, std::slice::from_mut(&mut healthy)).await {
         return outcome;
@@ -117,8 +117,8 @@ pub async fn stalled_receiver(settings: &Settings) -> Outcome {
     sender.close().await;
     healthy.close().await;
     match failure {
-        Some(why) => Outcome::fail(format!("{why}; stalled receiver: {fate}")),
-        None => Outcome::pass(format!(
+        Some(why) => CheckOutcome::fail(format!("{why}; stalled receiver: {fate}")),
+        None => CheckOutcome::pass(format!(
             "{count} × 16 KiB reached the healthy receiver in {:.1} s; stalled receiver: {fate}",
             elapsed.as_secs_f64()
         )),

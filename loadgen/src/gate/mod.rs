@@ -24,7 +24,7 @@ use crate::run::{self, Completion, RunRequest};
 use crate::scenario::Scenario;
 use crate::server_process::{Launch, ServerProcess};
 use crate::{report, thresholds};
-use stats::{Better, Comparison, Verdict};
+use stats::{Better, Comparison, GateVerdict};
 
 /// Which build a run measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -215,7 +215,9 @@ fn judge(args: &GateArgs, runs: &[GateRun]) -> GateResult {
             )
         })
         .collect();
-    let regression = comparisons.iter().any(|c| c.verdict == Verdict::Regression);
+    let regression = comparisons
+        .iter()
+        .any(|c| c.verdict == GateVerdict::Regression);
     let correctness_failed = runs.iter().any(|r| !r.correct);
     GateResult {
         base: args.base.clone(),
@@ -269,9 +271,9 @@ fn markdown(result: &GateResult) -> String {
             c.pairs,
             c.sign_p,
             match c.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Regression => "**REGRESSION**",
-                Verdict::Improvement => "improvement",
+                GateVerdict::Pass => "pass",
+                GateVerdict::Regression => "**REGRESSION**",
+                GateVerdict::Improvement => "improvement",
             }
         );
     }

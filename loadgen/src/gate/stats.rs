@@ -26,7 +26,7 @@ pub enum Better {
 /// The verdict on one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+pub enum GateVerdict {
     Pass,
     Regression,
     Improvement,
@@ -50,7 +50,7 @@ pub struct Comparison {
     pub sign_p: f64,
     pub pairs: usize,
     pub tolerance: f64,
-    pub verdict: Verdict,
+    pub verdict: GateVerdict,
 }
 
 /// Bootstrap resamples.
@@ -108,13 +108,13 @@ pub fn compare(
         Better::Higher => (ratio_high, ratio_low),
     };
     let verdict = if ratios.is_empty() {
-        Verdict::Pass
+        GateVerdict::Pass
     } else if worse(ratio) > limit && worse(best_case) > 1.0 && sign_p <= SIGN_ALPHA {
-        Verdict::Regression
+        GateVerdict::Regression
     } else if worse(ratio) < 1.0 / limit && worse(worst_case) < 1.0 && sign_better <= SIGN_ALPHA {
-        Verdict::Improvement
+        GateVerdict::Improvement
     } else {
-        Verdict::Pass
+        GateVerdict::Pass
     };
     Comparison {
         metric: metric.to_string(),
@@ -181,7 +181,7 @@ mod tests {
     fn identical_sides_pass() {
         let base = [100.0, 102.0, 98.0, 101.0, 99.0];
         let c = compare("cpu", Better::Lower, &base, &base, 0.10);
-        assert_eq!(c.verdict, Verdict::Pass);
+        assert_eq!(c.verdict, GateVerdict::Pass);
         assert_eq!(c.ratio, 1.0);
         assert_eq!(c.worse_pairs, 0);
     }
@@ -195,12 +195,12 @@ mod tests {
             .map(|(b, r)| b * r)
             .collect();
         let c = compare("cpu_per_1000", Better::Lower, &base, &cand, 0.10);
-        assert_eq!(c.verdict, Verdict::Regression);
+        assert_eq!(c.verdict, GateVerdict::Regression);
         assert!(c.ratio_low > 1.1, "{c:?}");
         assert_eq!(c.worse_pairs, 5);
         // The same drop in a higher-is-better metric.
         let thr = compare("deliveries_per_sec", Better::Higher, &cand, &base, 0.10);
-        assert_eq!(thr.verdict, Verdict::Regression);
+        assert_eq!(thr.verdict, GateVerdict::Regression);
     }
 
     #[test]
@@ -209,12 +209,12 @@ mod tests {
         let noisy = [9.0, 11.5, 10.2, 12.0, 9.5];
         assert_eq!(
             compare("p99", Better::Lower, &base, &noisy, 0.10).verdict,
-            Verdict::Pass
+            GateVerdict::Pass
         );
         let one_bad = [10.1, 30.0, 9.9, 10.0, 10.2];
         assert_eq!(
             compare("p99", Better::Lower, &base, &one_bad, 0.10).verdict,
-            Verdict::Pass
+            GateVerdict::Pass
         );
     }
 
@@ -222,7 +222,7 @@ mod tests {
     fn two_pairs_can_never_show_a_regression() {
         let c = compare("p50", Better::Lower, &[1.7, 1.7], &[1.75, 2.5], 0.10);
         assert!(c.ratio > 1.1, "{c:?}");
-        assert_eq!(c.verdict, Verdict::Pass);
+        assert_eq!(c.verdict, GateVerdict::Pass);
         assert_eq!(sign_test(2, 2), 0.25);
         assert_eq!(sign_test(5, 5), 0.03125);
         assert_eq!(sign_test(7, 6), 0.0625);
@@ -235,7 +235,7 @@ mod tests {
         let mixed = [8.0, 11.5, 12.0, 12.5, 9.0];
         let c = compare("p50", Better::Lower, &base, &mixed, 0.10);
         assert!(c.ratio > 1.1 && c.ratio_low < 1.0, "{c:?}");
-        assert_eq!(c.verdict, Verdict::Pass);
+        assert_eq!(c.verdict, GateVerdict::Pass);
     }
 
     #[test]
@@ -244,7 +244,7 @@ mod tests {
         let faster = [7.0, 7.2, 6.9, 7.1, 7.3];
         assert_eq!(
             compare("cpu", Better::Lower, &base, &faster, 0.10).verdict,
-            Verdict::Improvement
+            GateVerdict::Improvement
         );
     }
 
@@ -252,7 +252,7 @@ mod tests {
     fn unusable_pairs_are_left_out() {
         let c = compare("p50", Better::Lower, &[0.0, f64::NAN], &[1.0, 1.0], 0.1);
         assert_eq!(c.pairs, 0);
-        assert_eq!(c.verdict, Verdict::Pass);
+        assert_eq!(c.verdict, GateVerdict::Pass);
         assert_eq!(median(&[3.0, 1.0, 2.0, 4.0]), 2.5);
     }
 }

@@ -7,20 +7,18 @@
 pub mod clock;
 mod hgrm;
 mod hlog;
+mod run_report;
 mod summary;
 mod table;
 mod timeseries;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use hdrhistogram::Histogram;
-use serde::Serialize;
+pub use run_report::{measured_secs, RunReport, ServerPlacement};
 
-use crate::duration;
-use crate::record::{Counters, IntervalRecord};
-use crate::thresholds::{Thresholds, Verdict};
+use crate::thresholds::ThresholdVerdict;
 
 /// Every figure of the run, machine-readable.
 pub const SUMMARY_JSON: &str = "summary.json";
@@ -33,62 +31,6 @@ pub const LATENCY_HGRM: &str = "latency.hgrm";
 
 /// Longest scenario-name part of a report folder's name, in characters.
 const MAX_NAME_CHARS: usize = 64;
-
-/// Where the server under test ran.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ServerPlacement {
-    /// Started by loadgen as a child process (`loadgen serve`), stopped at the end.
-    EmbeddedChild {
-        /// Process id of the child.
-        pid: u32,
-        /// The address it bound.
-        address: String,
-        /// The command line that started it.
-        command: String,
-    },
-    /// A server the user pointed at with `target`.
-    External,
-}
-
-/// Everything one run measured, as handed to the report writers.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    /// The scenario's name (its file stem unless `name` is set).
-    pub scenario_name: String,
-    /// The scenario file as given on the command line.
-    pub scenario_path: String,
-    /// The scenario as run (after command-line overrides), as JSON.
-    pub scenario: serde_json::Value,
-    /// WebSocket URLs the users connected to.
-    pub targets: Vec<String>,
-    /// Where the server ran.
-    pub server: ServerPlacement,
-    /// `CARGO_PKG_VERSION` of loadgen.
-    pub loadgen_version: String,
-    /// `git rev-parse HEAD` of the working directory, if available.
-    pub git_revision: Option<String>,
-    /// Logical CPUs on this machine.
-    pub cores: usize,
-    /// Wall-clock start of the measured run (after all users connected).
-    pub started_at: SystemTime,
-    /// Wall-clock end.
-    pub ended_at: SystemTime,
-    /// Time spent connecting users before measurement started.
-    pub ramp: Duration,
-    /// One record per second of the measured run.
-    pub intervals: Vec<IntervalRecord>,
-    /// Sum of every interval's counters.
-    pub totals: Counters,
-    /// Every delivery latency of the run, in µs.
-    pub latency: Histogram<u64>,
-    /// The limits the run is judged by.
-    pub thresholds: Thresholds,
-    /// Why the run stopped early, if it did (the reports are then marked incomplete).
-    pub incomplete: Option<String>,
-    /// `chat_deliveries_out_total` scraped from the server at the end, when it could be.
-    pub server_deliveries_out: Option<u64>,
-}
 
 /// Why the reports could not be written. Each variant names the path that failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,9 +55,17 @@ pub enum EncodeError {
     Csv(#[from] csv::Error),
     #[error("HdrHistogram log: {0}")]
     Hlog(#[from] hlog::HlogError),
-    /// A capacity report's chart (its message names the chart).
+    /// Any other content that could not be produced (a chart, a page); its message says
+    /// what failed.
     #[error(transparent)]
-    Chart(#[from] crate::capacity::charts::ChartError),
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl EncodeError {
+    /// Wraps any error that can be displayed, for a writer this module does not know.
+    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> EncodeError {
+        EncodeError::Other(Box::new(error))
+    }
 }
 
 /// `<reports_root>/<scenario>-<YYYYMMDDTHHMMSSZ>`, the start time in UTC. The scenario
@@ -152,7 +102,11 @@ fn path_safe(name: &str) -> String {
 
 /// Creates `dir` (and its parents) and writes every report file into it, overwriting files
 /// of the same names. Stops at the first file that fails.
-pub fn write_all(dir: &Path, report: &RunReport, verdicts: &[Verdict]) -> Result<(), ReportError> {
+pub fn write_all(
+    dir: &Path,
+    report: &RunReport,
+    verdicts: &[ThresholdVerdict],
+) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
         dir: dir.to_path_buf(),
         source,
@@ -173,7 +127,7 @@ pub fn write_all(dir: &Path, report: &RunReport, verdicts: &[Verdict]) -> Result
 }
 
 /// Writes one file of a report folder, naming the path in any error.
-pub(crate) fn write_file<E: Into<EncodeError>>(
+pub fn write_file<E: Into<EncodeError>>(
     dir: &Path,
     name: &str,
     content: Result<Vec<u8>, E>,
@@ -193,53 +147,8 @@ pub(crate) fn write_file<E: Into<EncodeError>>(
 
 /// The human summary for stdout: figures, one PASS/FAIL line per threshold, and the result
 /// (INCOMPLETE with the reason when the run stopped early).
-pub fn summary_table(report: &RunReport, verdicts: &[Verdict]) -> String {
+pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> String {
     table::summary_table(report, verdicts)
-}
-
-impl RunReport {
-    /// Judges the run by its thresholds: the verdicts `loadgen run`, the gate and each
-    /// capacity step all use.
-    pub fn verdicts(&self) -> Vec<Verdict> {
-        crate::thresholds::evaluate(
-            &self.thresholds,
-            &self.totals,
-            &self.latency,
-            measured_secs(self),
-        )
-    }
-}
-
-/// Seconds of measured load that rates are per (`measured_s` in `summary.json`).
-///
-/// For a complete run this is the total length of the scenario's phases, read from the
-/// scenario as run: the time load was offered, not counting the wind-down after it. For an
-/// incomplete run (or when the phases cannot be read) it is at most the time the interval
-/// records cover, since the run stopped before its plan did.
-pub fn measured_secs(report: &RunReport) -> f64 {
-    let covered: f64 = report
-        .intervals
-        .iter()
-        .map(|i| i.length_s)
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .sum();
-    match planned_secs(&report.scenario) {
-        Some(planned) if planned > 0.0 && report.incomplete.is_none() => planned,
-        Some(planned) if planned > 0.0 => planned.min(covered),
-        _ => covered,
-    }
-}
-
-/// The sum of `phase[].duration` in the scenario JSON, if every phase has a readable one.
-fn planned_secs(scenario: &serde_json::Value) -> Option<f64> {
-    let phases = scenario.get("phase")?.as_array()?;
-    phases
-        .iter()
-        .map(|phase| {
-            let text = phase.get("duration")?.as_str()?;
-            duration::parse(text).ok().map(|d| d.as_secs_f64())
-        })
-        .sum()
 }
 
 #[cfg(test)]
@@ -247,7 +156,12 @@ pub(super) mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
-    use crate::record::new_histogram;
+    use std::time::Duration;
+
+    use crate::duration;
+    use crate::record::{new_histogram, Counters, IntervalRecord};
+    use crate::scratch::TempDir;
+    use crate::thresholds::Thresholds;
 
     /// A three-second run of ten users with every counter non-zero; it fails only its
     /// eviction limit.
@@ -335,31 +249,6 @@ pub(super) mod tests {
             },
             incomplete: None,
             server_deliveries_out: Some(1000),
-        }
-    }
-
-    /// A fresh folder under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(label: &str) -> TempDir {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let dir = std::env::temp_dir().join(format!(
-                "loadgen-report-{label}-{}-{nanos}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 

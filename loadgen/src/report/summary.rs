@@ -8,9 +8,10 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{clock, measured_secs, RunReport, ServerPlacement};
+use super::clock;
+use super::run_report::{measured_secs, RunReport, ServerPlacement};
 use crate::record::Counters;
-use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, Verdict};
+use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
 
 /// The top-level object of `summary.json`.
 #[derive(Serialize)]
@@ -37,7 +38,7 @@ struct Summary<'a> {
     derived: Derived,
     latency_us: Latency,
     server_deliveries_out: Option<u64>,
-    thresholds: &'a [Verdict],
+    thresholds: &'a [ThresholdVerdict],
     /// Every verdict passed (says nothing about completeness: see `complete`).
     passed: bool,
 }
@@ -94,7 +95,7 @@ impl Latency {
 /// The pretty-printed JSON text, newline-terminated.
 pub fn summary_json(
     report: &RunReport,
-    verdicts: &[Verdict],
+    verdicts: &[ThresholdVerdict],
 ) -> Result<Vec<u8>, serde_json::Error> {
     let measured_s = measured_secs(report);
     let totals = &report.totals;

@@ -6,14 +6,15 @@
 
 use std::fmt::Write;
 
-use super::{clock, measured_secs, RunReport, ServerPlacement};
-use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, Verdict};
+use super::clock;
+use super::run_report::{measured_secs, RunReport, ServerPlacement};
+use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
 
 /// Width of the label column.
 const LABEL: usize = 16;
 
 /// The summary text (several lines, newline-terminated).
-pub fn summary_table(report: &RunReport, verdicts: &[Verdict]) -> String {
+pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> String {
     let t = &report.totals;
     let measured = measured_secs(report);
     let mut out = String::from("summary\n");

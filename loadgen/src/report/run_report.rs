@@ -1,0 +1,112 @@
+//! What one run measured, as handed to the report writers ([`RunReport`]), and how long
+//! its measured load lasted ([`measured_secs`]), which every rate in the reports is per.
+
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::duration;
+use crate::record::{Counters, IntervalRecord};
+use crate::thresholds::{ThresholdVerdict, Thresholds};
+
+/// Where the server under test ran.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ServerPlacement {
+    /// Started by loadgen as a child process (`loadgen serve`), stopped at the end.
+    EmbeddedChild {
+        /// Process id of the child.
+        pid: u32,
+        /// The address it bound.
+        address: String,
+        /// The command line that started it.
+        command: String,
+    },
+    /// A server the user pointed at with `target`.
+    External,
+}
+
+/// Everything one run measured, as handed to the report writers.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The scenario's name (its file stem unless `name` is set).
+    pub scenario_name: String,
+    /// The scenario file as given on the command line.
+    pub scenario_path: String,
+    /// The scenario as run (after command-line overrides), as JSON.
+    pub scenario: serde_json::Value,
+    /// WebSocket URLs the users connected to.
+    pub targets: Vec<String>,
+    /// Where the server ran.
+    pub server: ServerPlacement,
+    /// `CARGO_PKG_VERSION` of loadgen.
+    pub loadgen_version: String,
+    /// `git rev-parse HEAD` of the working directory, if available.
+    pub git_revision: Option<String>,
+    /// Logical CPUs on this machine.
+    pub cores: usize,
+    /// Wall-clock start of the measured run (after all users connected).
+    pub started_at: SystemTime,
+    /// Wall-clock end.
+    pub ended_at: SystemTime,
+    /// Time spent connecting users before measurement started.
+    pub ramp: Duration,
+    /// One record per second of the measured run.
+    pub intervals: Vec<IntervalRecord>,
+    /// Sum of every interval's counters.
+    pub totals: Counters,
+    /// Every delivery latency of the run, in µs.
+    pub latency: Histogram<u64>,
+    /// The limits the run is judged by.
+    pub thresholds: Thresholds,
+    /// Why the run stopped early, if it did (the reports are then marked incomplete).
+    pub incomplete: Option<String>,
+    /// `chat_deliveries_out_total` scraped from the server at the end, when it could be.
+    pub server_deliveries_out: Option<u64>,
+}
+
+impl RunReport {
+    /// Judges the run by its thresholds: the verdicts `loadgen run`, the gate and each
+    /// capacity step all use.
+    pub fn verdicts(&self) -> Vec<ThresholdVerdict> {
+        crate::thresholds::evaluate(
+            &self.thresholds,
+            &self.totals,
+            &self.latency,
+            measured_secs(self),
+        )
+    }
+}
+
+/// Seconds of measured load that rates are per (`measured_s` in `summary.json`).
+///
+/// For a complete run this is the total length of the scenario's phases, read from the
+/// scenario as run: the time load was offered, not counting the wind-down after it. For an
+/// incomplete run (or when the phases cannot be read) it is at most the time the interval
+/// records cover, since the run stopped before its plan did.
+pub fn measured_secs(report: &RunReport) -> f64 {
+    let covered: f64 = report
+        .intervals
+        .iter()
+        .map(|i| i.length_s)
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .sum();
+    match planned_secs(&report.scenario) {
+        Some(planned) if planned > 0.0 && report.incomplete.is_none() => planned,
+        Some(planned) if planned > 0.0 => planned.min(covered),
+        _ => covered,
+    }
+}
+
+/// The sum of `phase[].duration` in the scenario JSON, if every phase has a readable one.
+fn planned_secs(scenario: &serde_json::Value) -> Option<f64> {
+    let phases = scenario.get("phase")?.as_array()?;
+    phases
+        .iter()
+        .map(|phase| {
+            let text = phase.get("duration")?.as_str()?;
+            duration::parse(text).ok().map(|d| d.as_secs_f64())
+        })
+        .sum()
+}
