@@ -37,7 +37,7 @@ pub enum Command {
     ///
     /// Example: loadgen run scenarios/relogin.toml
     Run(RunArgs),
-    /// Check a chat server against PROTOCOL.md, rule by rule.
+    /// Check a chat server against docs/protocol.md, rule by rule.
     ///
     /// One named check per MUST rule (S2 S4 S5 S6 S7 M1 M2 M3 M5 M6: pass/fail) and
     /// informational checks (S1 S3 M4 O1: info when the server behaves as chat-server,

@@ -19,7 +19,7 @@ use crate::exit::Exit;
 use crate::stamp::Stamp;
 use crate::target::Target;
 
-/// The Close code of an eviction (PROTOCOL.md S4).
+/// The Close code of an eviction (docs/protocol.md S4).
 const REPLACED: u16 = 4001;
 /// How long to wait for the server's answer to our Close.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);

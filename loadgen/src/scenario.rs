@@ -14,7 +14,7 @@ use crate::target::Target;
 use crate::thresholds::Thresholds;
 use crate::toml_file::{self, Invalid, TomlFile, TomlFileError};
 
-/// The longest user name the protocol's reference server accepts (PROTOCOL.md S3).
+/// The longest user name the protocol's reference server accepts (docs/protocol.md S3).
 pub const MAX_NAME_BYTES: usize = 64;
 
 /// A whole scenario file.

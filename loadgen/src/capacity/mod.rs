@@ -20,6 +20,7 @@ pub mod conclusion;
 mod fixtures;
 pub mod format;
 pub mod html;
+mod plot;
 pub mod report;
 pub mod search;
 pub mod spec;

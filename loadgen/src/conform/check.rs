@@ -72,7 +72,7 @@ impl CheckOutcome {
 /// One row of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
-    /// PROTOCOL.md rule number, such as `S5`.
+    /// docs/protocol.md rule number, such as `S5`.
     pub rule: &'static str,
     /// Short name of the check.
     pub check: &'static str,

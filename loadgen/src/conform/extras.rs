@@ -1,4 +1,4 @@
-//! Informational checks: rules a server SHOULD follow or that describe ours (PROTOCOL.md
+//! Informational checks: rules a server SHOULD follow or that describe ours (docs/protocol.md
 //! S1 raw UTF-8 names, S3 name limits, M4 fragments/ping/binary, O1 health and metrics).
 //! Their verdict is `info` when the server behaves as ours does and `warn` when it differs;
 //! they never fail a run. O2 (idle pings after 30 s) and O3 (shutdown) need a minute of

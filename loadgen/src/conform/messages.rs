@@ -1,4 +1,4 @@
-//! Message checks (PROTOCOL.md M1, M2, M3, M5): delivery to every other user in the exact
+//! Message checks (docs/protocol.md M1, M2, M3, M5): delivery to every other user in the exact
 //! `<message> -- FROM <NAME>` form, no echo to the sender, per-sender order under load,
 //! and the size and UTF-8 limits.
 //!

@@ -1,4 +1,4 @@
-//! `loadgen conform URL`: checks a chat server, rule by rule, against PROTOCOL.md.
+//! `loadgen conform URL`: checks a chat server, rule by rule, against docs/protocol.md.
 //!
 //! Each MUST rule (S2, S4, S5, S6, S7, M1, M2, M3, M5, M6) has one named check whose
 //! verdict is pass or fail; the SHOULD rules and our own operational rules (S1 raw UTF-8

@@ -1,7 +1,7 @@
 //! Hand-written HTTP requests, for what a well-behaved client library will not send: a
 //! login with no `user`, raw (unencoded) UTF-8 bytes in the query, plain `GET /healthz`.
 //! The response head is read and parsed here, so a check can tell a `400` from a server
-//! that upgrades and then drops the connection (PROTOCOL.md S2 allows both).
+//! that upgrades and then drops the connection (docs/protocol.md S2 allows both).
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};

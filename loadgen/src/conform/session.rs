@@ -1,4 +1,4 @@
-//! Session checks (PROTOCOL.md S2, S4–S7): refusing nameless logins, relogin eviction,
+//! Session checks (docs/protocol.md S2, S4–S7): refusing nameless logins, relogin eviction,
 //! the new session surviving the old one's end, concurrent logins, and the close
 //! handshake.
 

@@ -69,11 +69,18 @@ pub enum RunError {
 }
 
 /// What `loadgen run` was asked to do.
+///
+/// With no target here and none in the scenario, the run starts the embedded server by
+/// re-executing its own executable as `loadgen serve` ([`Launch::Embedded`]): that only
+/// works inside the `loadgen` binary. A program that embeds the library gives a target
+/// (e.g. a `chat_server::Server` it started on 127.0.0.1:0).
 pub struct RunRequest {
     pub scenario: Scenario,
+    /// The scenario file as given, for the reports.
     pub scenario_path: String,
     /// `--target` overrides, if any.
     pub targets: Vec<String>,
+    /// No live progress on stderr.
     pub quiet: bool,
 }
 
