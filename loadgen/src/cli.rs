@@ -5,21 +5,16 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// Load and conformance harness for the chat protocol.
+/// Load and conformance harness for the chat protocol (docs/protocol.md).
 ///
-/// Exit codes of `run`: 0 every threshold met; 1 a threshold failed (each failure is named);
-/// 2 bad usage or scenario (file, field and reason are printed); 3 the run could not be
-/// carried out (target unreachable, server died mid-run, interrupted) — reports written so
-/// far are marked incomplete.
-///
-/// Exit codes of `conform`: 0 every MUST check passed; 1 a MUST check failed; 2 bad usage;
-/// 3 the server cannot be reached (or a report file cannot be written).
-///
-/// Exit codes of `client`: 0 the session was closed by us (`/quit`, end of stdin, Ctrl-C);
-/// 2 bad usage; 3 cannot connect or the login was refused; 4 evicted: another login of the
-/// same name replaced this one (the server sent Close 4001); 5 the server ended the
-/// session otherwise (another Close code, or the connection dropped — which is also how
-/// the Go demo evicts).
+/// Exit codes, the same for every subcommand: 0 passed (every threshold or MUST check
+/// met, no regression, the search ran to its end; for `client`, closed by us); 1 the
+/// server under test failed (a threshold, a MUST check, a regression, a capacity below
+/// --expect-at-least); 2 bad usage or a bad scenario/capacity file (file, field and
+/// reason are printed), or a load that cannot fit the open-file limit; 3 could not run
+/// (target unreachable, server died mid-run, Ctrl-C, a report not written) — reports
+/// written so far are marked incomplete. `client` adds 4 evicted by another login of the
+/// same name (Close 4001) and 5 the server ended the session otherwise.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, propagate_version = true)]
 pub struct Cli {
@@ -36,8 +31,13 @@ pub enum Command {
     /// (as a child process on 127.0.0.1, a free port) and stops it at the end.
     ///
     /// Example: loadgen run scenarios/relogin.toml
+    ///
+    /// Exit codes: 0 every threshold met; 1 a threshold failed (each is named); 2 bad
+    /// usage or scenario (file, field and reason), or more users than the open-file limit
+    /// allows; 3 the run could not be carried out (target unreachable, server died
+    /// mid-run, Ctrl-C) — the reports written are marked incomplete.
     Run(RunArgs),
-    /// Check a chat server against docs/protocol.md, rule by rule.
+    /// Check a chat server against the protocol (docs/protocol.md), rule by rule.
     ///
     /// One named check per MUST rule (S2 S4 S5 S6 S7 M1 M2 M3 M5 M6: pass/fail) and
     /// informational checks (S1 S3 M4 O1: info when the server behaves as chat-server,
