@@ -21,7 +21,6 @@ mod keepalive;
 pub mod login;
 pub mod metrics;
 pub mod outbox;
-pub mod process;
 pub mod registry;
 pub mod session;
 pub mod shutdown;

@@ -5,15 +5,20 @@
 //! bytes were fully written to a receiver's socket, which is what a load generator can
 //! observe; messages still queued, or dropped with a slow consumer, are not deliveries.
 //!
-//! After the `chat_*` counters come the Prometheus process collector's
-//! `process_cpu_seconds_total` and `process_resident_memory_bytes` (see [`crate::process`]),
-//! so that a load generator can read a remote server's CPU and memory.
+//! After the `chat_*` counters come the two standard metrics of the Prometheus client's
+//! process collector, `process_cpu_seconds_total` and `process_resident_memory_bytes`, with
+//! their names, help and meaning. A load generator measures a local server by pid; a server
+//! on another machine it can only ask, and this is how. Both are read from `/proc/self`
+//! (through `procstat`) only when `/metrics` is rendered, never on a hot path; where they
+//! cannot be read (not Linux) they are left out: a missing metric is honest, a made-up one
+//! is not.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use procstat::Usage;
+
 use crate::login::Refusal;
-use crate::process::Usage;
 
 /// Server-wide counters. One instance per server, shared by every connection.
 #[derive(Debug, Default)]
@@ -140,7 +145,7 @@ impl Metrics {
                 self.refused[reason.index()].load(Relaxed)
             );
         }
-        render_process(&mut out, &Usage::read());
+        render_process(&mut out, &Usage::of_self());
         out
     }
 }
