@@ -1,10 +1,18 @@
-//! `chat-server`: the WebSocket chat protocol of `PROTOCOL.md`, on tokio, hyper and
+//! `chat-server`: the WebSocket chat protocol of `docs/protocol.md`, on tokio, hyper and
 //! fastwebsockets, done right where the Go demo it came from is wrong.
 //!
-//! [`Server::start`] binds a listener and returns a [`ServerHandle`]; the server runs on the
-//! caller's tokio runtime until [`ServerHandle::shutdown`]. The data path, one file each:
-//! [`http`] (accept a login) → [`session`] (read loop, writer) → [`registry`] (who is
-//! online) → [`outbox`] (one receiver's bounded queue) → [`frame`] (bytes on the wire).
+//! This is the API an embedder needs and nothing more: a [`Config`], [`Server::start`]
+//! (bind and serve) or [`Server::serve`] (serve a listener the caller made), and the
+//! [`ServerHandle`] they return, which tells the bound address, reads the counters as a
+//! [`MetricsSnapshot`] and shuts the server down. The server runs on the caller's tokio
+//! runtime until [`ServerHandle::shutdown`] (or until the handle is dropped). [`Fault`]
+//! exists for test harnesses that must prove their checks fail on a broken server.
+//!
+//! The data path, one private module each: `http` (accept a login, `login` checks the
+//! name) → `session` (read loop, writer) → `registry` (who is online) → `outbox` (one
+//! receiver's bounded queue) → `frame` (bytes on the wire); beside it `keepalive` (the
+//! idle sweeper), `metrics` (the counters behind `/metrics`) and `shutdown` (the signal
+//! every task watches).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chat_server::Error> {
@@ -15,15 +23,17 @@
 //! # Ok(()) }
 //! ```
 
-pub mod frame;
+mod frame;
 mod http;
 mod keepalive;
-pub mod login;
-pub mod metrics;
-pub mod outbox;
-pub mod registry;
-pub mod session;
-pub mod shutdown;
+mod login;
+mod metrics;
+mod outbox;
+mod registry;
+mod session;
+mod shutdown;
+
+pub use metrics::MetricsSnapshot;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -40,7 +50,7 @@ use crate::registry::SessionRegistry;
 use crate::shutdown::{ShutdownSignal, TaskCount};
 
 /// Everything the server can be told. [`Config::default`] matches the demo where it has a
-/// default (PROTOCOL.md O4) and the protocol's limits elsewhere.
+/// default (docs/protocol.md O4) and the protocol's limits elsewhere.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (see [`ServerHandle::local_addr`]).
@@ -107,6 +117,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The listener handed to [`Server::serve`] has no local address.
+    #[error("cannot read the listener's local address")]
+    Listener(#[source] std::io::Error),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -134,7 +147,7 @@ impl Shared {
     }
 }
 
-/// The server type; see [`Server::start`].
+/// The server type; see [`Server::start`] and [`Server::serve`].
 pub struct Server;
 
 impl Server {
@@ -147,10 +160,15 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        Server::serve(listener, config).await
+    }
+
+    /// Serves on `listener`, which the caller has bound (for instance to hold the port
+    /// from before the server is configured, or to set socket options), on the current
+    /// tokio runtime. `config.listen` is not used.
+    pub async fn serve(listener: TcpListener, config: Config) -> Result<ServerHandle, Error> {
+        validate(&config)?;
+        let local_addr = listener.local_addr().map_err(Error::Listener)?;
         let (stop, signal) = ShutdownSignal::new();
         let shared = Arc::new(Shared {
             queue_limit: QueueLimit {
@@ -232,9 +250,9 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// The server's counters, as `/metrics` shows them.
-    pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
+    /// The server's counters now, as `/metrics` shows them.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
     }
 
     /// How many users are online.

@@ -1,4 +1,4 @@
-//! Who is online: one session per user name (PROTOCOL.md S4–S6, M1, M2).
+//! Who is online: one session per user name (docs/protocol.md S4–S6, M1, M2).
 //!
 //! Every session carries a unique connection id. Registering a name that is already
 //! online replaces the entry and hands the predecessor back to be evicted; a session that
@@ -104,18 +104,14 @@ impl SessionRegistry {
     }
 
     /// The session currently registered under `name`, if any.
-    pub fn get(&self, name: &str) -> Option<Arc<Session>> {
+    #[cfg(test)]
+    fn get(&self, name: &str) -> Option<Arc<Session>> {
         self.read().sessions.get(name).cloned()
     }
 
     /// How many users are online.
     pub fn len(&self) -> usize {
         self.read().sessions.len()
-    }
-
-    /// Whether nobody is online.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
