@@ -189,7 +189,7 @@ impl Server {
             local_addr,
             shared,
             stop,
-            accept,
+            accept: Some(accept),
         })
     }
 }
@@ -237,11 +237,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: S
 }
 
 /// A running server.
+///
+/// Dropping the handle shuts the server down without waiting: it fires the shutdown
+/// signal, so the listener closes (new connections are refused) and idle sweeping stops,
+/// and sends every session Close 1001; the sessions then end on their own, and nothing
+/// waits for their queues to drain. [`ServerHandle::shutdown`] does the same and waits.
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    /// Fires the shutdown signal every task of the server watches.
     stop: watch::Sender<bool>,
-    accept: tokio::task::JoinHandle<()>,
+    /// The accept loop, which owns the listener; `None` once shutdown has waited for it.
+    accept: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -263,18 +270,12 @@ impl ServerHandle {
     /// Graceful shutdown (O3): stop accepting, send every session Close 1001, and wait up
     /// to `drain_timeout` for the queues to drain and the connections to end. Returns
     /// whether everything ended in time.
-    pub async fn shutdown(self) -> bool {
-        let _ = self.stop.send(true);
-        let _ = self.accept.await; // drops the listener
-        for session in self.shared.registry.close_all() {
-            session.close(
-                Some(frame::close(
-                    frame::close_code::GOING_AWAY,
-                    "server shutting down",
-                )),
-                false,
-            );
+    pub async fn shutdown(mut self) -> bool {
+        self.stop.send_replace(true);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await; // drops the listener
         }
+        self.close_sessions();
         let drained = tokio::time::timeout(
             self.shared.config.drain_timeout,
             self.shared.tasks.all_done(),
@@ -287,5 +288,28 @@ impl ServerHandle {
             "chat server stopped"
         );
         drained
+    }
+
+    /// Refuses further logins and sends every online session Close 1001. Sessions
+    /// already closing are left as they are, so calling this twice is harmless.
+    fn close_sessions(&self) {
+        for session in self.shared.registry.close_all() {
+            session.close(
+                Some(frame::close(
+                    frame::close_code::GOING_AWAY,
+                    "server shutting down",
+                )),
+                false,
+            );
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    /// The start of [`ServerHandle::shutdown`], without the waiting (see [`ServerHandle`]).
+    /// After `shutdown` it finds nothing left to do.
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.close_sessions();
     }
 }

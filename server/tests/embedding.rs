@@ -76,3 +76,27 @@ async fn metrics_snapshot_counts_what_the_clients_did() {
     assert_eq!(snapshot.evictions, 0);
     assert!(snapshot.bytes_out > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_handle_closes_sessions_and_stops_accepting() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    let mut ann = login(addr, "ann").await;
+    wait_online(&server, 1).await;
+
+    drop(server);
+    match ann.next().await {
+        Seen::Close(Some(1001), _) => {}
+        other => panic!("expected Close 1001 after the drop, got {other:?}"),
+    }
+    // The listener closes as soon as the accept loop sees the signal; until then a
+    // connection may still be made (and is closed without being served).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting connections {WAIT:?} after the handle was dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
