@@ -72,7 +72,9 @@ pub struct Config {
     /// How long shutdown waits for connections to drain before giving up (O3).
     pub drain_timeout: Duration,
     /// A deliberate defect, for proving that checks fail on a broken server. `None` in
-    /// any real use; the binary has no flag for it.
+    /// any real use; the binary has no flag for it. Only a build with the cargo feature
+    /// `fault-injection` accepts one: without it, starting refuses the configuration
+    /// with [`Error::FaultInjectionNotBuilt`].
     pub fault: Option<Fault>,
 }
 
@@ -94,7 +96,9 @@ impl Default for Config {
 }
 
 /// Deliberate defects, each reproducing a bug of the Go demo, so tests can show that a
-/// check catches it.
+/// check catches it. The type always exists, so code that names faults compiles either
+/// way; the defects themselves are compiled in only with the `fault-injection` feature
+/// (see [`Config::fault`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// A session that ends removes its user's entry by name, even when that entry is
@@ -123,6 +127,12 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The configuration asks for a [`Fault`], but the `fault-injection` feature, which
+    /// compiles the faults in, was off when this chat-server was built.
+    #[error(
+        "cannot inject fault {0:?}: this chat-server was built without the fault-injection feature"
+    )]
+    FaultInjectionNotBuilt(Fault),
 }
 
 /// State shared by every task of one server.
@@ -175,7 +185,7 @@ impl Server {
                 frames: config.queue,
                 bytes: config.queue_bytes,
             },
-            registry: SessionRegistry::new(config.fault == Some(Fault::DeleteByName)),
+            registry: registry_for(&config),
             metrics: Metrics::default(),
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
@@ -194,7 +204,19 @@ impl Server {
     }
 }
 
+/// The session registry `config` asks for: the correct one, or with the fault-injection
+/// feature and [`Fault::DeleteByName`], the demo's bug.
+#[cfg_attr(not(feature = "fault-injection"), allow(unused_variables))]
+fn registry_for(config: &Config) -> SessionRegistry {
+    #[cfg(feature = "fault-injection")]
+    if config.fault == Some(Fault::DeleteByName) {
+        return SessionRegistry::deleting_by_name();
+    }
+    SessionRegistry::default()
+}
+
 fn validate(config: &Config) -> Result<(), Error> {
+    faults_built_in(config.fault, cfg!(feature = "fault-injection"))?;
     let positive = [
         ("max message", config.max_message),
         ("max name", config.max_name),
@@ -210,6 +232,16 @@ fn validate(config: &Config) -> Result<(), Error> {
         return Err(Error::Config("ping interval must be above zero".into()));
     }
     Ok(())
+}
+
+/// Refuses a `fault` when the code that implements faults is not `built_in`: a server that
+/// silently ran without the defect it was asked for would let a test expecting a check to
+/// fail pass or fail for the wrong reason.
+fn faults_built_in(fault: Option<Fault>, built_in: bool) -> Result<(), Error> {
+    match fault {
+        Some(fault) if !built_in => Err(Error::FaultInjectionNotBuilt(fault)),
+        _ => Ok(()),
+    }
 }
 
 /// Accepts connections until shutdown. Errors (such as running out of file descriptors)
@@ -312,4 +344,34 @@ impl Drop for ServerHandle {
         self.stop.send_replace(true);
         self.close_sessions();
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_without_fault_injection_refuses_a_fault_and_says_why() {
+        let refused = faults_built_in(Some(Fault::SwapPairs), false)
+            .expect_err("a fault without the code for it");
+        assert!(matches!(
+            refused,
+            Error::FaultInjectionNotBuilt(Fault::SwapPairs)
+        ));
+        assert!(
+            refused
+                .to_string()
+                .contains("this chat-server was built without the fault-injection feature"),
+            "{refused}"
+        );
+        assert!(faults_built_in(None, false).is_ok());
+        assert!(faults_built_in(Some(Fault::DropEvery(3)), true).is_ok());
+    }
+
+    // The self dev-dependency in Cargo.toml builds the tests with the faults compiled in;
+    // a test build without them stops here rather than failing (or skipping) later.
+    const _: () = assert!(
+        cfg!(feature = "fault-injection"),
+        "chat-server's tests need the fault-injection feature (see its dev-dependencies)"
+    );
 }
