@@ -73,76 +73,18 @@ impl ServerProbe {
     }
 }
 
-/// Reads a process's CPU and memory from `/proc`. `None` if it is gone or `/proc` is not
-/// there (not Linux).
+/// Reads a process's CPU and memory from `/proc` (through `procstat`). `None` if it is
+/// gone or `/proc` is not there (not Linux).
 pub fn process(pid: u32) -> Option<ProcessSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let ticks = parse_stat_ticks(&stat)?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let usage = procstat::Usage::of_pid(pid);
     Some(ProcessSample {
-        cpu_seconds: ticks as f64 / clock_ticks()?,
-        rss_bytes: pages.saturating_mul(page_size()?),
+        cpu_seconds: usage.cpu_seconds?,
+        rss_bytes: usage.resident_bytes?,
     })
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(parse_stat_ticks(&stat)? as f64 / clock_ticks()?)
-}
-
-/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line, in clock ticks. The
-/// command name (field 2) is in parentheses and may itself hold spaces and `)`, so the
-/// fields are counted from the last `)`.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let after = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // `after` starts at field 3 (state): utime is field 14, stime field 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    utime.checked_add(stime)
-}
-
-/// Busy CPU seconds of the whole machine since boot: every column of the `cpu` line of
-/// `/proc/stat` but idle and iowait.
-pub fn machine_busy_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    Some(parse_busy_ticks(&stat)? as f64 / clock_ticks()?)
-}
-
-fn parse_busy_ticks(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|t| t.parse().ok())
-        .collect::<Option<_>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let busy: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
-    busy.checked_sub(idle)
-}
-
-/// Physical memory of the machine, bytes (`MemTotal` of `/proc/meminfo`).
-pub fn memory_total() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-fn clock_ticks() -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks > 0).then_some(ticks as f64)
-}
-
-fn page_size() -> Option<u64> {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).ok().filter(|&s| s > 0)
-}
+// The workspace's one `/proc` reader, under the names loadgen's callers use.
+pub use procstat::{cpu_seconds, machine_busy_seconds, memory_total};
 
 /// Samples in the background until [`Sampler::finish`].
 pub struct Sampler {
@@ -232,23 +174,6 @@ pub fn window(samples: &[Sample], from: SystemTime, to: SystemTime) -> WindowUsa
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_count_from_the_last_parenthesis() {
-        let stat = "42 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0";
-        assert_eq!(parse_stat_ticks(stat), Some(175));
-        assert_eq!(parse_stat_ticks("42 (cut) S 1 2"), None);
-        assert_eq!(parse_stat_ticks("42 (no close"), None);
-        assert_eq!(parse_stat_ticks("42 (x)"), None);
-    }
-
-    #[test]
-    fn machine_busy_leaves_out_idle_and_iowait() {
-        let stat = "cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 1 2 3 4\n";
-        assert_eq!(parse_busy_ticks(stat), Some(160));
-        assert_eq!(parse_busy_ticks("intr 1 2\n"), None);
-        assert_eq!(parse_busy_ticks("cpu  x y\n"), None);
-    }
 
     #[test]
     fn reads_this_process_and_the_machine() {

@@ -13,10 +13,8 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
-/// Close codes the server uses (PROTOCOL.md S4, S7, M5, M6, O2).
+/// Close codes the server uses (docs/protocol.md S4, S7, M5, M6, O2).
 pub mod close_code {
-    /// Normal closure.
-    pub const NORMAL: u16 = 1000;
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
     /// Malformed frames or an out-of-place continuation.

@@ -1,5 +1,5 @@
 //! The HTTP side of a connection: the hyper service that turns a login request into a
-//! WebSocket session, and answers `/healthz` and `/metrics` (PROTOCOL.md S1–S3, O1).
+//! WebSocket session, and answers `/healthz` and `/metrics` (docs/protocol.md S1–S3, O1).
 //!
 //! Names are checked *before* the upgrade, so a bad login gets `400` with a one-line reason
 //! and never becomes a session.

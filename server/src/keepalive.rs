@@ -1,4 +1,4 @@
-//! The idle sweeper (PROTOCOL.md O2): one task for the whole server, not a timer per
+//! The idle sweeper (docs/protocol.md O2): one task for the whole server, not a timer per
 //! connection, so an idle session costs no timer memory.
 //!
 //! Four times per `ping_interval` it looks at when each session last heard from its peer:

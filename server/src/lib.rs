@@ -1,10 +1,18 @@
-//! `chat-server`: the WebSocket chat protocol of `PROTOCOL.md`, on tokio, hyper and
+//! `chat-server`: the WebSocket chat protocol of `docs/protocol.md`, on tokio, hyper and
 //! fastwebsockets, done right where the Go demo it came from is wrong.
 //!
-//! [`Server::start`] binds a listener and returns a [`ServerHandle`]; the server runs on the
-//! caller's tokio runtime until [`ServerHandle::shutdown`]. The data path, one file each:
-//! [`http`] (accept a login) → [`session`] (read loop, writer) → [`registry`] (who is
-//! online) → [`outbox`] (one receiver's bounded queue) → [`frame`] (bytes on the wire).
+//! This is the API an embedder needs and nothing more: a [`Config`], [`Server::start`]
+//! (bind and serve) or [`Server::serve`] (serve a listener the caller made), and the
+//! [`ServerHandle`] they return, which tells the bound address, reads the counters as a
+//! [`MetricsSnapshot`] and shuts the server down. The server runs on the caller's tokio
+//! runtime until [`ServerHandle::shutdown`] (or until the handle is dropped). [`Fault`]
+//! exists for test harnesses that must prove their checks fail on a broken server.
+//!
+//! The data path, one private module each: `http` (accept a login, `login` checks the
+//! name) → `session` (read loop, writer) → `registry` (who is online) → `outbox` (one
+//! receiver's bounded queue) → `frame` (bytes on the wire); beside it `keepalive` (the
+//! idle sweeper), `metrics` (the counters behind `/metrics`) and `shutdown` (the signal
+//! every task watches).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chat_server::Error> {
@@ -15,16 +23,17 @@
 //! # Ok(()) }
 //! ```
 
-pub mod frame;
+mod frame;
 mod http;
 mod keepalive;
-pub mod login;
-pub mod metrics;
-pub mod outbox;
-pub mod process;
-pub mod registry;
-pub mod session;
-pub mod shutdown;
+mod login;
+mod metrics;
+mod outbox;
+mod registry;
+mod session;
+mod shutdown;
+
+pub use metrics::MetricsSnapshot;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -41,7 +50,7 @@ use crate::registry::SessionRegistry;
 use crate::shutdown::{ShutdownSignal, TaskCount};
 
 /// Everything the server can be told. [`Config::default`] matches the demo where it has a
-/// default (PROTOCOL.md O4) and the protocol's limits elsewhere.
+/// default (docs/protocol.md O4) and the protocol's limits elsewhere.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (see [`ServerHandle::local_addr`]).
@@ -63,7 +72,9 @@ pub struct Config {
     /// How long shutdown waits for connections to drain before giving up (O3).
     pub drain_timeout: Duration,
     /// A deliberate defect, for proving that checks fail on a broken server. `None` in
-    /// any real use; the binary has no flag for it.
+    /// any real use; the binary has no flag for it. Only a build with the cargo feature
+    /// `fault-injection` accepts one: without it, starting refuses the configuration
+    /// with [`Error::FaultInjectionNotBuilt`].
     pub fault: Option<Fault>,
 }
 
@@ -85,7 +96,9 @@ impl Default for Config {
 }
 
 /// Deliberate defects, each reproducing a bug of the Go demo, so tests can show that a
-/// check catches it.
+/// check catches it. The type always exists, so code that names faults compiles either
+/// way; the defects themselves are compiled in only with the `fault-injection` feature
+/// (see [`Config::fault`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// A session that ends removes its user's entry by name, even when that entry is
@@ -108,9 +121,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The listener handed to [`Server::serve`] has no local address.
+    #[error("cannot read the listener's local address")]
+    Listener(#[source] std::io::Error),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The configuration asks for a [`Fault`], but the `fault-injection` feature, which
+    /// compiles the faults in, was off when this chat-server was built.
+    #[error(
+        "cannot inject fault {0:?}: this chat-server was built without the fault-injection feature"
+    )]
+    FaultInjectionNotBuilt(Fault),
 }
 
 /// State shared by every task of one server.
@@ -135,7 +157,7 @@ impl Shared {
     }
 }
 
-/// The server type; see [`Server::start`].
+/// The server type; see [`Server::start`] and [`Server::serve`].
 pub struct Server;
 
 impl Server {
@@ -148,17 +170,22 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        Server::serve(listener, config).await
+    }
+
+    /// Serves on `listener`, which the caller has bound (for instance to hold the port
+    /// from before the server is configured, or to set socket options), on the current
+    /// tokio runtime. `config.listen` is not used.
+    pub async fn serve(listener: TcpListener, config: Config) -> Result<ServerHandle, Error> {
+        validate(&config)?;
+        let local_addr = listener.local_addr().map_err(Error::Listener)?;
         let (stop, signal) = ShutdownSignal::new();
         let shared = Arc::new(Shared {
             queue_limit: QueueLimit {
                 frames: config.queue,
                 bytes: config.queue_bytes,
             },
-            registry: SessionRegistry::new(config.fault == Some(Fault::DeleteByName)),
+            registry: registry_for(&config),
             metrics: Metrics::default(),
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
@@ -172,12 +199,24 @@ impl Server {
             local_addr,
             shared,
             stop,
-            accept,
+            accept: Some(accept),
         })
     }
 }
 
+/// The session registry `config` asks for: the correct one, or with the fault-injection
+/// feature and [`Fault::DeleteByName`], the demo's bug.
+#[cfg_attr(not(feature = "fault-injection"), allow(unused_variables))]
+fn registry_for(config: &Config) -> SessionRegistry {
+    #[cfg(feature = "fault-injection")]
+    if config.fault == Some(Fault::DeleteByName) {
+        return SessionRegistry::deleting_by_name();
+    }
+    SessionRegistry::default()
+}
+
 fn validate(config: &Config) -> Result<(), Error> {
+    faults_built_in(config.fault, cfg!(feature = "fault-injection"))?;
     let positive = [
         ("max message", config.max_message),
         ("max name", config.max_name),
@@ -193,6 +232,16 @@ fn validate(config: &Config) -> Result<(), Error> {
         return Err(Error::Config("ping interval must be above zero".into()));
     }
     Ok(())
+}
+
+/// Refuses a `fault` when the code that implements faults is not `built_in`: a server that
+/// silently ran without the defect it was asked for would let a test expecting a check to
+/// fail pass or fail for the wrong reason.
+fn faults_built_in(fault: Option<Fault>, built_in: bool) -> Result<(), Error> {
+    match fault {
+        Some(fault) if !built_in => Err(Error::FaultInjectionNotBuilt(fault)),
+        _ => Ok(()),
+    }
 }
 
 /// Accepts connections until shutdown. Errors (such as running out of file descriptors)
@@ -220,11 +269,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: S
 }
 
 /// A running server.
+///
+/// Dropping the handle shuts the server down without waiting: it fires the shutdown
+/// signal, so the listener closes (new connections are refused) and idle sweeping stops,
+/// and sends every session Close 1001; the sessions then end on their own, and nothing
+/// waits for their queues to drain. [`ServerHandle::shutdown`] does the same and waits.
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    /// Fires the shutdown signal every task of the server watches.
     stop: watch::Sender<bool>,
-    accept: tokio::task::JoinHandle<()>,
+    /// The accept loop, which owns the listener; `None` once shutdown has waited for it.
+    accept: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -233,9 +289,9 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// The server's counters, as `/metrics` shows them.
-    pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
+    /// The server's counters now, as `/metrics` shows them.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
     }
 
     /// How many users are online.
@@ -246,18 +302,12 @@ impl ServerHandle {
     /// Graceful shutdown (O3): stop accepting, send every session Close 1001, and wait up
     /// to `drain_timeout` for the queues to drain and the connections to end. Returns
     /// whether everything ended in time.
-    pub async fn shutdown(self) -> bool {
-        let _ = self.stop.send(true);
-        let _ = self.accept.await; // drops the listener
-        for session in self.shared.registry.close_all() {
-            session.close(
-                Some(frame::close(
-                    frame::close_code::GOING_AWAY,
-                    "server shutting down",
-                )),
-                false,
-            );
+    pub async fn shutdown(mut self) -> bool {
+        self.stop.send_replace(true);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await; // drops the listener
         }
+        self.close_sessions();
         let drained = tokio::time::timeout(
             self.shared.config.drain_timeout,
             self.shared.tasks.all_done(),
@@ -271,4 +321,57 @@ impl ServerHandle {
         );
         drained
     }
+
+    /// Refuses further logins and sends every online session Close 1001. Sessions
+    /// already closing are left as they are, so calling this twice is harmless.
+    fn close_sessions(&self) {
+        for session in self.shared.registry.close_all() {
+            session.close(
+                Some(frame::close(
+                    frame::close_code::GOING_AWAY,
+                    "server shutting down",
+                )),
+                false,
+            );
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    /// The start of [`ServerHandle::shutdown`], without the waiting (see [`ServerHandle`]).
+    /// After `shutdown` it finds nothing left to do.
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.close_sessions();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_without_fault_injection_refuses_a_fault_and_says_why() {
+        let refused = faults_built_in(Some(Fault::SwapPairs), false)
+            .expect_err("a fault without the code for it");
+        assert!(matches!(
+            refused,
+            Error::FaultInjectionNotBuilt(Fault::SwapPairs)
+        ));
+        assert!(
+            refused
+                .to_string()
+                .contains("this chat-server was built without the fault-injection feature"),
+            "{refused}"
+        );
+        assert!(faults_built_in(None, false).is_ok());
+        assert!(faults_built_in(Some(Fault::DropEvery(3)), true).is_ok());
+    }
+
+    // The self dev-dependency in Cargo.toml builds the tests with the faults compiled in;
+    // a test build without them stops here rather than failing (or skipping) later.
+    const _: () = assert!(
+        cfg!(feature = "fault-injection"),
+        "chat-server's tests need the fault-injection feature (see its dev-dependencies)"
+    );
 }

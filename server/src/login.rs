@@ -1,8 +1,8 @@
 //! Who is logging in: the `user` query parameter of the upgrade request.
 //!
-//! PROTOCOL.md S1–S3: NAME is percent-decoded UTF-8 (raw UTF-8 bytes are accepted too, as
-//! the demo's client sends them), must be present and non-empty, at most `max_name` bytes,
-//! and free of control characters. A refusal carries a [`Refusal`] that names the reason,
+//! docs/protocol.md S1–S3: NAME is percent-decoded UTF-8 (raw UTF-8 bytes are accepted
+//! too, as the demo's client sends them), must be present and non-empty, at most
+//! `max_name` bytes, and free of control characters. A refusal carries a [`Refusal`] that names the reason,
 //! so the HTTP layer can answer `400` with one line and count refusals by reason.
 
 use std::fmt;

@@ -1,5 +1,5 @@
 //! The `chat-server` binary: flags and environment into a [`Config`], then run until
-//! SIGINT or SIGTERM and shut down gracefully (PROTOCOL.md O3).
+//! SIGINT or SIGTERM and shut down gracefully (docs/protocol.md O3).
 //!
 //! Exit codes: 0 after a graceful shutdown; 1 when the server cannot start (address in use,
 //! bad value); 2 for bad usage (clap's own).

@@ -1,19 +1,25 @@
-//! Counters behind `GET /metrics` (PROTOCOL.md O1), rendered in the Prometheus text format.
+//! Counters behind `GET /metrics` (docs/protocol.md O1), rendered in the Prometheus text
+//! format.
 //!
 //! Plain relaxed atomics: every counter is updated on its own and read for display only,
 //! so no ordering between them is needed. `deliveries_out` counts chat messages whose
 //! bytes were fully written to a receiver's socket, which is what a load generator can
 //! observe; messages still queued, or dropped with a slow consumer, are not deliveries.
 //!
-//! After the `chat_*` counters come the Prometheus process collector's
-//! `process_cpu_seconds_total` and `process_resident_memory_bytes` (see [`crate::process`]),
-//! so that a load generator can read a remote server's CPU and memory.
+//! After the `chat_*` counters come the two standard metrics of the Prometheus client's
+//! process collector, `process_cpu_seconds_total` and `process_resident_memory_bytes`, with
+//! their names, help and meaning. A load generator measures a local server by pid; a server
+//! on another machine it can only ask, and this is how. Both are read from `/proc/self`
+//! (through `procstat`) only when `/metrics` is rendered, never on a hot path; where they
+//! cannot be read (not Linux) they are left out: a missing metric is honest, a made-up one
+//! is not.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use procstat::Usage;
+
 use crate::login::Refusal;
-use crate::process::Usage;
 
 /// Server-wide counters. One instance per server, shared by every connection.
 #[derive(Debug, Default)]
@@ -42,7 +48,56 @@ pub struct Metrics {
     pub refused: [AtomicU64; Refusal::ALL.len()],
 }
 
+/// The server's counters at one moment, for an embedder (see
+/// [`crate::ServerHandle::metrics`]): the `chat_*` figures of `/metrics`, with refused
+/// logins summed over their reasons. Each counter is read on its own, so the figures are
+/// not one atomic cut of a busy server (a delivery may already be counted whose message is
+/// not yet, for instance); between reads of an idle server they agree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Sessions currently online.
+    pub sessions_online: u64,
+    /// Successful logins.
+    pub logins: u64,
+    /// Sessions replaced by a new login of the same name (S4).
+    pub evictions: u64,
+    /// Text messages received from clients.
+    pub messages_in: u64,
+    /// Chat messages fully written to receivers.
+    pub deliveries_out: u64,
+    /// Bytes written to WebSocket connections (all frames).
+    pub bytes_out: u64,
+    /// Receivers disconnected with 1013 because their outbound queue was full (M6).
+    pub slow_consumer_disconnects: u64,
+    /// Binary messages received and ignored (M4).
+    pub binary_ignored: u64,
+    /// Connections dropped for silence (O2).
+    pub idle_disconnects: u64,
+    /// Connections closed for a protocol violation (1002, 1007, 1009).
+    pub protocol_errors: u64,
+    /// Logins refused before the upgrade, for any reason.
+    pub refused_logins: u64,
+}
+
 impl Metrics {
+    /// Every counter, read now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            sessions_online: self.sessions_online.load(Relaxed),
+            logins: self.logins.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            deliveries_out: self.deliveries_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            slow_consumer_disconnects: self.slow_consumer_disconnects.load(Relaxed),
+            binary_ignored: self.binary_ignored.load(Relaxed),
+            idle_disconnects: self.idle_disconnects.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
+            refused_logins: self.refused.iter().map(|r| r.load(Relaxed)).sum(),
+        }
+    }
+
     /// Adds one to a counter.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
@@ -140,7 +195,7 @@ impl Metrics {
                 self.refused[reason.index()].load(Relaxed)
             );
         }
-        render_process(&mut out, &Usage::read());
+        render_process(&mut out, &Usage::of_self());
         out
     }
 }
@@ -187,6 +242,21 @@ mod tests {
         assert!(text.contains("reason=\"empty_user\"} 1\n"));
         assert!(text.contains("reason=\"missing_user\"} 0\n"));
         assert_eq!(text.matches("# TYPE chat_").count(), 11);
+    }
+
+    #[test]
+    fn snapshot_reads_every_counter_and_sums_refusals() {
+        let m = Metrics::default();
+        Metrics::inc(&m.logins);
+        Metrics::inc(&m.logins);
+        Metrics::inc(&m.deliveries_out);
+        m.refuse(Refusal::EmptyUser);
+        m.refuse(Refusal::BadHandshake);
+        let snapshot = m.snapshot();
+        assert_eq!(snapshot.logins, 2);
+        assert_eq!(snapshot.deliveries_out, 1);
+        assert_eq!(snapshot.refused_logins, 2);
+        assert_eq!(snapshot.evictions, 0);
     }
 
     #[test]

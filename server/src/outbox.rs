@@ -1,4 +1,4 @@
-//! One connection's bounded outbound queue (PROTOCOL.md M6).
+//! One connection's bounded outbound queue (docs/protocol.md M6).
 //!
 //! Broadcasters push encoded frames and never wait: a push takes a mutex for a few
 //! instructions and returns [`Pushed::Overflow`] when the queue is at its bound, so a

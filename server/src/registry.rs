@@ -1,4 +1,4 @@
-//! Who is online: one session per user name (PROTOCOL.md S4–S6, M1, M2).
+//! Who is online: one session per user name (docs/protocol.md S4–S6, M1, M2).
 //!
 //! Every session carries a unique connection id. Registering a name that is already
 //! online replaces the entry and hands the predecessor back to be evicted; a session that
@@ -23,10 +23,12 @@ use crate::session::Session;
 pub struct ShuttingDown;
 
 /// The map of online users.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SessionRegistry {
     state: RwLock<State>,
-    /// Deliberate defect for tests: remove by name, as the Go demo does (see [`crate::Fault`]).
+    /// Deliberate defect for tests: remove by name, as the Go demo does
+    /// ([`crate::Fault::DeleteByName`]).
+    #[cfg(feature = "fault-injection")]
     delete_by_name: bool,
 }
 
@@ -38,12 +40,14 @@ struct State {
 }
 
 impl SessionRegistry {
-    /// An empty registry. `delete_by_name` reproduces the demo's bug and exists only so
-    /// tests can prove that the eviction checks fail on it.
-    pub fn new(delete_by_name: bool) -> Self {
+    /// An empty registry with the demo's bug: a session that ends removes its name's
+    /// entry even when that is its successor's. It exists only so tests can prove that
+    /// the eviction checks fail on it.
+    #[cfg(feature = "fault-injection")]
+    pub fn deleting_by_name() -> Self {
         SessionRegistry {
             state: RwLock::default(),
-            delete_by_name,
+            delete_by_name: true,
         }
     }
 
@@ -70,9 +74,11 @@ impl SessionRegistry {
     pub fn unregister(&self, session: &Session, metrics: &Metrics) -> bool {
         let mut state = self.write();
         let own = match state.sessions.get(&session.name) {
-            Some(current) => self.delete_by_name || current.id == session.id,
+            Some(current) => current.id == session.id,
             None => false,
         };
+        #[cfg(feature = "fault-injection")]
+        let own = own || (self.delete_by_name && state.sessions.contains_key(&session.name));
         if own {
             state.sessions.remove(&session.name);
             metrics.sessions_online.fetch_sub(1, Relaxed);
@@ -104,18 +110,14 @@ impl SessionRegistry {
     }
 
     /// The session currently registered under `name`, if any.
-    pub fn get(&self, name: &str) -> Option<Arc<Session>> {
+    #[cfg(test)]
+    fn get(&self, name: &str) -> Option<Arc<Session>> {
         self.read().sessions.get(name).cloned()
     }
 
     /// How many users are online.
     pub fn len(&self) -> usize {
         self.read().sessions.len()
-    }
-
-    /// Whether nobody is online.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -138,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_replaced_session_cannot_unregister_its_successor() {
-        let (registry, metrics) = (SessionRegistry::new(false), Metrics::default());
+        let (registry, metrics) = (SessionRegistry::default(), Metrics::default());
         let old = session(1, "ann");
         let new = session(2, "ann");
         assert!(registry.register(old.clone(), &metrics).unwrap().is_none());
@@ -153,7 +155,7 @@ mod tests {
 
     #[test]
     fn the_demo_bug_unregisters_the_successor() {
-        let (registry, metrics) = (SessionRegistry::new(true), Metrics::default());
+        let (registry, metrics) = (SessionRegistry::deleting_by_name(), Metrics::default());
         let old = session(1, "ann");
         registry.register(old.clone(), &metrics).unwrap();
         registry.register(session(2, "ann"), &metrics).unwrap();
@@ -163,7 +165,7 @@ mod tests {
 
     #[test]
     fn fan_out_skips_the_sender_and_shutdown_refuses_logins() {
-        let (registry, metrics) = (SessionRegistry::new(false), Metrics::default());
+        let (registry, metrics) = (SessionRegistry::default(), Metrics::default());
         for (id, name) in [(1, "a"), (2, "b"), (3, "c")] {
             registry.register(session(id, name), &metrics).unwrap();
         }

@@ -209,6 +209,7 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
     }
     let mut reader = Box::new(MessageReader::new(stream, shared.config.max_message));
     // Only used by the deliberate `Fault::SwapPairs`.
+    #[cfg(feature = "fault-injection")]
     let mut held: Option<Vec<u8>> = None;
     loop {
         let event = tokio::select! {
@@ -222,6 +223,7 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
         // to run until it was over — overflowing their queues although they read.
         tokio::task::consume_budget().await;
         match event {
+            #[cfg(feature = "fault-injection")]
             Event::Text(message) if shared.config.fault == Some(crate::Fault::SwapPairs) => {
                 match held.take() {
                     None => held = Some(message),
@@ -268,9 +270,12 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
     if sender.outbox.is_closed() {
         return;
     }
-    let number = shared.metrics.messages_in.fetch_add(1, Relaxed) + 1;
+    // `received` numbers the message for the deliberate `Fault::DropEvery`.
+    #[cfg_attr(not(feature = "fault-injection"), allow(unused_variables))]
+    let received = shared.metrics.messages_in.fetch_add(1, Relaxed) + 1;
+    #[cfg(feature = "fault-injection")]
     if let Some(crate::Fault::DropEvery(n)) = shared.config.fault {
-        if n > 0 && number % n == 0 {
+        if n > 0 && received % n == 0 {
             return;
         }
     }

@@ -1,5 +1,5 @@
 //! Shutdown as data: a signal every long-lived task watches, and a count of live
-//! connection tasks that [`crate::ServerHandle::shutdown`] waits on (PROTOCOL.md O3).
+//! connection tasks that [`crate::ServerHandle::shutdown`] waits on (docs/protocol.md O3).
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -21,11 +21,6 @@ impl ShutdownSignal {
     /// sender is gone).
     pub async fn fired(&mut self) {
         let _ = self.0.wait_for(|stopping| *stopping).await;
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_fired(&self) -> bool {
-        *self.0.borrow()
     }
 }
 

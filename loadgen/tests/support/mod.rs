@@ -132,10 +132,10 @@ fn route(mut request: Request<Incoming>, state: Arc<State>) -> Response<Empty<By
             .body(Empty::new())
             .expect("static response");
     }
-    let name = match chat_server::login::user_from_query(request.uri().query(), 64) {
-        Ok(name) => name,
-        Err(_) if state.defect == Defect::AcceptEmptyName => String::new(),
-        Err(_) => return bad(),
+    let name = match user_from_query(request.uri().query()) {
+        Some(name) => name,
+        None if state.defect == Defect::AcceptEmptyName => String::new(),
+        None => return bad(),
     };
     let Ok((response, upgrade)) = fastwebsockets::upgrade::upgrade(&mut request) else {
         return bad();
@@ -146,6 +146,47 @@ fn route(mut request: Request<Incoming>, state: Arc<State>) -> Response<Empty<By
         }
     });
     response.map(|_| Empty::new())
+}
+
+/// The name of a login query (docs/protocol.md S1–S3): the first `user` parameter,
+/// percent-decoded with `+` as a space; `None` (refused) when missing, empty, over 64
+/// bytes, not UTF-8, or holding a control character. The double's own parser, so that it
+/// depends on nothing inside chat-server.
+fn user_from_query(query: Option<&str>) -> Option<String> {
+    let raw = query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == b"user").then_some(value)
+    })?;
+    let bytes = percent_decode(raw);
+    if bytes.is_empty() || bytes.len() > 64 {
+        return None;
+    }
+    let name = String::from_utf8(bytes).ok()?;
+    (!name.chars().any(char::is_control)).then_some(name)
+}
+
+/// Decodes `%XX` and `+`; anything else, a malformed escape included, stays as it is.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes
+            .get(i + 1..i + 3)
+            .filter(|hex| bytes[i] == b'%' && hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match (escape, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, byte) => out.push(byte),
+        }
+        i += 1;
+    }
+    out
 }
 
 async fn session(
