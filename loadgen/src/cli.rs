@@ -186,7 +186,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// A deliberate defect, for tests that prove a check or the gate can fail:
-    /// `delete-by-name`, `swap-pairs` or `drop-every-N`.
+    /// `delete-by-name`, `swap-pairs` or `drop-every-N`. Only test builds have them
+    /// (chat-server's `fault-injection` feature); a release build refuses with exit 3.
     #[arg(long, value_parser = parse_fault)]
     pub fault: Option<chat_server::Fault>,
 }

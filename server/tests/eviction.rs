@@ -1,4 +1,4 @@
-//! Relogin eviction, S4–S6 of PROTOCOL.md, and proof that the S5 check catches the Go
+//! Relogin eviction, S4–S6 of docs/protocol.md, and proof that the S5 check catches the Go
 //! demo's bug.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Message rules M1–M5 of PROTOCOL.md. (M6, the slow consumer, is in `slow_consumer.rs`.)
+//! Message rules M1–M5 of docs/protocol.md. (M6, the slow consumer, is in `slow_consumer.rs`.)
 
 mod common;
 use common::*;

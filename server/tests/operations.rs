@@ -1,4 +1,4 @@
-//! Operations rules O1–O4 of PROTOCOL.md: health and metrics, keepalive, shutdown.
+//! Operations rules O1–O4 of docs/protocol.md: health and metrics, keepalive, shutdown.
 
 mod common;
 use common::*;

@@ -1,4 +1,4 @@
-//! Session rules S1–S3 and S7 of PROTOCOL.md: logging in, refused logins, ending a session.
+//! Session rules S1–S3 and S7 of docs/protocol.md: logging in, refused logins, ending a session.
 //! (Relogin eviction, S4–S6, is in `eviction.rs`.)
 
 mod common;

@@ -1,4 +1,4 @@
-//! M6 of PROTOCOL.md: a stalled receiver delays nobody, is disconnected with 1013, and
+//! M6 of docs/protocol.md: a stalled receiver delays nobody, is disconnected with 1013, and
 //! costs bounded memory. Alone in its file (so in its own process), because it measures
 //! the process's resident memory.
 

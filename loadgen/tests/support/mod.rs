@@ -1,5 +1,5 @@
 //! Test doubles for `loadgen conform`: a minimal chat server (hyper + fastwebsockets) that
-//! follows PROTOCOL.md except for one deliberate defect, for the defects chat-server has
+//! follows docs/protocol.md except for one deliberate defect, for the defects chat-server has
 //! no `Fault` for. Each defect should make exactly the matching conformance check fail.
 //!
 //! With [`Defect::None`] the double is a correct (if minimal) server: one writer task and
