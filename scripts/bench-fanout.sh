@@ -6,8 +6,11 @@
 #
 # Usage: scripts/bench-fanout.sh [RATE ...]      (default: 20 50 100 msg/s in total)
 #        USERS=1000 DURATION=10s PORT=16800 scripts/bench-fanout.sh 100
+# Works from any directory; runs the binaries where cargo builds them (CARGO_TARGET_DIR
+# included).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname -- "$0")/lib.sh" # cd to the repository root; TARGET_DIR
 
 USERS=${USERS:-1000}
 SENDERS=${SENDERS:-10}
@@ -17,8 +20,8 @@ RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(20 50 100)
 
 cargo build --release --quiet -p chat-server -p loadgen
-SERVER=target/release/chat-server
-LOADGEN=target/release/loadgen
+SERVER="$TARGET_DIR/release/chat-server"
+LOADGEN="$TARGET_DIR/release/loadgen"
 WORK=$(mktemp -d)
 "$SERVER" --listen "127.0.0.1:$PORT" --log warn &
 SRV=$!

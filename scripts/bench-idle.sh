@@ -6,13 +6,18 @@
 #
 # Usage: scripts/bench-idle.sh [N]    (default 10000; each process must fit the
 #                                      open-file limit: N + 64)
+# Works from any directory; runs the binaries where cargo builds them (CARGO_TARGET_DIR
+# included).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname -- "$0")/lib.sh" # cd to the repository root; TARGET_DIR
 N=${1:-10000}
 PORT=${PORT:-16801}
 cargo build --release --quiet -p chat-server -p loadgen
+SERVER="$TARGET_DIR/release/chat-server"
+LOADGEN="$TARGET_DIR/release/loadgen"
 WORK=$(mktemp -d)
-target/release/chat-server --listen "127.0.0.1:$PORT" --log warn &
+"$SERVER" --listen "127.0.0.1:$PORT" --log warn &
 SRV=$!
 LG=
 trap 'kill $SRV $LG 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -34,7 +39,7 @@ connect_rate = 5000
 name = "idle"
 duration = "30s"
 TOML
-    target/release/loadgen run "$WORK/idle.toml" --quiet --target "ws://127.0.0.1:$PORT/" --out "$WORK/out-$1" >/dev/null 2>&1 &
+    "$LOADGEN" run "$WORK/idle.toml" --quiet --target "ws://127.0.0.1:$PORT/" --out "$WORK/out-$1" >/dev/null 2>&1 &
     LG=$!
     for _ in $(seq 300); do
         [ "$(online)" = "$1" ] && break
