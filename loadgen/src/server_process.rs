@@ -83,17 +83,7 @@ impl ServerProcess {
         let exe = std::env::current_exe().map_err(ServerError::Exe)?;
         let args = ["serve", "--listen", "127.0.0.1:0"];
         let command = format!("{} {}", exe.display(), args.join(" "));
-        let mut child = Command::new(&exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ServerError::Spawn {
-                command: command.clone(),
-                source,
-            })?;
+        let mut child = spawn(Command::new(&exe).args(args), Stdio::piped(), &command)?;
         let no_address = || ServerError::NoAddress {
             command: command.clone(),
         };
@@ -126,18 +116,9 @@ impl ServerProcess {
             .map_err(ServerError::Port)?;
         let command = template.replace("{addr}", &addr.to_string());
         // `exec` so that the measured PID is the server itself, not a shell around it.
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("exec {command}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ServerError::Spawn {
-                command: command.clone(),
-                source,
-            })?;
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(format!("exec {command}"));
+        let mut child = spawn(&mut shell, Stdio::null(), &command)?;
         let pid = child.id().unwrap_or(0);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -198,6 +179,21 @@ impl ServerProcess {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Starts a server child: stdin held open (closing it asks `loadgen serve` to stop),
+/// stderr shared with loadgen's, killed if the handle is dropped.
+fn spawn(command: &mut Command, stdout: Stdio, shown: &str) -> Result<Child, ServerError> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ServerError::Spawn {
+            command: shown.to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -91,6 +91,12 @@ impl fmt::Display for Target {
     }
 }
 
+/// Checks every URL of a `--target` list, naming the first one that is not usable.
+pub fn check_all(urls: &[String]) -> Result<(), TargetError> {
+    urls.iter()
+        .try_for_each(|url| url.parse::<Target>().map(|_| ()))
+}
+
 /// Percent-encodes a user name for the query (everything but unreserved ASCII).
 pub fn encode_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len() * 3);

@@ -18,7 +18,7 @@ use crate::exit::Exit;
 use crate::report::{self, clock};
 use crate::resources;
 use crate::server_process::Launch;
-use crate::target::Target;
+use crate::target::{self, Target};
 
 /// The load above the knee that `above-knee.toml` offers.
 const ABOVE_KNEE: f64 = 1.2;
@@ -36,11 +36,9 @@ pub async fn main(args: CapacityArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    for url in &args.targets {
-        if let Err(error) = url.parse::<Target>() {
-            eprintln!("loadgen: --target {error}");
-            return Exit::Usage;
-        }
+    if let Err(error) = target::check_all(&args.targets) {
+        eprintln!("loadgen: --target {error}");
+        return Exit::Usage;
     }
     if !args.targets.is_empty() {
         spec.target = crate::scenario::Targets::Many(args.targets.clone());

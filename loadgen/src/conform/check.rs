@@ -84,10 +84,9 @@ pub struct CheckResult {
     pub seconds: f64,
 }
 
-/// Knobs of a run (deadlines and repetition counts come from flags).
+/// What the checks may spend and wait for: deadlines and repetition counts, from flags.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub endpoint: Endpoint,
+pub struct Knobs {
     /// How long a message may take to arrive before it counts as not delivered.
     pub delivery_deadline: Duration,
     /// How long an evicted or refused connection may take to be closed.
@@ -107,6 +106,13 @@ pub struct Settings {
     pub max_message: usize,
     /// Upper bound on any single check.
     pub check_timeout: Duration,
+}
+
+/// What every check of one run is given: the server and the knobs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoint: Endpoint,
+    pub knobs: Knobs,
     /// Distinguishes this run's user names from any other's.
     pub run_id: u32,
 }
@@ -148,7 +154,7 @@ pub async fn settle(
     sender: &mut Peer,
     receivers: &mut [Peer],
 ) -> Result<(), CheckOutcome> {
-    let deadline = Instant::now() + settings.delivery_deadline.max(Duration::from_secs(1));
+    let deadline = Instant::now() + settings.knobs.delivery_deadline.max(Duration::from_secs(1));
     let mut ready = vec![false; receivers.len()];
     let mut round = 0u32;
     while Instant::now() < deadline {
@@ -180,7 +186,7 @@ pub async fn settle(
         "messages from {} never reached {} within {:?}",
         sender.name,
         missing.join(", "),
-        settings.delivery_deadline
+        settings.knobs.delivery_deadline
     )))
 }
 

@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 
-use super::check::all_must_passed;
+use super::check::{all_must_passed, Knobs};
 use super::{output, Request};
 use crate::cli::ConformArgs;
 use crate::exit::Exit;
@@ -14,16 +14,18 @@ pub async fn main(args: ConformArgs) -> Exit {
         url: args.url.clone(),
         only: args.only.clone(),
         connect_timeout: args.connect_timeout,
-        delivery_deadline: args.delivery_deadline,
-        close_deadline: args.close_deadline,
-        relogins: args.relogins,
-        concurrent_rounds: args.concurrent_rounds,
-        concurrent_logins: args.concurrent_logins,
-        order_messages: args.order_messages,
-        slow_bytes: args.slow_mib.saturating_mul(1024 * 1024),
-        slow_stall: args.slow_stall,
-        max_message: args.max_message,
-        check_timeout: args.check_timeout,
+        knobs: Knobs {
+            delivery_deadline: args.delivery_deadline,
+            close_deadline: args.close_deadline,
+            relogins: args.relogins,
+            concurrent_rounds: args.concurrent_rounds,
+            concurrent_logins: args.concurrent_logins,
+            order_messages: args.order_messages,
+            slow_bytes: args.slow_mib.saturating_mul(1024 * 1024),
+            slow_stall: args.slow_stall,
+            max_message: args.max_message,
+            check_timeout: args.check_timeout,
+        },
     };
     // The header waits for the first row, so a usage error or an unreachable server
     // prints only the error.

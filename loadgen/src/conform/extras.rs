@@ -40,7 +40,7 @@ pub async fn raw_utf8_name(settings: &Settings) -> CheckOutcome {
     let outcome = match raw_user.send_text("<s1>").await {
         Err(error) => CheckOutcome::warn(format!("raw UTF-8 user could not send: {error}")),
         Ok(()) => match observer
-            .expect_text_containing("<s1>", Instant::now() + settings.delivery_deadline)
+            .expect_text_containing("<s1>", Instant::now() + settings.knobs.delivery_deadline)
             .await
         {
             Ok(got) if got == want.as_bytes() => {
@@ -114,7 +114,10 @@ pub async fn fragments_ping_binary(settings: &Settings) -> CheckOutcome {
         .await;
     let want = format!("<m4 frag>one,two -- FROM {}", sender.name);
     match receiver
-        .expect_text_containing("<m4 frag>", Instant::now() + settings.delivery_deadline)
+        .expect_text_containing(
+            "<m4 frag>",
+            Instant::now() + settings.knobs.delivery_deadline,
+        )
         .await
     {
         Ok(got) if got == want.as_bytes() => seen.push("fragments reassembled".to_string()),
@@ -135,7 +138,7 @@ pub async fn fragments_ping_binary(settings: &Settings) -> CheckOutcome {
         .send_frame(Frame::binary(Payload::Owned(b"<m4 binary>".to_vec())))
         .await;
     let _ = sender.send_text("<m4 after binary>").await;
-    let deadline = Instant::now() + settings.delivery_deadline;
+    let deadline = Instant::now() + settings.knobs.delivery_deadline;
     let mut binary = false;
     loop {
         match receiver.next_event(deadline).await {

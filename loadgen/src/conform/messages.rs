@@ -48,7 +48,7 @@ pub async fn delivered_with_from(settings: &Settings) -> CheckOutcome {
         }
         flush(peer).await;
     }
-    let deadline = Instant::now() + settings.delivery_deadline;
+    let deadline = Instant::now() + settings.knobs.delivery_deadline;
     let mut checked = 0;
     for receiver in 0..peers.len() {
         let wanted: Vec<_> = expected.iter().filter(|e| e.0 != receiver).collect();
@@ -82,7 +82,9 @@ pub async fn delivered_with_from(settings: &Settings) -> CheckOutcome {
                 None => {
                     let why = match peers[receiver].ended() {
                         Some(end) => format!("connection ended: {}", end.describe_end()),
-                        None => format!("not received within {:?}", settings.delivery_deadline),
+                        None => {
+                            format!("not received within {:?}", settings.knobs.delivery_deadline)
+                        }
                     };
                     return CheckOutcome::fail(format!(
                         "message {token} from {} to {}: {why}",
@@ -134,7 +136,7 @@ pub async fn no_echo(settings: &Settings) -> CheckOutcome {
         }
     }
     flush(&mut sender).await;
-    let deadline = Instant::now() + settings.delivery_deadline;
+    let deadline = Instant::now() + settings.knobs.delivery_deadline;
     if let Err(why) = receiver
         .expect_text_containing(&format!("<m2 {}>", count - 1), deadline)
         .await
@@ -166,7 +168,7 @@ pub async fn no_echo(settings: &Settings) -> CheckOutcome {
 pub async fn per_sender_order(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("M3");
     let senders = 3usize;
-    let per_sender = settings.order_messages.max(2);
+    let per_sender = settings.knobs.order_messages.max(2);
     let names: Vec<String> = (0..senders)
         .map(|i| format!("{prefix}tx{i}"))
         .chain((0..2).map(|i| format!("{prefix}rx{i}")))
@@ -198,7 +200,7 @@ pub async fn per_sender_order(settings: &Settings) -> CheckOutcome {
         }));
     }
     let total = senders * per_sender;
-    let deadline = Instant::now() + settings.delivery_deadline + Duration::from_secs(3);
+    let deadline = Instant::now() + settings.knobs.delivery_deadline + Duration::from_secs(3);
     let mut problems = Vec::new();
     let mut lost = 0usize;
     for receiver in receivers.iter_mut() {
@@ -289,7 +291,7 @@ pub async fn limits_close(settings: &Settings) -> CheckOutcome {
         return outcome;
     }
     let mut oversized = b"<m5 big>".to_vec();
-    oversized.resize(settings.max_message + 1, b'x');
+    oversized.resize(settings.knobs.max_message + 1, b'x');
     let _ = big.send_raw(true, OpCode::Text, oversized).await;
     let mut invalid = b"<m5 bad>".to_vec();
     invalid.extend_from_slice(&[0xff, 0xfe, 0xfd]);
@@ -303,7 +305,7 @@ pub async fn limits_close(settings: &Settings) -> CheckOutcome {
         (&mut bad, 1007, "invalid UTF-8"),
     ] {
         match peer
-            .expect_end(Instant::now() + settings.close_deadline)
+            .expect_end(Instant::now() + settings.knobs.close_deadline)
             .await
         {
             Some(Event::Close {
@@ -318,7 +320,7 @@ pub async fn limits_close(settings: &Settings) -> CheckOutcome {
             )),
             None => problems.push(format!(
                 "{what}: connection still open {:?} later (want Close {want})",
-                settings.close_deadline
+                settings.knobs.close_deadline
             )),
         }
     }
@@ -347,7 +349,7 @@ pub async fn limits_close(settings: &Settings) -> CheckOutcome {
     seen.extend(warnings.iter().cloned());
     let seen = format!(
         "limit {} B; {}; nothing broadcast",
-        settings.max_message,
+        settings.knobs.max_message,
         seen.join("; ")
     );
     if warnings.is_empty() {

@@ -28,7 +28,7 @@ pub mod slow_consumer;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use self::check::{CheckOutcome, CheckResult, CheckVerdict, Settings};
+use self::check::{CheckOutcome, CheckResult, CheckVerdict, Knobs, Settings};
 use self::peer::Endpoint;
 use crate::target::Target;
 
@@ -134,16 +134,7 @@ pub struct Request {
     /// Rules to run (`None`: all).
     pub only: Option<Vec<String>>,
     pub connect_timeout: Duration,
-    pub delivery_deadline: Duration,
-    pub close_deadline: Duration,
-    pub relogins: usize,
-    pub concurrent_rounds: usize,
-    pub concurrent_logins: usize,
-    pub order_messages: usize,
-    pub slow_bytes: usize,
-    pub slow_stall: Duration,
-    pub max_message: usize,
-    pub check_timeout: Duration,
+    pub knobs: Knobs,
 }
 
 /// Selected checks, validated before anything touches the network.
@@ -209,29 +200,24 @@ pub async fn run(
             addr,
             connect_timeout: request.connect_timeout,
         },
-        delivery_deadline: request.delivery_deadline,
-        close_deadline: request.close_deadline,
-        relogins: request.relogins,
-        concurrent_rounds: request.concurrent_rounds,
-        concurrent_logins: request.concurrent_logins,
-        order_messages: request.order_messages,
-        slow_bytes: request.slow_bytes,
-        slow_stall: request.slow_stall,
-        max_message: request.max_message,
-        check_timeout: request.check_timeout,
+        knobs: request.knobs.clone(),
         run_id,
     };
     let mut results = Vec::with_capacity(selected.len());
     for (id, rule, check, must) in selected {
         let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(settings.check_timeout, run_one(id, &settings)).await {
-                Ok(outcome) => outcome,
-                Err(_) => CheckOutcome::fail(format!(
-                    "check did not finish within {:?} (--check-timeout)",
-                    settings.check_timeout
-                )),
-            };
+        let outcome = match tokio::time::timeout(
+            settings.knobs.check_timeout,
+            run_one(id, &settings),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => CheckOutcome::fail(format!(
+                "check did not finish within {:?} (--check-timeout)",
+                settings.knobs.check_timeout
+            )),
+        };
         let verdict = match (must, outcome.verdict) {
             // An informational check never fails the run.
             (false, CheckVerdict::Fail) => CheckVerdict::Warn,

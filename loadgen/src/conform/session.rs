@@ -36,12 +36,12 @@ pub(crate) async fn attempt(settings: &Settings, path_and_query: &[u8]) -> Refus
 /// After a 101 to a login that should have been refused: was it dropped at once?
 async fn upgraded_then(settings: &Settings, connected: Connected) -> Refusal {
     let mut peer = Peer::from_connected("(refused)", connected);
-    let deadline = Instant::now() + settings.close_deadline;
+    let deadline = Instant::now() + settings.knobs.close_deadline;
     match peer.expect_end(deadline).await {
         Some(end) => Refusal::Refused(format!("upgrade then {}", end.describe_end())),
         None => Refusal::Accepted(format!(
             "upgraded and still open after {:?}",
-            settings.close_deadline
+            settings.knobs.close_deadline
         )),
     }
 }
@@ -108,7 +108,7 @@ pub async fn relogin_evicts(settings: &Settings) -> CheckOutcome {
         };
         // The first session must be registered (receiving) before the relogin, or the
         // relogin would not be "while NAME already has a session" (M7).
-        let deadline = Instant::now() + settings.delivery_deadline;
+        let deadline = Instant::now() + settings.knobs.delivery_deadline;
         if let Err(why) = probe(&mut sender, &mut old, &format!("s4 {round}"), deadline).await {
             return CheckOutcome::fail(format!(
                 "the first login of {name:?} never received: {why}"
@@ -120,12 +120,12 @@ pub async fn relogin_evicts(settings: &Settings) -> CheckOutcome {
                 return CheckOutcome::fail(format!("relogin of {name:?} failed: {error}"))
             }
         };
-        let deadline = Instant::now() + settings.close_deadline;
+        let deadline = Instant::now() + settings.knobs.close_deadline;
         let Some(end) = old.expect_end(deadline).await else {
             return CheckOutcome::fail(format!(
                 "round {}/{rounds}: old session still open {:?} after the relogin",
                 round + 1,
-                settings.close_deadline
+                settings.knobs.close_deadline
             ));
         };
         let how = match &end {
@@ -172,7 +172,7 @@ pub async fn new_session_survives(settings: &Settings) -> CheckOutcome {
     if let Err(outcome) = settle(settings, &mut sender, std::slice::from_mut(&mut current)).await {
         return outcome;
     }
-    let relogins = settings.relogins.max(1);
+    let relogins = settings.knobs.relogins.max(1);
     let mut traffic: Option<tokio::task::JoinHandle<()>> = None;
     let mut evictions_seen = 0usize;
     // Stops waiting for old sessions to end once one did not (that is S4's failure; S5
@@ -191,7 +191,7 @@ pub async fn new_session_survives(settings: &Settings) -> CheckOutcome {
             // racing the server's eviction.
             let mut old = std::mem::replace(&mut current, new);
             if round % 2 == 0 && wait_for_old {
-                let until = Instant::now() + settings.close_deadline.min(Duration::from_millis(500));
+                let until = Instant::now() + settings.knobs.close_deadline.min(Duration::from_millis(500));
                 if old.expect_end(until).await.is_some() {
                     evictions_seen += 1;
                 } else {
@@ -199,7 +199,7 @@ pub async fn new_session_survives(settings: &Settings) -> CheckOutcome {
                 }
             }
             drop(old);
-            let deadline = Instant::now() + settings.delivery_deadline;
+            let deadline = Instant::now() + settings.knobs.delivery_deadline;
             if let Err(why) = probe(&mut sender, &mut current, &format!("s5 {round}"), deadline).await {
                 return Err(format!(
                     "relogin {}/{relogins}{}: messages sent after it never reached the new session: {why}",
@@ -210,7 +210,7 @@ pub async fn new_session_survives(settings: &Settings) -> CheckOutcome {
         }
         // The last session must still be online a moment later.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        probe(&mut sender, &mut current, "s5 final", Instant::now() + settings.delivery_deadline)
+        probe(&mut sender, &mut current, "s5 final", Instant::now() + settings.knobs.delivery_deadline)
             .await
             .map_err(|why| format!("200 ms after the last relogin the session stopped receiving: {why}"))?;
         Ok::<(), String>(())
@@ -247,8 +247,8 @@ async fn flood(settings: &Settings, name: String) -> Result<tokio::task::JoinHan
 /// that requires it).
 pub async fn concurrent_logins(settings: &Settings) -> CheckOutcome {
     let prefix = settings.prefix("S6");
-    let rounds = settings.concurrent_rounds.max(1);
-    let logins = settings.concurrent_logins.max(2);
+    let rounds = settings.knobs.concurrent_rounds.max(1);
+    let logins = settings.knobs.concurrent_logins.max(2);
     let mut sender = match Peer::login(&settings.endpoint, &format!("{prefix}tx")).await {
         Ok(peer) => peer,
         Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
@@ -271,7 +271,7 @@ pub async fn concurrent_logins(settings: &Settings) -> CheckOutcome {
                 Err(error) => return CheckOutcome::fail(format!("login task failed: {error}")),
             }
         }
-        let deadline = Instant::now() + settings.close_deadline;
+        let deadline = Instant::now() + settings.knobs.close_deadline;
         loop {
             let open = peers.iter().filter(|p| p.ended().is_none()).count();
             if open <= 1 || Instant::now() >= deadline {
@@ -298,11 +298,11 @@ pub async fn concurrent_logins(settings: &Settings) -> CheckOutcome {
                 "round {}/{rounds}: {} of {logins} concurrent logins still open {:?} later (want exactly 1)",
                 round + 1,
                 open.len(),
-                settings.close_deadline
+                settings.knobs.close_deadline
             ));
         }
         let survivor = &mut peers[open[0]];
-        let deadline = Instant::now() + settings.delivery_deadline;
+        let deadline = Instant::now() + settings.knobs.delivery_deadline;
         if probe(&mut sender, survivor, &format!("s6 {round}"), deadline)
             .await
             .is_err()
@@ -351,7 +351,7 @@ pub async fn close_handshake(settings: &Settings) -> CheckOutcome {
     }
     closer.close().await;
     let answer = match closer
-        .expect_end(Instant::now() + settings.close_deadline)
+        .expect_end(Instant::now() + settings.knobs.close_deadline)
         .await
     {
         Some(Event::Close { code, .. }) => {
@@ -368,7 +368,7 @@ pub async fn close_handshake(settings: &Settings) -> CheckOutcome {
         _ => {
             return CheckOutcome::fail(format!(
                 "client Close not answered within {:?}",
-                settings.close_deadline
+                settings.knobs.close_deadline
             ))
         }
     };
@@ -399,7 +399,10 @@ pub async fn close_handshake(settings: &Settings) -> CheckOutcome {
     }
     flush(&mut observer).await;
     if let Err(why) = again
-        .expect_text_containing("<s7 after 49>", Instant::now() + settings.delivery_deadline)
+        .expect_text_containing(
+            "<s7 after 49>",
+            Instant::now() + settings.knobs.delivery_deadline,
+        )
         .await
     {
         return CheckOutcome::fail(format!(

@@ -45,7 +45,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
     // The stalled user cannot confirm it is registered (it never reads); give it time.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let count = (settings.slow_bytes / MESSAGE_BYTES).max(WINDOW * 2);
+    let count = (settings.knobs.slow_bytes / MESSAGE_BYTES).max(WINDOW * 2);
     let mut received = 0usize;
     let mut last_progress = Instant::now();
     let started = Instant::now();
@@ -53,7 +53,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
     let mut buffer = vec![b'.'; MESSAGE_BYTES];
     'send: for seq in 0..count {
         while seq >= received + WINDOW {
-            let step = last_progress + settings.slow_stall;
+            let step = last_progress + settings.knobs.slow_stall;
             match healthy.next_event(step).await {
                 Some(Event::Text(text)) if text.starts_with(b"<m6 ") => {
                     received += 1;
@@ -70,7 +70,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
                 None => {
                     failure = Some(format!(
                         "the healthy receiver got nothing for {:?} after {received} of {count} messages ({} MiB) while another receiver stalled",
-                        settings.slow_stall,
+                        settings.knobs.slow_stall,
                         received * MESSAGE_BYTES / (1024 * 1024)
                     ));
                     break 'send;
@@ -90,7 +90,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
     }
     while failure.is_none() && received < count {
         match healthy
-            .next_event(last_progress + settings.slow_stall)
+            .next_event(last_progress + settings.knobs.slow_stall)
             .await
         {
             Some(Event::Text(text)) if text.starts_with(b"<m6 ") => {
@@ -107,7 +107,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
             None => {
                 failure = Some(format!(
                     "the healthy receiver got nothing for {:?} after {received} of {count} messages while another receiver stalled",
-                    settings.slow_stall
+                    settings.knobs.slow_stall
                 ));
             }
         }

@@ -8,7 +8,7 @@ use crate::cli::RunArgs;
 use crate::exit::Exit;
 use crate::report;
 use crate::scenario::Scenario;
-use crate::target::Target;
+use crate::target;
 
 pub async fn main(args: RunArgs) -> Exit {
     let scenario = match Scenario::load(&args.scenario) {
@@ -18,11 +18,9 @@ pub async fn main(args: RunArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    for url in &args.targets {
-        if let Err(error) = url.parse::<Target>() {
-            eprintln!("loadgen: --target {error}");
-            return Exit::Usage;
-        }
+    if let Err(error) = target::check_all(&args.targets) {
+        eprintln!("loadgen: --target {error}");
+        return Exit::Usage;
     }
     let request = RunRequest {
         scenario,
