@@ -1,5 +1,9 @@
 //! Command-line interface: subcommands and their flags. `main.rs` only dispatches.
 
+// The doc comments below are clap's --help text, written for a terminal: `<scenario>`
+// and `[thresholds]` there are not HTML or links.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

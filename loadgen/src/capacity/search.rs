@@ -11,7 +11,7 @@
 //! objective in every run at it.
 //!
 //! Positions are on the capacity path (step `k` offers `start + k × step`; see
-//! [`super::spec`]). [`KneeSearch`] is a plain state machine — [`KneeSearch::next`] says where to
+//! [`super::spec`]). [`KneeSearch`] is a plain state machine — [`KneeSearch::next_load`] says where to
 //! measure, [`KneeSearch::record`] takes the verdict — so the logic is tested against a
 //! simulated system of known capacity without running any load, and the command drives
 //! it with real steps.
@@ -130,7 +130,7 @@ impl KneeSearch {
         (self.confirmed < self.confirm).then_some((good, Stage::Confirm))
     }
 
-    /// The verdict of the position [`KneeSearch::next`] returned.
+    /// The verdict of the position [`KneeSearch::next_load`] returned.
     pub fn record(&mut self, met: bool) {
         let Some((k, stage)) = self.pending.take() else {
             return;
@@ -165,7 +165,7 @@ impl KneeSearch {
         }
     }
 
-    /// Where the search ended (meaningful once [`KneeSearch::next`] returned `None`).
+    /// Where the search ended (meaningful once [`KneeSearch::next_load`] returned `None`).
     pub fn found(&self) -> Found {
         match (self.good, self.bad) {
             (Some(good), Some(bad)) => Found::Knee { good, bad },
