@@ -101,28 +101,12 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m`, or a bare number of seconds.
+/// Parses a flag's duration (`30s`, `500ms`, `2m`: the workspace's one duration syntax,
+/// `duration-text`); every duration flag of the server must be above zero.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s or 500ms"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s or m"
-            ))
-        }
-    };
-    if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err(format!("{text:?} must be above zero"));
+    match duration_text::parse(text) {
+        Ok(duration) if duration.is_zero() => Err(format!("{text:?} must be above zero")),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
     }
-    Ok(Duration::from_secs_f64(seconds))
 }
