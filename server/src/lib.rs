@@ -228,11 +228,37 @@ fn validate(config: &Config) -> Result<(), Error> {
             return Err(Error::Config(format!("{what} must be at least 1")));
         }
     }
-    if config.ping_interval.is_zero() {
-        return Err(Error::Config("ping interval must be above zero".into()));
+    // Durations are bounded so that no configuration can panic a timer: the idle sweeper
+    // ticks at a quarter of the ping interval (zero would panic, a huge one overflows the
+    // clock), and a millisecond is the resolution of the last-heard times it compares.
+    let bounded = [
+        ("ping interval", config.ping_interval, MIN_PING_INTERVAL),
+        (
+            "close timeout",
+            config.close_timeout,
+            Duration::from_nanos(1),
+        ),
+        (
+            "drain timeout",
+            config.drain_timeout,
+            Duration::from_nanos(1),
+        ),
+    ];
+    for (what, value, least) in bounded {
+        if value < least || value > MAX_DURATION {
+            return Err(Error::Config(format!(
+                "{what} must be at least {least:?} and at most {} hours (got {value:?})",
+                MAX_DURATION.as_secs() / 3600
+            )));
+        }
     }
     Ok(())
 }
+
+/// The shortest ping interval accepted.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest duration any setting accepts (a day).
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Refuses a `fault` when the code that implements faults is not `built_in`: a server that
 /// silently ran without the defect it was asked for would let a test expecting a check to

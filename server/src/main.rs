@@ -56,7 +56,12 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("chat-server: {error:#}");
-            std::process::ExitCode::from(1)
+            // A value out of range is bad usage, like a flag clap refuses.
+            let usage = matches!(
+                error.downcast_ref::<chat_server::Error>(),
+                Some(chat_server::Error::Config(_))
+            );
+            std::process::ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -5,6 +5,8 @@ mod common;
 use common::*;
 
 use chat_server::{Config, MetricsSnapshot, Server, ServerHandle};
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 
 /// Polls the snapshot until `done` holds; fails the test after [`WAIT`].
@@ -53,6 +55,58 @@ async fn serve_refuses_an_invalid_config_like_start() {
         Err(chat_server::Error::Config(why)) => assert!(why.contains("queue"), "{why}"),
         Err(other) => panic!("expected a config error, got {other}"),
         Ok(_) => panic!("a zero queue was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn no_duration_setting_can_panic_the_server() {
+    let day = Duration::from_secs(24 * 3600);
+    let too_long = [day + Duration::from_secs(1), Duration::MAX];
+    let pings = [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_millis(9),
+    ];
+    let mut refused = Vec::new();
+    for value in pings.iter().chain(&too_long) {
+        refused.push(Config {
+            ping_interval: *value,
+            ..test_config()
+        });
+    }
+    for value in [Duration::ZERO].iter().chain(&too_long) {
+        refused.push(Config {
+            close_timeout: *value,
+            ..test_config()
+        });
+        refused.push(Config {
+            drain_timeout: *value,
+            ..test_config()
+        });
+    }
+    for config in refused {
+        let shown = format!("{config:?}");
+        match Server::start(config).await {
+            Err(chat_server::Error::Config(why)) => assert!(why.contains("must be"), "{why}"),
+            Err(other) => panic!("expected a config error for {shown}, got {other}"),
+            Ok(_) => panic!("accepted: {shown}"),
+        }
+    }
+    // The bounds themselves are accepted.
+    let server = Server::start(Config {
+        ping_interval: Duration::from_millis(10),
+        drain_timeout: Duration::from_secs(24 * 3600),
+        ..test_config()
+    })
+    .await
+    .expect("the bounds are valid");
+    server.shutdown().await;
+}
+
+fn test_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        ..Config::default()
     }
 }
 
