@@ -1,8 +1,9 @@
 //! The HTTP side of a connection: the hyper service that turns a login request into a
-//! WebSocket session, and answers `/healthz` and `/metrics` (docs/protocol.md S1–S3, O1).
+//! WebSocket session, and answers `/healthz` and `/metrics` (docs/protocol.md S1–S3, R1,
+//! O1).
 //!
-//! Names are checked *before* the upgrade, so a bad login gets `400` with a one-line reason
-//! and never becomes a session.
+//! The handshake (R1) and the name are checked *before* the upgrade, so a bad login gets
+//! `400`, `405` or `426` with a one-line reason and never becomes a session.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{header, Method, Request, Response, StatusCode};
+use hyper::{header, Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -82,6 +83,11 @@ fn route(mut request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<
 
 /// Validates the login and answers `101`, handing the connection to a session task.
 fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    if let Some(refusal) = handshake_refusal(request) {
+        shared.metrics.refuse(Refusal::BadHandshake);
+        debug!(status = %refusal.status(), "handshake refused");
+        return refusal;
+    }
     let refuse = |reason: Refusal, detail: String| {
         shared.metrics.refuse(reason);
         debug!(reason = reason.label(), "login refused");
@@ -102,6 +108,42 @@ fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full
     };
     tokio::spawn(session::run(shared.clone(), name, upgrade));
     response.map(|_| Full::new(Bytes::new()))
+}
+
+/// The answer to an upgrade request that RFC 6455 section 4 does not allow
+/// (docs/protocol.md R1), or `None` for a well-formed one: only `GET` upgrades (another
+/// method: `405`), only over HTTP/1.1 (`400`), and only WebSocket version 13 (another:
+/// `426` naming the version we speak).
+fn handshake_refusal(request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    if request.method() != Method::GET {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket login is a GET request\n".into(),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+        return Some(response);
+    }
+    if request.version() != Version::HTTP_11 {
+        return Some(text(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket login needs HTTP/1.1\n".into(),
+        ));
+    }
+    let version = request.headers().get(header::SEC_WEBSOCKET_VERSION);
+    if version.is_none_or(|v| v.as_bytes().trim_ascii() != b"13") {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this server speaks WebSocket version 13\n".into(),
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            header::HeaderValue::from_static("13"),
+        );
+        return Some(response);
+    }
+    None
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -1,0 +1,105 @@
+//! Black-box tests of the robustness rules (docs/protocol.md R1–R7), one test per rule
+//! (or per case of one), named after it: real server on a loopback port, hand-written
+//! requests and frames, since the point is what a hostile or sloppy client sends.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A handshake that R1 allows, with `{method}`, `{version}` and `{ws}` to break.
+const HANDSHAKE: &str = "{method} /?user=ann {version}\r\nHost: localhost\r\n\
+    Upgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {ws}\r\n\r\n";
+
+fn handshake(method: &str, version: &str, ws: &str) -> String {
+    HANDSHAKE
+        .replace("{method}", method)
+        .replace("{version}", version)
+        .replace("{ws}", ws)
+}
+
+/// Sends `request` on a fresh connection; returns the status and the response head.
+async fn answer(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut head = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, stream.read_u8()).await {
+            Ok(Ok(byte)) => head.push(byte),
+            Ok(Err(_)) => break,
+            Err(_) => panic!("no answer in time to {request:?}"),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head)
+}
+
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[tokio::test]
+async fn r1_only_get_upgrades() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    for method in ["POST", "PUT", "DELETE"] {
+        let (status, head) = answer(addr, &handshake(method, "HTTP/1.1", "13")).await;
+        assert_eq!(status, 405, "{method}: {head}");
+        assert_eq!(header(&head, "allow"), Some("GET"), "{head}");
+    }
+    let (status, _) = answer(addr, &handshake("GET", "HTTP/1.1", "13")).await;
+    assert_eq!(status, 101, "the same request with GET is a login");
+    assert_eq!(
+        metric(addr, "chat_logins_total").await,
+        1,
+        "only the GET logged in"
+    );
+}
+
+#[tokio::test]
+async fn r1_an_http_1_0_upgrade_is_refused_with_400() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    let (status, head) = answer(addr, &handshake("GET", "HTTP/1.0", "13")).await;
+    assert_eq!(status, 400, "{head}");
+    assert_eq!(metric(addr, "chat_logins_total").await, 0);
+    assert_eq!(server.online(), 0);
+}
+
+#[tokio::test]
+async fn r1_a_websocket_version_other_than_13_gets_426_naming_13() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    for version in ["8", "12", "14", ""] {
+        let (status, head) = answer(addr, &handshake("GET", "HTTP/1.1", version)).await;
+        assert_eq!(status, 426, "version {version:?}: {head}");
+        assert_eq!(header(&head, "sec-websocket-version"), Some("13"), "{head}");
+    }
+    let missing = handshake("GET", "HTTP/1.1", "13").replace("Sec-WebSocket-Version: 13\r\n", "");
+    let (status, head) = answer(addr, &missing).await;
+    assert_eq!(status, 426, "no version header: {head}");
+    assert_eq!(
+        metric(addr, "chat_logins_total").await,
+        0,
+        "no session opened"
+    );
+    assert_eq!(
+        metric_labeled(
+            addr,
+            "chat_refused_handshakes_total",
+            "reason=\"bad_handshake\""
+        )
+        .await,
+        5,
+        "each refusal is counted"
+    );
+}
