@@ -340,10 +340,13 @@ impl<'s> MessageReader<'s> {
 
     async fn next(&mut self) -> Event {
         let mut no_obligations = |_: Frame<'_>| std::future::ready(Ok::<(), io::Error>(()));
-        let frame = match self.frames.read_frame(&mut no_obligations).await {
+        let mut frame = match self.frames.read_frame(&mut no_obligations).await {
             Ok(frame) => frame,
             Err(error) => return violation_for(error),
         };
+        if let Some(violation) = frame_violation(&mut frame) {
+            return violation;
+        }
         let payload: &[u8] = &frame.payload;
         match (frame.opcode, &mut self.fragments) {
             (OpCode::Text | OpCode::Binary, Fragments::Text(_) | Fragments::Binary(_)) => {
@@ -420,6 +423,30 @@ fn close_reply(payload: &[u8]) -> Event {
 }
 
 /// Maps a frame-level error to how the connection ends (M5).
+/// What RFC 6455 section 5 forbids in a frame that fastwebsockets lets through
+/// (docs/protocol.md R2): a client frame must be masked (5.1), and a control frame may
+/// carry at most 125 bytes (5.5; fastwebsockets checks Ping only). Either closes the
+/// connection with 1002, before the frame is acted on.
+fn frame_violation(frame: &mut Frame<'_>) -> Option<Event> {
+    // fastwebsockets keeps the mask private, but writes it into a formatted head.
+    let mut head = [0u8; 14];
+    frame.fmt_head(&mut head);
+    if head[1] & 0x80 == 0 {
+        return Some(Event::Violation(
+            close_code::PROTOCOL_ERROR,
+            "client frames must be masked",
+        ));
+    }
+    let control = matches!(frame.opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+    if control && frame.payload.len() > 125 {
+        return Some(Event::Violation(
+            close_code::PROTOCOL_ERROR,
+            "control frame over 125 bytes",
+        ));
+    }
+    None
+}
+
 fn violation_for(error: WebSocketError) -> Event {
     match error {
         WebSocketError::FrameTooLarge => Event::Violation(close_code::TOO_BIG, "message too big"),

@@ -103,3 +103,58 @@ async fn r1_a_websocket_version_other_than_13_gets_426_naming_13() {
         "each refusal is counted"
     );
 }
+
+/// A peer and a listener, both online; the listener must hear nothing from `offender`.
+async fn offender_and_listener(server: &chat_server::ServerHandle) -> (Client, Client) {
+    let addr = server.local_addr();
+    let offender = login(addr, "mallory").await;
+    let listener = login(addr, "bob").await;
+    wait_online(server, 2).await;
+    (offender, listener)
+}
+
+#[tokio::test]
+async fn r2_an_unmasked_client_frame_closes_with_1002_and_is_not_broadcast() {
+    let server = start_default().await;
+    let (mut mallory, mut bob) = offender_and_listener(&server).await;
+    mallory.ws.set_auto_apply_mask(false);
+    mallory.send("unmasked").await;
+    mallory
+        .expect_close(1002, "client frames must be masked")
+        .await;
+    bob.expect_silence(std::time::Duration::from_millis(300))
+        .await;
+    assert_eq!(
+        metric(server.local_addr(), "chat_messages_in_total").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn r2_a_control_frame_over_125_bytes_closes_with_1002() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    let big = vec![b'x'; 126];
+    let frames = [
+        frame(true, fastwebsockets::OpCode::Pong, &big),
+        frame(true, fastwebsockets::OpCode::Ping, &big),
+        fastwebsockets::Frame::close(1000, &big[..124]),
+    ];
+    for (i, oversized) in frames.into_iter().enumerate() {
+        let mut peer = login(addr, &format!("peer{i}")).await;
+        peer.send_frame(oversized).await;
+        let (end, _) = peer.until_end().await;
+        assert!(
+            matches!(end, Seen::Close(Some(1002), _)),
+            "frame {i}: expected Close 1002, got {end:?}"
+        );
+    }
+    // 125 bytes is allowed.
+    let mut peer = login(addr, "fine").await;
+    peer.send_frame(frame(true, fastwebsockets::OpCode::Ping, &big[..125]))
+        .await;
+    let mut bob = login(addr, "bob").await;
+    wait_online(&server, 2).await;
+    peer.send("hello").await;
+    assert_eq!(bob.text().await, "hello -- FROM fine");
+}
