@@ -2,7 +2,8 @@
 //!
 //! docs/protocol.md S1–S3: NAME is percent-decoded UTF-8 (raw UTF-8 bytes are accepted
 //! too, as the demo's client sends them), must be present and non-empty, at most
-//! `max_name` bytes, and free of control characters. A refusal carries a [`Refusal`] that names the reason,
+//! `max_name` bytes, and free of control and format characters (the S3 amendment). A
+//! refusal carries a [`Refusal`] that names the reason,
 //! so the HTTP layer can answer `400` with one line and count refusals by reason.
 
 use std::fmt;
@@ -20,18 +21,22 @@ pub enum Refusal {
     InvalidUtf8,
     /// Holds a control character (C0, DEL or C1).
     ControlCharacter,
+    /// Holds a Unicode format character (category Cf: bidi overrides, zero-width spaces
+    /// and joiners, …), which lets one name pose as another on screen.
+    FormatCharacter,
     /// The request asked for an upgrade but is not a valid WebSocket handshake.
     BadHandshake,
 }
 
 impl Refusal {
     /// Every reason, for exporting zero-valued counters in `/metrics`.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::MissingUser,
         Refusal::EmptyUser,
         Refusal::NameTooLong { limit: 0 },
         Refusal::InvalidUtf8,
         Refusal::ControlCharacter,
+        Refusal::FormatCharacter,
         Refusal::BadHandshake,
     ];
 
@@ -43,6 +48,7 @@ impl Refusal {
             Refusal::NameTooLong { .. } => "name_too_long",
             Refusal::InvalidUtf8 => "invalid_utf8",
             Refusal::ControlCharacter => "control_character",
+            Refusal::FormatCharacter => "format_character",
             Refusal::BadHandshake => "bad_handshake",
         }
     }
@@ -55,7 +61,8 @@ impl Refusal {
             Refusal::NameTooLong { .. } => 2,
             Refusal::InvalidUtf8 => 3,
             Refusal::ControlCharacter => 4,
-            Refusal::BadHandshake => 5,
+            Refusal::FormatCharacter => 5,
+            Refusal::BadHandshake => 6,
         }
     }
 }
@@ -70,6 +77,10 @@ impl fmt::Display for Refusal {
             }
             Refusal::InvalidUtf8 => write!(f, "user name is not valid UTF-8"),
             Refusal::ControlCharacter => write!(f, "user name holds a control character"),
+            Refusal::FormatCharacter => write!(
+                f,
+                "user name holds an invisible format character (such as U+202E or U+200B)"
+            ),
             Refusal::BadHandshake => write!(f, "bad WebSocket handshake"),
         }
     }
@@ -103,7 +114,43 @@ pub fn validate(bytes: Vec<u8>, max_name: usize) -> Result<String, Refusal> {
     if name.chars().any(char::is_control) {
         return Err(Refusal::ControlCharacter);
     }
+    if name.chars().any(is_format) {
+        return Err(Refusal::FormatCharacter);
+    }
     Ok(name)
+}
+
+/// Unicode general category Cf (format), as of Unicode 15.1: invisible characters that
+/// change how text around them is shown (bidi overrides and isolates, zero-width space,
+/// joiners, word joiner, BOM, tags, …).
+const FORMAT: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Whether `c` is a format character (docs/protocol.md S3 amendment).
+pub fn is_format(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT.iter().any(|&(lo, hi)| lo <= c && c <= hi)
 }
 
 /// Decodes `%XX` escapes and `+`; bytes that are not part of a valid escape pass through.
@@ -203,6 +250,27 @@ mod tests {
     fn labels_index_all() {
         for (i, r) in Refusal::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
+        }
+    }
+
+    #[test]
+    fn format_characters_are_refused() {
+        for name in [
+            "ann\u{202E}nna",
+            "a\u{200B}b",
+            "\u{FEFF}bob",
+            "x\u{2066}y",
+            "t\u{E0041}",
+        ] {
+            assert_eq!(
+                validate(name.as_bytes().to_vec(), 64),
+                Err(Refusal::FormatCharacter),
+                "{name:?}"
+            );
+        }
+        // Visible letters of any script, and emoji with their variation selector, stay.
+        for name in ["张三", "Ñandú", "עברית", "😀\u{FE0F}", "a-b_c.d"] {
+            assert_eq!(validate(name.as_bytes().to_vec(), 64).as_deref(), Ok(name));
         }
     }
 }

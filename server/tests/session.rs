@@ -200,3 +200,21 @@ async fn s7_tcp_drop_takes_the_user_offline() {
     assert_eq!(wait_metric(addr, "chat_deliveries_out_total", 1).await, 1);
     assert_eq!(metric(addr, "chat_sessions_online").await, 2);
 }
+
+#[tokio::test]
+async fn s3_format_characters_in_a_name_are_refused_with_400() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    // "ann" + RIGHT-TO-LEFT OVERRIDE + "nna" shows as "annann" turned around; ZERO WIDTH
+    // SPACE makes a second "bob" that looks like the first.
+    for query in ["/?user=ann%E2%80%AEnna", "/?user=b%E2%80%8Bob"] {
+        let (status, body) = http_get(addr, query.as_bytes(), true).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains("format character"), "{body}");
+    }
+    assert_eq!(
+        metric_labeled(addr, "chat_refused_handshakes_total", "reason=\"format_character\"").await,
+        2
+    );
+    assert_eq!(server.online(), 0);
+}
