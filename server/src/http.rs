@@ -106,7 +106,30 @@ fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full
             )
         }
     };
-    tokio::spawn(session::run(shared.clone(), name, upgrade));
+    #[cfg(feature = "fault-injection")]
+    if shared.config.fault == Some(crate::Fault::RegisterAfter101) {
+        let nth = shared
+            .upgrades
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let late = Duration::from_millis(if nth % 2 == 0 { 100 } else { 0 });
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(late).await;
+            if let Some(session) = session::register(&shared, name) {
+                session::run(shared, session, upgrade).await;
+            }
+        });
+        return response.map(|_| Full::new(Bytes::new()));
+    }
+    // Registered before the 101 goes out (R6).
+    let Some(session) = session::register(shared, name) else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server shutting down\n".into(),
+        );
+    };
+    tokio::spawn(session::run(shared.clone(), session, upgrade));
     response.map(|_| Full::new(Bytes::new()))
 }
 

@@ -109,6 +109,12 @@ pub enum Fault {
     /// Each sender's messages are broadcast in swapped pairs: 2, 1, 4, 3, … (the demo's
     /// goroutine per message loses order the same way, only less predictably).
     SwapPairs,
+    /// The demo's order of a login: the `101` goes out first and the session registers
+    /// afterwards, so a login the client sent after seeing another's `101` can register
+    /// first and then be evicted by it (docs/protocol.md R6). To make the race certain,
+    /// every second login (the 2nd, 4th, …) registers 100 ms after its `101`, the others
+    /// at once.
+    RegisterAfter101,
 }
 
 /// Why the server could not start.
@@ -148,6 +154,9 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Live connection tasks, for shutdown to wait on.
     tasks: TaskCount,
+    /// Logins accepted so far, for the deliberate `Fault::RegisterAfter101`.
+    #[cfg(feature = "fault-injection")]
+    upgrades: AtomicU64,
 }
 
 impl Shared {
@@ -190,6 +199,8 @@ impl Server {
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
             tasks: TaskCount::default(),
+            #[cfg(feature = "fault-injection")]
+            upgrades: AtomicU64::new(0),
             config,
         });
         info!(listen = %local_addr, id = %shared.config.server_id, "chat server started");

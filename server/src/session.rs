@@ -123,55 +123,58 @@ impl Session {
 /// handshake, then the socket.
 type ReadStream = tokio::io::Chain<Cursor<Bytes>, OwnedReadHalf>;
 
-/// Runs one upgraded connection to its end.
-pub(crate) async fn run(shared: Arc<Shared>, name: String, upgrade: UpgradeFut) {
-    let _task = shared.tasks.track();
-    let (tcp, leftover) = match upgrade.await.map(|ws| ws.into_inner().into_inner()) {
-        Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-            // hyper hands back its whole read buffer behind `read_buf`, even when nothing is
-            // left in it: copy out the leftover so that buffer is freed (it would otherwise
-            // cost every idle session several KiB).
-            Ok(parts) => (
-                parts.io.into_inner(),
-                Bytes::copy_from_slice(&parts.read_buf),
-            ),
-            Err(_) => {
-                debug!("upgraded connection is not a TCP stream");
-                return;
-            }
-        },
-        Err(error) => {
-            debug!(%error, "upgrade failed");
-            return;
-        }
-    };
-    let (read_half, write_half) = tcp.into_split();
+/// Registers a login as `name`'s session, evicting its predecessor (S4), before the
+/// `101` is sent (docs/protocol.md R6): a client that saw this login's `101` before it
+/// sent another login of the same name finds this one evicted by that one, never the
+/// other way round. Until the upgrade completes, messages for it wait in its outbox.
+/// `None` when the server is shutting down (the login is then refused).
+pub(crate) fn register(shared: &Shared, name: String) -> Option<Arc<Session>> {
     let session = Arc::new(Session::new(
         shared.next_id.fetch_add(1, Relaxed),
         name.into(),
     ));
     session.last_heard_ms.store(shared.now_ms(), Relaxed);
-    let mut writer = tokio::spawn(write_loop(write_half, session.clone(), shared.clone()));
-
-    match shared.registry.register(session.clone(), &shared.metrics) {
-        Ok(previous) => {
-            Metrics::inc(&shared.metrics.logins);
-            debug!(user = %session.name, id = session.id, "login");
-            if let Some(previous) = previous {
-                let bye = frame::close(close_code::REPLACED, "replaced by a new login");
-                if previous.close(Some(bye), false) {
-                    Metrics::inc(&shared.metrics.evictions);
-                    debug!(user = %previous.name, id = previous.id, "evicted");
-                }
-            }
-        }
-        Err(_shutting_down) => {
-            session.close(
-                Some(frame::close(close_code::GOING_AWAY, "server shutting down")),
-                false,
-            );
+    let previous = shared
+        .registry
+        .register(session.clone(), &shared.metrics)
+        .ok()?;
+    Metrics::inc(&shared.metrics.logins);
+    debug!(user = %session.name, id = session.id, "login");
+    if let Some(previous) = previous {
+        let bye = frame::close(close_code::REPLACED, "replaced by a new login");
+        if previous.close(Some(bye), false) {
+            Metrics::inc(&shared.metrics.evictions);
+            debug!(user = %previous.name, id = previous.id, "evicted");
         }
     }
+    Some(session)
+}
+
+/// Runs one registered session's connection to its end, once the upgrade completes.
+pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: UpgradeFut) {
+    let _task = shared.tasks.track();
+    let upgraded = match upgrade.await.map(|ws| ws.into_inner().into_inner()) {
+        Ok(upgraded) => upgraded.downcast::<TokioIo<TcpStream>>().ok(),
+        Err(error) => {
+            debug!(%error, "upgrade failed");
+            None
+        }
+    };
+    // hyper hands back its whole read buffer behind `read_buf`, even when nothing is left
+    // in it: copy out the leftover so that buffer is freed (it would otherwise cost every
+    // idle session several KiB).
+    let Some((tcp, leftover)) = upgraded.map(|parts| {
+        (
+            parts.io.into_inner(),
+            Bytes::copy_from_slice(&parts.read_buf),
+        )
+    }) else {
+        session.close(None, true);
+        shared.registry.unregister(&session, &shared.metrics);
+        return;
+    };
+    let (read_half, write_half) = tcp.into_split();
+    let mut writer = tokio::spawn(write_loop(write_half, session.clone(), shared.clone()));
 
     let mut stream = AsyncReadExt::chain(Cursor::new(leftover), read_half);
     let peer_open = read_loop(&mut stream, &session, &shared).await;

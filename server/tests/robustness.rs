@@ -158,3 +158,55 @@ async fn r2_a_control_frame_over_125_bytes_closes_with_1002() {
     peer.send("hello").await;
     assert_eq!(bob.text().await, "hello -- FROM fine");
 }
+
+/// Logs `name` in twice, the second login sent only after the first one's `101` arrived;
+/// `Ok` when the second is the survivor (the first is closed with 4001 and the second
+/// receives what another user sends), else what went wrong.
+async fn second_login_survives(
+    addr: SocketAddr,
+    name: &str,
+    sender: &mut Client,
+) -> Result<(), String> {
+    let mut first = login(addr, name).await;
+    let mut second = login(addr, name).await;
+    match first.next_within(WAIT).await {
+        Some(Seen::Close(Some(4001), _)) => {}
+        other => return Err(format!("the first login was not evicted: {other:?}")),
+    }
+    let probe = format!("to {name}");
+    sender.send(&probe).await;
+    let expected = format!("{probe} -- FROM sender");
+    loop {
+        match second.next_within(std::time::Duration::from_secs(2)).await {
+            Some(Seen::Text(text)) if text == expected => return Ok(()),
+            Some(Seen::Text(_)) => continue,
+            other => return Err(format!("the second login does not hear: {other:?}")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r6_a_login_is_registered_before_its_101() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    let mut sender = login(addr, "sender").await;
+    for round in 0..20 {
+        second_login_survives(addr, &format!("user{round}"), &mut sender)
+            .await
+            .unwrap_or_else(|why| panic!("round {round}: {why}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r6_check_fails_on_a_server_that_registers_after_the_101() {
+    let server = start(chat_server::Config {
+        fault: Some(chat_server::Fault::RegisterAfter101),
+        ..chat_server::Config::default()
+    })
+    .await;
+    let addr = server.local_addr();
+    // The 1st login registers at once, the 2nd (the victim's first) 100 ms late.
+    let mut sender = login(addr, "sender").await;
+    let outcome = second_login_survives(addr, "victim", &mut sender).await;
+    assert!(outcome.is_err(), "the late registration went unnoticed");
+}

@@ -213,7 +213,12 @@ async fn s3_format_characters_in_a_name_are_refused_with_400() {
         assert!(body.contains("format character"), "{body}");
     }
     assert_eq!(
-        metric_labeled(addr, "chat_refused_handshakes_total", "reason=\"format_character\"").await,
+        metric_labeled(
+            addr,
+            "chat_refused_handshakes_total",
+            "reason=\"format_character\""
+        )
+        .await,
         2
     );
     assert_eq!(server.online(), 0);
