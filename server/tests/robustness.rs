@@ -210,3 +210,34 @@ async fn r6_check_fails_on_a_server_that_registers_after_the_101() {
     let outcome = second_login_survives(addr, "victim", &mut sender).await;
     assert!(outcome.is_err(), "the late registration went unnoticed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r7_shutdown_writes_what_was_queued_before_the_1001() {
+    const MESSAGES: usize = 256;
+    let server = start(chat_server::Config {
+        queue_bytes: 64 * 1024 * 1024,
+        close_timeout: std::time::Duration::from_secs(5),
+        drain_timeout: std::time::Duration::from_secs(10),
+        ..chat_server::Config::default()
+    })
+    .await;
+    let addr = server.local_addr();
+    // A reader with a tiny receive buffer that does not read yet: most of the messages
+    // are still in its queue on the server when shutdown begins.
+    let mut reader = login_stalled(addr, "reader").await;
+    let mut sender = login(addr, "sender").await;
+    wait_online(&server, 2).await;
+    let body = "x".repeat(60 * 1024);
+    for i in 0..MESSAGES {
+        sender.send(&format!("{i:03} {body}")).await;
+    }
+    wait_metric(addr, "chat_messages_in_total", MESSAGES as u64).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    let (end, texts) = reader.until_end().await;
+    assert_eq!(texts.len(), MESSAGES, "every queued message before the Close");
+    for (i, text) in texts.iter().enumerate() {
+        assert!(text.starts_with(&format!("{i:03} ")), "message {i} out of place");
+    }
+    assert!(matches!(end, Seen::Close(Some(1001), _)), "{end:?}");
+    assert!(shutdown.await.expect("shutdown task"), "drained in time");
+}
