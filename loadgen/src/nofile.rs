@@ -21,7 +21,7 @@ pub struct TooManyConnections {
 
 /// Raises the soft limit as far as allowed and checks `connections` fit.
 pub fn ensure(connections: u64) -> Result<u64, TooManyConnections> {
-    let limit = raise_soft_limit();
+    let limit = procstat::raise_open_file_limit();
     if connections + RESERVE > limit {
         return Err(TooManyConnections {
             needed: connections,
@@ -29,30 +29,6 @@ pub fn ensure(connections: u64) -> Result<u64, TooManyConnections> {
         });
     }
     Ok(limit)
-}
-
-/// Sets the soft limit to the hard limit; returns the resulting soft limit.
-fn raise_soft_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    limit.rlim_cur
 }
 
 #[cfg(test)]

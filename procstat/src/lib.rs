@@ -1,6 +1,8 @@
 //! CPU time and memory of a process and of the whole machine, read from Linux `/proc`: the
 //! one `/proc` reader of the workspace, shared by chat-server (the process metrics of its
 //! `/metrics`) and loadgen (sampling the server, itself and the machine during a run).
+//! Beside it, the one place that raises the open-file limit ([`raise_open_file_limit`]):
+//! every connection is a file, for the server and for loadgen alike.
 //!
 //! Every figure is an `Option`: `None` where `/proc` is not there (not Linux), the process
 //! is gone, or the text is not what the kernel documents. A missing figure is honest; a
@@ -154,6 +156,32 @@ fn meminfo_total_bytes(meminfo: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit, as far
+/// as allowed, and returns the soft limit in force afterwards (1,024, the common default,
+/// when it cannot be read). The hard limit itself cannot be raised from inside.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +274,21 @@ mod tests {
     fn a_process_that_does_not_exist_reads_as_none() {
         assert_eq!(Usage::of_pid(u32::MAX), Usage::default());
         assert_eq!(cpu_seconds(u32::MAX), None);
+    }
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let soft = raise_open_file_limit();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        assert_eq!(soft, limit.rlim_cur);
+        assert_eq!(limit.rlim_cur, limit.rlim_max);
     }
 }

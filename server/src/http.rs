@@ -97,6 +97,13 @@ fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full
         Ok(name) => name,
         Err(reason) => return refuse(reason, format!("{reason}\n")),
     };
+    if shared.registry.len() >= shared.max_sessions {
+        shared.metrics.refuse(Refusal::ServerFull);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", Refusal::ServerFull),
+        );
+    }
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut *request) {
         Ok(pair) => pair,
         Err(error) => {

@@ -71,6 +71,10 @@ pub struct Config {
     pub close_timeout: Duration,
     /// How long shutdown waits for connections to drain before giving up (O3).
     pub drain_timeout: Duration,
+    /// Most sessions held at once; a login beyond it gets `503` before the upgrade (R5).
+    /// `None`: what the open-file limit allows (raised to its hard limit at start) minus
+    /// [`FILE_RESERVE`] for the listener, logs and `/metrics` requests.
+    pub max_sessions: Option<usize>,
     /// A deliberate defect, for proving that checks fail on a broken server. `None` in
     /// any real use; the binary has no flag for it. Only a build with the cargo feature
     /// `fault-injection` accepts one: without it, starting refuses the configuration
@@ -90,6 +94,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             close_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(5),
+            max_sessions: None,
             fault: None,
         }
     }
@@ -154,6 +159,8 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Live connection tasks, for shutdown to wait on.
     tasks: TaskCount,
+    /// Most sessions held at once (R5), resolved from [`Config::max_sessions`].
+    max_sessions: usize,
     /// Logins accepted so far, for the deliberate `Fault::RegisterAfter101`.
     #[cfg(feature = "fault-injection")]
     upgrades: AtomicU64,
@@ -199,6 +206,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
             tasks: TaskCount::default(),
+            max_sessions: resolve_max_sessions(config.max_sessions),
             #[cfg(feature = "fault-injection")]
             upgrades: AtomicU64::new(0),
             config,
@@ -233,6 +241,7 @@ fn validate(config: &Config) -> Result<(), Error> {
         ("max name", config.max_name),
         ("queue", config.queue),
         ("queue bytes", config.queue_bytes),
+        ("max sessions", config.max_sessions.unwrap_or(1)),
     ];
     for (what, value) in positive {
         if value == 0 {
@@ -266,6 +275,20 @@ fn validate(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// File descriptors kept for everything that is not a session when the session limit
+/// comes from the open-file limit: the listener, logs, `/metrics` scrapes, logins on their
+/// way in.
+pub const FILE_RESERVE: usize = 64;
+
+/// The session limit: as configured, or what the open-file limit allows once raised to its
+/// hard limit (docs/protocol.md R5), minus [`FILE_RESERVE`].
+fn resolve_max_sessions(configured: Option<usize>) -> usize {
+    configured.unwrap_or_else(|| {
+        let files = usize::try_from(procstat::raise_open_file_limit()).unwrap_or(usize::MAX);
+        files.saturating_sub(FILE_RESERVE).max(1)
+    })
+}
+
 /// The shortest ping interval accepted.
 const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
 /// The longest duration any setting accepts (a day).
@@ -285,6 +308,9 @@ fn faults_built_in(fault: Option<Fault>, built_in: bool) -> Result<(), Error> {
 /// back off and retry rather than ending the server.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
     let mut backoff = Duration::from_millis(5);
+    // Out of file descriptors, accept fails for every pending connection: say so once a
+    // second with a count, not once per attempt (R5).
+    let mut warnings = WarnThrottle::new(Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.fired() => return,
@@ -297,9 +323,47 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: S
                 tokio::spawn(http::serve(stream, shared.clone(), shutdown.clone()));
             }
             Err(error) => {
-                warn!(%error, ?backoff, "accept failed; retrying");
-                tokio::time::sleep(backoff).await;
+                if let Some(suppressed) = warnings.admit(Instant::now()) {
+                    warn!(%error, ?backoff, suppressed, "accept failed; retrying");
+                }
+                tokio::select! {
+                    _ = shutdown.fired() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Lets a repeated warning through at most once per period, counting what it held back.
+#[derive(Debug)]
+struct WarnThrottle {
+    period: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl WarnThrottle {
+    fn new(period: Duration) -> Self {
+        WarnThrottle {
+            period,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(n)` when a warning at `now` may be logged, `n` being how many were held back
+    /// since the last one; `None` (and counted) otherwise.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.period => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
             }
         }
     }
@@ -411,4 +475,22 @@ mod tests {
         cfg!(feature = "fault-injection"),
         "chat-server's tests need the fault-injection feature (see its dev-dependencies)"
     );
+
+    #[test]
+    fn a_repeated_warning_is_logged_once_a_second_with_a_count() {
+        let start = Instant::now();
+        let mut throttle = WarnThrottle::new(Duration::from_secs(1));
+        assert_eq!(throttle.admit(start), Some(0));
+        let held = (1..200).filter_map(|ms| throttle.admit(start + Duration::from_millis(ms * 5)));
+        assert_eq!(held.count(), 0, "nothing more within the second");
+        assert_eq!(throttle.admit(start + Duration::from_secs(1)), Some(199));
+        assert_eq!(throttle.admit(start + Duration::from_millis(1500)), None);
+    }
+
+    #[test]
+    fn the_session_limit_comes_from_the_open_file_limit_unless_set() {
+        assert_eq!(resolve_max_sessions(Some(7)), 7);
+        let files = procstat::raise_open_file_limit() as usize;
+        assert_eq!(resolve_max_sessions(None), files - FILE_RESERVE);
+    }
 }

@@ -26,11 +26,13 @@ pub enum Refusal {
     FormatCharacter,
     /// The request asked for an upgrade but is not a valid WebSocket handshake.
     BadHandshake,
+    /// The server holds its maximum of sessions (docs/protocol.md R5): `503`.
+    ServerFull,
 }
 
 impl Refusal {
     /// Every reason, for exporting zero-valued counters in `/metrics`.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::MissingUser,
         Refusal::EmptyUser,
         Refusal::NameTooLong { limit: 0 },
@@ -38,6 +40,7 @@ impl Refusal {
         Refusal::ControlCharacter,
         Refusal::FormatCharacter,
         Refusal::BadHandshake,
+        Refusal::ServerFull,
     ];
 
     /// The `reason` label used in `/metrics`.
@@ -50,6 +53,7 @@ impl Refusal {
             Refusal::ControlCharacter => "control_character",
             Refusal::FormatCharacter => "format_character",
             Refusal::BadHandshake => "bad_handshake",
+            Refusal::ServerFull => "server_full",
         }
     }
 
@@ -63,6 +67,7 @@ impl Refusal {
             Refusal::ControlCharacter => 4,
             Refusal::FormatCharacter => 5,
             Refusal::BadHandshake => 6,
+            Refusal::ServerFull => 7,
         }
     }
 }
@@ -82,6 +87,10 @@ impl fmt::Display for Refusal {
                 "user name holds an invisible format character (such as U+202E or U+200B)"
             ),
             Refusal::BadHandshake => write!(f, "bad WebSocket handshake"),
+            Refusal::ServerFull => write!(
+                f,
+                "server full: it holds its maximum of sessions; try again later"
+            ),
         }
     }
 }

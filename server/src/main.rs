@@ -39,6 +39,11 @@ struct Args {
     /// Outbound queue bound per connection, in bytes.
     #[arg(long, env = "CHAT_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     queue_bytes: u32,
+    /// Most sessions held at once; a login beyond it gets 503 before the upgrade.
+    /// Default: what the open-file limit allows (the soft limit is raised to the hard one
+    /// at start) minus 64 for everything else.
+    #[arg(long, env = "CHAT_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_sessions: Option<u32>,
     /// Ping connections silent this long; drop them after twice this. E.g. 30s, 500ms.
     #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     ping_interval: Duration,
@@ -82,6 +87,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         queue_bytes: args.queue_bytes as usize,
         ping_interval: args.ping_interval,
         drain_timeout: args.drain_timeout,
+        max_sessions: args.max_sessions.map(|n| n as usize),
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

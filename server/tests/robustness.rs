@@ -234,10 +234,84 @@ async fn r7_shutdown_writes_what_was_queued_before_the_1001() {
     wait_metric(addr, "chat_messages_in_total", MESSAGES as u64).await;
     let shutdown = tokio::spawn(server.shutdown());
     let (end, texts) = reader.until_end().await;
-    assert_eq!(texts.len(), MESSAGES, "every queued message before the Close");
+    assert_eq!(
+        texts.len(),
+        MESSAGES,
+        "every queued message before the Close"
+    );
     for (i, text) in texts.iter().enumerate() {
-        assert!(text.starts_with(&format!("{i:03} ")), "message {i} out of place");
+        assert!(
+            text.starts_with(&format!("{i:03} ")),
+            "message {i} out of place"
+        );
     }
     assert!(matches!(end, Seen::Close(Some(1001), _)), "{end:?}");
     assert!(shutdown.await.expect("shutdown task"), "drained in time");
+}
+
+#[tokio::test]
+async fn r5_a_login_beyond_the_session_limit_gets_503_before_the_upgrade() {
+    let server = start(chat_server::Config {
+        max_sessions: Some(3),
+        ..chat_server::Config::default()
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut ann = login(addr, "ann").await;
+    let _bob = login(addr, "bob").await;
+    let _cy = login(addr, "cy").await;
+    wait_online(&server, 3).await;
+    let (status, body) = http_get(addr, b"/?user=dee", true).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("server full"), "{body}");
+    assert_eq!(
+        metric_labeled(
+            addr,
+            "chat_refused_handshakes_total",
+            "reason=\"server_full\""
+        )
+        .await,
+        1
+    );
+    assert_eq!(server.online(), 3, "no session was opened");
+    // A place that frees up can be taken again.
+    ann.close().await;
+    wait_online(&server, 2).await;
+    let _dee = login(addr, "dee").await;
+    wait_online(&server, 3).await;
+}
+
+#[test]
+fn r5_the_server_raises_its_soft_open_file_limit() {
+    // Lower the soft limit of this test process, start a server, and see it raised back.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        let lowered = libc::rlimit {
+            rlim_cur: 256.min(limit.rlim_max),
+            rlim_max: limit.rlim_max,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lowered), 0);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let server = start_default().await;
+        server.shutdown().await;
+    });
+    let mut after = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut after), 0);
+    }
+    assert_eq!(
+        after.rlim_cur, limit.rlim_max,
+        "soft limit raised to the hard limit"
+    );
 }
