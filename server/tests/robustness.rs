@@ -257,7 +257,7 @@ async fn r5_a_login_beyond_the_session_limit_gets_503_before_the_upgrade() {
     })
     .await;
     let addr = server.local_addr();
-    let mut ann = login(addr, "ann").await;
+    let ann = login(addr, "ann").await;
     let _bob = login(addr, "bob").await;
     let _cy = login(addr, "cy").await;
     wait_online(&server, 3).await;
