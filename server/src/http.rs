@@ -21,22 +21,30 @@ use tracing::debug;
 
 use crate::login::{self, Refusal};
 use crate::shutdown::ShutdownSignal;
+use crate::unread::UnreadLimit;
 use crate::{session, Shared};
 
-/// How long a client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head accepted (R4): a larger one gets `431`. hyper's smallest
+/// allowed read buffer is 8 KiB.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// Serves one accepted TCP connection until it is upgraded, closed, or shutdown begins.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
     let _task = shared.tasks.track();
+    let (header_timeout, unread_timeout) =
+        (shared.config.header_timeout, shared.config.unread_timeout);
     let service = service_fn(move |request| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(route(request, &shared)) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(
+            TokioIo::new(UnreadLimit::new(stream, unread_timeout)),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {

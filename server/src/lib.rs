@@ -32,6 +32,7 @@ mod outbox;
 mod registry;
 mod session;
 mod shutdown;
+mod unread;
 
 pub use metrics::MetricsSnapshot;
 
@@ -71,6 +72,11 @@ pub struct Config {
     pub close_timeout: Duration,
     /// How long shutdown waits for connections to drain before giving up (O3).
     pub drain_timeout: Duration,
+    /// How long a client may take to send a request head (R4).
+    pub header_timeout: Duration,
+    /// How long an HTTP response may wait for a client that does not read it before the
+    /// connection is ended (R4; before the upgrade only).
+    pub unread_timeout: Duration,
     /// Most sessions held at once; a login beyond it gets `503` before the upgrade (R5).
     /// `None`: what the open-file limit allows (raised to its hard limit at start) minus
     /// [`FILE_RESERVE`] for the listener, logs and `/metrics` requests.
@@ -94,6 +100,8 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             close_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            unread_timeout: Duration::from_secs(10),
             max_sessions: None,
             fault: None,
         }
@@ -262,6 +270,16 @@ fn validate(config: &Config) -> Result<(), Error> {
             "drain timeout",
             config.drain_timeout,
             Duration::from_nanos(1),
+        ),
+        (
+            "header timeout",
+            config.header_timeout,
+            Duration::from_millis(1),
+        ),
+        (
+            "unread timeout",
+            config.unread_timeout,
+            Duration::from_millis(1),
         ),
     ];
     for (what, value, least) in bounded {

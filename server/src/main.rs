@@ -50,6 +50,13 @@ struct Args {
     /// How long shutdown waits for queues to drain.
     #[arg(long, env = "CHAT_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// How long a client may take to send its request head.
+    #[arg(long, env = "CHAT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// How long a response may wait for a client that does not read it (before the
+    /// upgrade) before the connection is ended.
+    #[arg(long, env = "CHAT_UNREAD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    unread_timeout: Duration,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     log: String,
@@ -88,6 +95,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         ping_interval: args.ping_interval,
         drain_timeout: args.drain_timeout,
         max_sessions: args.max_sessions.map(|n| n as usize),
+        header_timeout: args.header_timeout,
+        unread_timeout: args.unread_timeout,
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

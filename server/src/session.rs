@@ -22,13 +22,13 @@ use fastwebsockets::{upgrade::UpgradeFut, CloseCode, Frame, OpCode, Role, WebSoc
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::debug;
 
 use crate::frame::{self, close_code};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing, Pushed};
+use crate::unread::UnreadLimit;
 use crate::Shared;
 
 /// How long a closing session waits for the peer to close its side of the TCP connection
@@ -154,7 +154,7 @@ pub(crate) fn register(shared: &Shared, name: String) -> Option<Arc<Session>> {
 pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: UpgradeFut) {
     let _task = shared.tasks.track();
     let upgraded = match upgrade.await.map(|ws| ws.into_inner().into_inner()) {
-        Ok(upgraded) => upgraded.downcast::<TokioIo<TcpStream>>().ok(),
+        Ok(upgraded) => upgraded.downcast::<TokioIo<UnreadLimit>>().ok(),
         Err(error) => {
             debug!(%error, "upgrade failed");
             None
@@ -165,7 +165,7 @@ pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: Upg
     // idle session several KiB).
     let Some((tcp, leftover)) = upgraded.map(|parts| {
         (
-            parts.io.into_inner(),
+            parts.io.into_inner().into_inner(),
             Bytes::copy_from_slice(&parts.read_buf),
         )
     }) else {

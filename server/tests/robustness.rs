@@ -315,3 +315,94 @@ fn r5_the_server_raises_its_soft_open_file_limit() {
         "soft limit raised to the hard limit"
     );
 }
+
+/// Reads until the server ends the connection; returns the bytes read, or `None` when it
+/// was still open after `within`.
+async fn read_to_end_within(
+    stream: &mut TcpStream,
+    within: std::time::Duration,
+) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(seen),
+            Ok(Ok(n)) => seen.extend_from_slice(&chunk[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn r4_a_request_head_over_16_kib_gets_431() {
+    let server = start_default().await;
+    let addr = server.local_addr();
+    let request = |pad: usize| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            "p".repeat(pad)
+        )
+    };
+    let (status, _) = answer(addr, &request(12 * 1024)).await;
+    assert_eq!(status, 200, "a 12 KiB head is fine");
+    let (status, head) = answer(addr, &request(20 * 1024)).await;
+    assert_eq!(status, 431, "{head}");
+}
+
+#[tokio::test]
+async fn r4_a_request_head_must_arrive_within_the_header_timeout() {
+    let server = start(chat_server::Config {
+        header_timeout: std::time::Duration::from_millis(300),
+        ..chat_server::Config::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /?user=slow HTTP/1.1\r\nHost: loc")
+        .await
+        .expect("send");
+    let ended = read_to_end_within(&mut stream, std::time::Duration::from_secs(5)).await;
+    assert!(
+        ended.is_some(),
+        "the half-sent head was still held after 5 s"
+    );
+    assert_eq!(server.online(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r4_a_client_that_does_not_read_its_responses_is_cut_off() {
+    const REQUESTS: usize = 3_000;
+    let server = start(chat_server::Config {
+        unread_timeout: std::time::Duration::from_millis(500),
+        ..chat_server::Config::default()
+    })
+    .await;
+    let stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    // Pipeline every request and read nothing: the answers (a few KiB each) fill the
+    // socket buffers and the server's writes stall.
+    let requests = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(REQUESTS);
+    let sender = tokio::spawn(async move {
+        let _ = write.write_all(requests.as_bytes()).await;
+        write
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut stream = read
+        .reunite(sender.await.expect("sender"))
+        .expect("one stream");
+    let seen = read_to_end_within(&mut stream, std::time::Duration::from_secs(10))
+        .await
+        .expect("the connection was not ended");
+    let answered = String::from_utf8_lossy(&seen)
+        .matches("HTTP/1.1 200")
+        .count();
+    assert!(
+        answered < REQUESTS,
+        "all {answered} answers were written: the stall went unnoticed"
+    );
+}
