@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod frame;
 mod http;
 mod keepalive;
@@ -34,6 +35,7 @@ mod session;
 mod shutdown;
 mod unread;
 
+pub use budget::InboundBudget;
 pub use metrics::MetricsSnapshot;
 
 use std::net::SocketAddr;
@@ -77,6 +79,9 @@ pub struct Config {
     /// How long an HTTP response may wait for a client that does not read it before the
     /// connection is ended (R4; before the upgrade only).
     pub unread_timeout: Duration,
+    /// How fast one connection may send; a sender over it is slowed by not reading its
+    /// socket, never by dropping its messages or its readers (R3).
+    pub inbound: InboundBudget,
     /// Most sessions held at once; a login beyond it gets `503` before the upgrade (R5).
     /// `None`: what the open-file limit allows (raised to its hard limit at start) minus
     /// [`FILE_RESERVE`] for the listener, logs and `/metrics` requests.
@@ -103,6 +108,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             unread_timeout: Duration::from_secs(10),
             max_sessions: None,
+            inbound: InboundBudget::default(),
             fault: None,
         }
     }
@@ -282,7 +288,26 @@ fn validate(config: &Config) -> Result<(), Error> {
             Duration::from_millis(1),
         ),
     ];
-    for (what, value, least) in bounded {
+    let InboundBudget {
+        messages_per_sec,
+        bytes_per_sec,
+        burst,
+    } = config.inbound;
+    for (what, rate) in [
+        ("inbound messages per second", messages_per_sec),
+        ("inbound bytes per second", bytes_per_sec),
+    ] {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(Error::Config(format!(
+                "{what} must be above zero (got {rate})"
+            )));
+        }
+    }
+    for (what, value, least) in
+        bounded
+            .into_iter()
+            .chain([("inbound burst", burst, Duration::from_millis(1))])
+    {
         if value < least || value > MAX_DURATION {
             return Err(Error::Config(format!(
                 "{what} must be at least {least:?} and at most {} hours (got {value:?})",

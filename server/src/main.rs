@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use chat_server::{Config, Server};
+use chat_server::{Config, InboundBudget, Server};
 use clap::Parser;
 
 /// WebSocket chat server: log in with `GET /?user=NAME`; every text message goes to every
@@ -50,6 +50,16 @@ struct Args {
     /// How long shutdown waits for queues to drain.
     #[arg(long, env = "CHAT_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Messages per second one connection may send; a faster sender is slowed down (its
+    /// socket is not read until its budget refills), never dropped.
+    #[arg(long, env = "CHAT_MAX_MESSAGES_PER_SEC", default_value_t = InboundBudget::default().messages_per_sec)]
+    max_messages_per_sec: f64,
+    /// Payload bytes per second one connection may send (slowed down the same way).
+    #[arg(long, env = "CHAT_MAX_BYTES_PER_SEC", default_value_t = InboundBudget::default().bytes_per_sec)]
+    max_bytes_per_sec: f64,
+    /// How much of both budgets may be spent at once, as a duration of it.
+    #[arg(long, env = "CHAT_BURST", default_value = "1s", value_parser = parse_duration)]
+    burst: Duration,
     /// How long a client may take to send its request head.
     #[arg(long, env = "CHAT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
@@ -95,6 +105,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         ping_interval: args.ping_interval,
         drain_timeout: args.drain_timeout,
         max_sessions: args.max_sessions.map(|n| n as usize),
+        inbound: InboundBudget {
+            messages_per_sec: args.max_messages_per_sec,
+            bytes_per_sec: args.max_bytes_per_sec,
+            burst: args.burst,
+        },
         header_timeout: args.header_timeout,
         unread_timeout: args.unread_timeout,
         ..Config::default()

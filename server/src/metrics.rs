@@ -44,6 +44,10 @@ pub struct Metrics {
     pub idle_disconnects: AtomicU64,
     /// Connections closed for a protocol violation (1002, 1007, 1009).
     pub protocol_errors: AtomicU64,
+    /// Times a sender over its inbound budget waited before its next frame was read (R3).
+    pub throttled: AtomicU64,
+    /// Milliseconds senders waited for their inbound budget, all together (R3).
+    pub throttled_ms: AtomicU64,
     /// Refused logins, indexed by [`Refusal::index`].
     pub refused: [AtomicU64; Refusal::ALL.len()],
 }
@@ -76,6 +80,8 @@ pub struct MetricsSnapshot {
     pub idle_disconnects: u64,
     /// Connections closed for a protocol violation (1002, 1007, 1009).
     pub protocol_errors: u64,
+    /// Times a sender over its inbound budget was slowed down (R3).
+    pub throttled: u64,
     /// Logins refused before the upgrade, for any reason.
     pub refused_logins: u64,
 }
@@ -94,6 +100,7 @@ impl Metrics {
             binary_ignored: self.binary_ignored.load(Relaxed),
             idle_disconnects: self.idle_disconnects.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
+            throttled: self.throttled.load(Relaxed),
             refused_logins: self.refused.iter().map(|r| r.load(Relaxed)).sum(),
         }
     }
@@ -182,6 +189,18 @@ impl Metrics {
             "Connections closed for a protocol violation (1002, 1007, 1009).",
             &self.protocol_errors,
         );
+        metric(
+            "throttled_total",
+            "counter",
+            "Times a sender over its inbound budget waited before its next frame was read.",
+            &self.throttled,
+        );
+        metric(
+            "throttled_milliseconds_total",
+            "counter",
+            "Milliseconds senders waited for their inbound budget, all together.",
+            &self.throttled_ms,
+        );
         let _ = writeln!(
             out,
             "# HELP chat_refused_handshakes_total Logins refused before the upgrade, by reason."
@@ -241,7 +260,7 @@ mod tests {
         assert!(text.contains("chat_deliveries_out_total{server_id=\"a\\\"b\"} 1\n"));
         assert!(text.contains("reason=\"empty_user\"} 1\n"));
         assert!(text.contains("reason=\"missing_user\"} 0\n"));
-        assert_eq!(text.matches("# TYPE chat_").count(), 11);
+        assert_eq!(text.matches("# TYPE chat_").count(), 13);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::io::{self, Cursor, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use fastwebsockets::{upgrade::UpgradeFut, CloseCode, Frame, OpCode, Role, WebSocketError};
@@ -25,6 +25,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 use tracing::debug;
 
+use crate::budget::Spending;
 use crate::frame::{self, close_code};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing, Pushed};
@@ -211,6 +212,7 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
         }
     }
     let mut reader = Box::new(MessageReader::new(stream, shared.config.max_message));
+    let mut spending = Spending::new(shared.config.inbound, Instant::now());
     // Only used by the deliberate `Fault::SwapPairs`.
     #[cfg(feature = "fault-injection")]
     let mut held: Option<Vec<u8>> = None;
@@ -236,7 +238,24 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
                     }
                 }
             }
-            Event::Text(message) => broadcast(&message, session, shared),
+            Event::Text(message) => {
+                broadcast(&message, session, shared);
+                // Over budget: read nothing more until it refills (R3).
+                let wait = spending.spend(message.len(), Instant::now());
+                if !wait.is_zero() {
+                    Metrics::inc(&shared.metrics.throttled);
+                    let waited = Instant::now();
+                    tokio::select! {
+                        biased;
+                        _ = session.closing.notified() => return true,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    shared
+                        .metrics
+                        .throttled_ms
+                        .fetch_add(waited.elapsed().as_millis() as u64, Relaxed);
+                }
+            }
             Event::Binary => Metrics::inc(&shared.metrics.binary_ignored),
             Event::Ping(payload) => {
                 session.send(

@@ -216,6 +216,11 @@ async fn r7_shutdown_writes_what_was_queued_before_the_1001() {
     const MESSAGES: usize = 256;
     let server = start(chat_server::Config {
         queue_bytes: 64 * 1024 * 1024,
+        // Not about the sender's budget: let 15 MB in at once.
+        inbound: chat_server::InboundBudget {
+            bytes_per_sec: 1e9,
+            ..chat_server::InboundBudget::default()
+        },
         close_timeout: std::time::Duration::from_secs(5),
         drain_timeout: std::time::Duration::from_secs(10),
         ..chat_server::Config::default()
@@ -404,5 +409,105 @@ async fn r4_a_client_that_does_not_read_its_responses_is_cut_off() {
     assert!(
         answered < REQUESTS,
         "all {answered} answers were written: the stall went unnoticed"
+    );
+}
+
+/// Reads `count` flood messages (and whatever else arrives), at most `bytes_per_sec` when
+/// given; returns the texts in arrival order, or why it stopped early.
+async fn read_flood(
+    mut client: Client,
+    count: usize,
+    bytes_per_sec: Option<f64>,
+) -> Result<Vec<String>, String> {
+    let started = std::time::Instant::now();
+    let (mut texts, mut flood, mut bytes) = (Vec::new(), 0, 0usize);
+    while flood < count {
+        match client.next_within(std::time::Duration::from_secs(20)).await {
+            Some(Seen::Text(text)) => {
+                bytes += text.len();
+                flood += usize::from(text.ends_with("-- FROM flooder"));
+                texts.push(text);
+            }
+            other => return Err(format!("after {flood} flood messages: {other:?}")),
+        }
+        if let Some(rate) = bytes_per_sec {
+            let due = std::time::Duration::from_secs_f64(bytes as f64 / rate);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(ahead).await;
+            }
+        }
+    }
+    Ok(texts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_a_flooding_sender_is_slowed_down_and_its_readers_keep_everything() {
+    const FLOOD: usize = 100_000;
+    let server = start(chat_server::Config {
+        inbound: chat_server::InboundBudget {
+            messages_per_sec: 10_000.0,
+            bytes_per_sec: 1024.0 * 1024.0,
+            burst: std::time::Duration::from_millis(100),
+        },
+        ..chat_server::Config::default()
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut flooder = login(addr, "flooder").await;
+    let mut alice = login(addr, "alice").await;
+    let slow = login(addr, "slow").await;
+    let fast = login(addr, "fast").await;
+    wait_online(&server, 4).await;
+    // A reader at 1 MB/s: far below what an unthrottled flood delivers (8 MB in well
+    // under a second, past the socket buffers and the 4 MiB queue), above what the budget
+    // lets through (10,000 messages/s of 80 bytes).
+    let slow = tokio::spawn(read_flood(slow, FLOOD, Some(1_000_000.0)));
+    let fast = tokio::spawn(read_flood(fast, FLOOD, None));
+    let sender = tokio::spawn(async move {
+        for i in 0..FLOOD {
+            flooder.send(&format!("{i:05} {}", "f".repeat(58))).await;
+        }
+        flooder
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    alice.send("hello from alice").await;
+    // Alice reads too (a user that never reads is a slow consumer whoever floods).
+    let alice = tokio::spawn(read_flood(alice, FLOOD, None));
+    let _flooder = sender.await.expect("the flood was sent");
+    for (reader, texts) in [("slow", slow.await), ("fast", fast.await)] {
+        let texts = texts
+            .expect("reader task")
+            .unwrap_or_else(|why| panic!("{reader} reader lost its session: {why}"));
+        let flood: Vec<&String> = texts
+            .iter()
+            .filter(|t| t.ends_with("-- FROM flooder"))
+            .collect();
+        for (i, text) in flood.iter().enumerate() {
+            assert!(
+                text.starts_with(&format!("{i:05} ")),
+                "{reader}: message {i} out of order"
+            );
+        }
+        let position = texts
+            .iter()
+            .position(|t| t == "hello from alice -- FROM alice")
+            .unwrap_or_else(|| panic!("{reader} never got alice's message"));
+        eprintln!(
+            "{reader} reader: alice's message arrived after {position} of {FLOOD} flood messages"
+        );
+        assert!(
+            position < FLOOD / 2,
+            "{reader}: alice waited behind the flood ({position})"
+        );
+    }
+    alice
+        .await
+        .expect("reader task")
+        .expect("alice kept her session");
+    let throttled = metric(addr, "chat_throttled_total").await;
+    assert!(throttled > 0, "the flooder was never slowed down");
+    assert_eq!(
+        metric(addr, "chat_slow_consumer_disconnects_total").await,
+        0
     );
 }

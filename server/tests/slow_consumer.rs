@@ -36,6 +36,11 @@ async fn m6_stalled_receiver_delays_nobody_is_dropped_with_1013_and_memory_stays
     let server = start(Config {
         queue: QUEUE,
         queue_bytes: QUEUE_BYTES,
+        // About the receivers, not the sender's budget (R3): let the burst in at once.
+        inbound: chat_server::InboundBudget {
+            bytes_per_sec: 1e9,
+            ..chat_server::InboundBudget::default()
+        },
         ..Config::default()
     })
     .await;
