@@ -35,7 +35,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: 
         (shared.config.header_timeout, shared.config.unread_timeout);
     let service = service_fn(move |request| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(route(request, &shared)) }
+        async move { Ok::<_, Infallible>(route(request, &shared).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -60,14 +60,16 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: 
     }
 }
 
-fn route(mut request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+async fn route(mut request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
     if fastwebsockets::upgrade::is_upgrade_request(&request) {
-        return login(&mut request, shared);
+        return login(&mut request, shared).await;
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/metrics") => {
-            let body = shared.metrics.render(&shared.config.server_id);
+            let body = shared
+                .metrics
+                .render(&shared.config.server_id, shared.bus.is_some());
             let mut response = text(StatusCode::OK, body);
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -89,8 +91,10 @@ fn route(mut request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<
     }
 }
 
-/// Validates the login and answers `101`, handing the connection to a session task.
-fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+/// Validates the login and answers `101`, handing the connection to a session task. In a
+/// cluster the login first takes its number from the bus (C3); with the bus down it is
+/// refused with `503` (C4).
+async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
     if let Some(refusal) = handshake_refusal(request) {
         shared.metrics.refuse(Refusal::BadHandshake);
         debug!(status = %refusal.status(), "handshake refused");
@@ -121,6 +125,20 @@ fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full
             )
         }
     };
+    let seq = match &shared.bus {
+        None => 0,
+        Some(bus) => match bus.take_login(&name).await {
+            Ok(seq) => seq,
+            Err(down) => {
+                shared.metrics.refuse(Refusal::BusUnavailable);
+                debug!(%down, "login refused: bus down");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{}\n", Refusal::BusUnavailable),
+                );
+            }
+        },
+    };
     #[cfg(feature = "fault-injection")]
     if shared.config.fault == Some(crate::Fault::RegisterAfter101) {
         let nth = shared
@@ -131,14 +149,14 @@ fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full
         let shared = shared.clone();
         tokio::spawn(async move {
             tokio::time::sleep(late).await;
-            if let Some(session) = session::register(&shared, name) {
+            if let Some(session) = session::register(&shared, name, seq) {
                 session::run(shared, session, upgrade).await;
             }
         });
         return response.map(|_| Full::new(Bytes::new()));
     }
     // Registered before the 101 goes out (R6).
-    let Some(session) = session::register(shared, name) else {
+    let Some(session) = session::register(shared, name, seq) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "server shutting down\n".into(),

@@ -12,7 +12,9 @@
 //! name) → `session` (read loop, writer) → `registry` (who is online) → `outbox` (one
 //! receiver's bounded queue) → `frame` (bytes on the wire); beside it `keepalive` (the
 //! idle sweeper), `metrics` (the counters behind `/metrics`) and `shutdown` (the signal
-//! every task watches).
+//! every task watches). With a cluster bus (`Config::bus`), `bus` joins nodes into one
+//! server over Redis (docs/protocol.md C1–C6); without one the server is a complete
+//! single node.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chat_server::Error> {
@@ -24,6 +26,7 @@
 //! ```
 
 mod budget;
+mod bus;
 mod frame;
 mod http;
 mod keepalive;
@@ -36,6 +39,7 @@ mod shutdown;
 mod unread;
 
 pub use budget::InboundBudget;
+pub use bus::BusError;
 pub use metrics::MetricsSnapshot;
 
 use std::net::SocketAddr;
@@ -86,6 +90,13 @@ pub struct Config {
     /// `None`: what the open-file limit allows (raised to its hard limit at start) minus
     /// [`FILE_RESERVE`] for the listener, logs and `/metrics` requests.
     pub max_sessions: Option<usize>,
+    /// The cluster bus to join, as `redis://HOST:PORT` (docs/protocol.md C1–C6). `None`: a
+    /// complete single node (C6). [`Server::start`] fails when Redis cannot be reached
+    /// at start; later outages are survived (C4).
+    pub bus: Option<String>,
+    /// Bind the listen address with `SO_REUSEPORT`, so several nodes on one machine share
+    /// one address and the kernel spreads connections over them ([`Server::start`] only).
+    pub reuse_port: bool,
     /// A deliberate defect, for proving that checks fail on a broken server. `None` in
     /// any real use; the binary has no flag for it. Only a build with the cargo feature
     /// `fault-injection` accepts one: without it, starting refuses the configuration
@@ -109,6 +120,8 @@ impl Default for Config {
             unread_timeout: Duration::from_secs(10),
             max_sessions: None,
             inbound: InboundBudget::default(),
+            bus: None,
+            reuse_port: false,
             fault: None,
         }
     }
@@ -134,6 +147,10 @@ pub enum Fault {
     /// every second login (the 2nd, 4th, …) registers 100 ms after its `101`, the others
     /// at once.
     RegisterAfter101,
+    /// A cluster node that ignores login notices from other nodes: eviction by name only
+    /// among its own sessions, so the same name can be online on two nodes at once
+    /// (docs/protocol.md C3).
+    LocalEvictionOnly,
 }
 
 /// Why the server could not start.
@@ -158,6 +175,9 @@ pub enum Error {
         "cannot inject fault {0:?}: this chat-server was built without the fault-injection feature"
     )]
     FaultInjectionNotBuilt(Fault),
+    /// The cluster bus could not be joined at start (bad URL, or Redis unreachable).
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
 }
 
 /// State shared by every task of one server.
@@ -175,6 +195,8 @@ pub(crate) struct Shared {
     tasks: TaskCount,
     /// Most sessions held at once (R5), resolved from [`Config::max_sessions`].
     max_sessions: usize,
+    /// The cluster bus, when the server is a node of a cluster.
+    bus: Option<Arc<bus::Bus>>,
     /// Logins accepted so far, for the deliberate `Fault::RegisterAfter101`.
     #[cfg(feature = "fault-injection")]
     upgrades: AtomicU64,
@@ -194,12 +216,10 @@ impl Server {
     /// Binds `config.listen` and starts serving on the current tokio runtime.
     pub async fn start(config: Config) -> Result<ServerHandle, Error> {
         validate(&config)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = bind(config.listen, config.reuse_port).map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
         Server::serve(listener, config).await
     }
 
@@ -210,6 +230,13 @@ impl Server {
         validate(&config)?;
         let local_addr = listener.local_addr().map_err(Error::Listener)?;
         let (stop, signal) = ShutdownSignal::new();
+        let (bus, outbound) = match &config.bus {
+            Some(url) => {
+                let (bus, outbound) = bus::Bus::new(url, bus::Keys::default())?;
+                (Some(bus), Some(outbound))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             queue_limit: QueueLimit {
                 frames: config.queue,
@@ -221,10 +248,27 @@ impl Server {
             epoch: Instant::now(),
             tasks: TaskCount::default(),
             max_sessions: resolve_max_sessions(config.max_sessions),
+            bus,
             #[cfg(feature = "fault-injection")]
             upgrades: AtomicU64::new(0),
             config,
         });
+        if let (Some(bus), Some(outbound)) = (&shared.bus, outbound) {
+            let connected = bus::link::connect(&shared, bus).await.map_err(|why| {
+                bus::BusError::Unreachable {
+                    url: bus.url().into(),
+                    why,
+                }
+            })?;
+            tokio::spawn(bus::link::run(
+                shared.clone(),
+                bus.clone(),
+                outbound,
+                connected,
+                signal.clone(),
+            ));
+            info!(id = %shared.config.server_id, bus = bus.url(), "joined the cluster bus");
+        }
         info!(listen = %local_addr, id = %shared.config.server_id, "chat server started");
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), signal.clone()));
         tokio::spawn(keepalive::run(shared.clone(), signal));
@@ -316,6 +360,22 @@ fn validate(config: &Config) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A listening socket on `addr`, with `SO_REUSEPORT` when asked (several nodes on one
+/// address).
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// File descriptors kept for everything that is not a session when the session limit

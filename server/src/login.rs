@@ -28,11 +28,14 @@ pub enum Refusal {
     BadHandshake,
     /// The server holds its maximum of sessions (docs/protocol.md R5): `503`.
     ServerFull,
+    /// The node's cluster bus is down, so it cannot number the login (docs/protocol.md
+    /// C4): `503`.
+    BusUnavailable,
 }
 
 impl Refusal {
     /// Every reason, for exporting zero-valued counters in `/metrics`.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::MissingUser,
         Refusal::EmptyUser,
         Refusal::NameTooLong { limit: 0 },
@@ -41,6 +44,7 @@ impl Refusal {
         Refusal::FormatCharacter,
         Refusal::BadHandshake,
         Refusal::ServerFull,
+        Refusal::BusUnavailable,
     ];
 
     /// The `reason` label used in `/metrics`.
@@ -54,6 +58,7 @@ impl Refusal {
             Refusal::FormatCharacter => "format_character",
             Refusal::BadHandshake => "bad_handshake",
             Refusal::ServerFull => "server_full",
+            Refusal::BusUnavailable => "bus_unavailable",
         }
     }
 
@@ -68,6 +73,7 @@ impl Refusal {
             Refusal::FormatCharacter => 5,
             Refusal::BadHandshake => 6,
             Refusal::ServerFull => 7,
+            Refusal::BusUnavailable => 8,
         }
     }
 }
@@ -90,6 +96,10 @@ impl fmt::Display for Refusal {
             Refusal::ServerFull => write!(
                 f,
                 "server full: it holds its maximum of sessions; try again later"
+            ),
+            Refusal::BusUnavailable => write!(
+                f,
+                "cluster bus unavailable: this node cannot order logins across the cluster now; try again shortly"
             ),
         }
     }

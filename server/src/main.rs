@@ -15,17 +15,32 @@ use clap::Parser;
 /// other user as `<message> -- FROM <NAME>`; a second login of a name evicts the first.
 ///
 /// Also serves `GET /healthz` and `GET /metrics` (Prometheus text). Every flag can be set
-/// from the environment variable shown. Exit codes: 0 graceful shutdown, 1 cannot start,
-/// 2 bad usage.
+/// from the environment variable shown. Exit codes: 0 graceful shutdown, 1 cannot start
+/// (address in use, Redis unreachable), 2 bad usage.
+///
+/// Cluster: nodes started with the same `--bus redis://HOST:PORT` act as one server
+/// (a relogin on one node evicts the session on another; every message reaches every
+/// node's users in its sender's order). `--reuse-port` lets several nodes on one machine
+/// share one listen address.
 #[derive(Debug, Parser)]
 #[command(name = "chat-server", version)]
 struct Args {
     /// Address and port to listen on (port 0 picks a free one).
     #[arg(long, env = "CHAT_LISTEN", default_value = "0.0.0.0:6789")]
     listen: SocketAddr,
-    /// Server id, shown in logs and /metrics.
+    /// Server (node) id, shown in logs and as the server_id label in /metrics. Give each
+    /// node of a cluster its own.
     #[arg(long, env = "CHAT_ID", default_value = "1")]
     id: String,
+    /// Join a cluster over this Redis (redis://HOST:PORT[/DB]). Without it the server is a
+    /// complete single node. While Redis is unreachable, local delivery goes on and logins
+    /// get 503; the node reconnects (backoff up to 1 s) and resynchronises by itself.
+    #[arg(long, env = "CHAT_BUS")]
+    bus: Option<String>,
+    /// Listen with SO_REUSEPORT, so several nodes on this machine can share one address
+    /// (the kernel spreads new connections over them).
+    #[arg(long, env = "CHAT_REUSE_PORT")]
+    reuse_port: bool,
     /// Largest text message accepted, in bytes; larger ones close the connection with 1009.
     #[arg(long, env = "CHAT_MAX_MESSAGE", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_message: u32,
@@ -81,7 +96,10 @@ fn main() -> std::process::ExitCode {
             // A value out of range is bad usage, like a flag clap refuses.
             let usage = matches!(
                 error.downcast_ref::<chat_server::Error>(),
-                Some(chat_server::Error::Config(_))
+                Some(
+                    chat_server::Error::Config(_)
+                        | chat_server::Error::Bus(chat_server::BusError::Url { .. })
+                )
             );
             std::process::ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -112,6 +130,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         header_timeout: args.header_timeout,
         unread_timeout: args.unread_timeout,
+        bus: args.bus,
+        reuse_port: args.reuse_port,
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -50,6 +50,75 @@ pub struct Metrics {
     pub throttled_ms: AtomicU64,
     /// Refused logins, indexed by [`Refusal::index`].
     pub refused: [AtomicU64; Refusal::ALL.len()],
+    /// Cluster bus (docs/protocol.md C1–C6): 1 while the link is up and resynchronised.
+    pub bus_connected: AtomicU64,
+    /// Chat messages published to the bus.
+    pub bus_published: AtomicU64,
+    /// Chat messages received from other nodes through the bus.
+    pub bus_received: AtomicU64,
+    /// Chat messages that could not be forwarded to the other nodes (bus down or too far
+    /// behind; C4).
+    pub bus_unforwarded: AtomicU64,
+    /// Publications on the bus channel that could not be decoded (and were ignored).
+    pub bus_undecodable: AtomicU64,
+    /// Times the bus link came back after being lost.
+    pub bus_reconnects: AtomicU64,
+    /// Local sessions closed because a newer login of the name happened on another node.
+    pub cross_node_evictions: AtomicU64,
+    /// This node's probes through the bus and back.
+    pub bus_round_trip: RoundTrips,
+}
+
+/// A Prometheus histogram of bus round trips, in fixed buckets.
+#[derive(Debug, Default)]
+pub struct RoundTrips {
+    /// Observations at or below each of [`ROUND_TRIP_BUCKETS`] (not cumulative here).
+    buckets: [AtomicU64; ROUND_TRIP_BUCKETS.len()],
+    /// Observations above the last bucket.
+    over: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+/// Upper bounds of the round-trip buckets, in seconds.
+pub const ROUND_TRIP_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl RoundTrips {
+    /// Counts one round trip of `ns` nanoseconds.
+    pub fn observe(&self, ns: u64) {
+        let seconds = ns as f64 / 1e9;
+        match ROUND_TRIP_BUCKETS.iter().position(|&le| seconds <= le) {
+            Some(i) => Metrics::inc(&self.buckets[i]),
+            None => Metrics::inc(&self.over),
+        }
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, id: &str) {
+        let name = "chat_bus_round_trip_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} This node's probes published to the bus and heard back."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (le, bucket) in ROUND_TRIP_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{server_id=\"{id}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count = cumulative + self.over.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{server_id=\"{id}\",le=\"+Inf\"}} {count}"
+        );
+        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{server_id=\"{id}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{server_id=\"{id}\"}} {count}");
+    }
 }
 
 /// The server's counters at one moment, for an embedder (see
@@ -84,6 +153,18 @@ pub struct MetricsSnapshot {
     pub throttled: u64,
     /// Logins refused before the upgrade, for any reason.
     pub refused_logins: u64,
+    /// 1 while the cluster bus is connected (always 0 without a bus).
+    pub bus_connected: u64,
+    /// Chat messages published to the bus.
+    pub bus_published: u64,
+    /// Chat messages received from other nodes.
+    pub bus_received: u64,
+    /// Chat messages not forwarded to other nodes (bus down or behind).
+    pub bus_unforwarded: u64,
+    /// Local sessions closed for a newer login on another node.
+    pub cross_node_evictions: u64,
+    /// Logins refused with `503` because the bus was down.
+    pub refused_bus_unavailable: u64,
 }
 
 impl Metrics {
@@ -102,6 +183,12 @@ impl Metrics {
             protocol_errors: self.protocol_errors.load(Relaxed),
             throttled: self.throttled.load(Relaxed),
             refused_logins: self.refused.iter().map(|r| r.load(Relaxed)).sum(),
+            bus_connected: self.bus_connected.load(Relaxed),
+            bus_published: self.bus_published.load(Relaxed),
+            bus_received: self.bus_received.load(Relaxed),
+            bus_unforwarded: self.bus_unforwarded.load(Relaxed),
+            cross_node_evictions: self.cross_node_evictions.load(Relaxed),
+            refused_bus_unavailable: self.refused[Refusal::BusUnavailable.index()].load(Relaxed),
         }
     }
 
@@ -116,8 +203,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every counter, then of the process's CPU time and
-    /// resident memory (read from `/proc` now; left out where it cannot be read).
-    pub fn render(&self, server_id: &str) -> String {
+    /// resident memory (read from `/proc` now; left out where it cannot be read). The
+    /// `chat_bus_*` metrics are there only when the server is a node of a cluster (`bus`).
+    pub fn render(&self, server_id: &str, bus: bool) -> String {
         let mut out = String::with_capacity(2048);
         let id = escape_label(server_id);
         let mut metric = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
@@ -201,6 +289,50 @@ impl Metrics {
             "Milliseconds senders waited for their inbound budget, all together.",
             &self.throttled_ms,
         );
+        if bus {
+            metric(
+                "bus_connected",
+                "gauge",
+                "1 while this node's link to the cluster bus is up, 0 while it is down.",
+                &self.bus_connected,
+            );
+            metric(
+                "bus_published_total",
+                "counter",
+                "Chat messages published to the cluster bus.",
+                &self.bus_published,
+            );
+            metric(
+                "bus_received_total",
+                "counter",
+                "Chat messages received from other nodes through the bus.",
+                &self.bus_received,
+            );
+            metric(
+                "bus_unforwarded_total",
+                "counter",
+                "Chat messages not forwarded to other nodes (bus down or too far behind).",
+                &self.bus_unforwarded,
+            );
+            metric(
+                "bus_undecodable_total",
+                "counter",
+                "Publications on the bus channel that could not be decoded.",
+                &self.bus_undecodable,
+            );
+            metric(
+                "bus_reconnects_total",
+                "counter",
+                "Times the bus link came back after being lost.",
+                &self.bus_reconnects,
+            );
+            metric(
+                "cross_node_evictions_total",
+                "counter",
+                "Local sessions closed because the name logged in on another node.",
+                &self.cross_node_evictions,
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP chat_refused_handshakes_total Logins refused before the upgrade, by reason."
@@ -213,6 +345,9 @@ impl Metrics {
                 reason.label(),
                 self.refused[reason.index()].load(Relaxed)
             );
+        }
+        if bus {
+            self.bus_round_trip.render(&mut out, &id);
         }
         render_process(&mut out, &Usage::of_self());
         out
@@ -256,7 +391,7 @@ mod tests {
         let m = Metrics::default();
         Metrics::inc(&m.deliveries_out);
         m.refuse(Refusal::EmptyUser);
-        let text = m.render("a\"b");
+        let text = m.render("a\"b", false);
         assert!(text.contains("chat_deliveries_out_total{server_id=\"a\\\"b\"} 1\n"));
         assert!(text.contains("reason=\"empty_user\"} 1\n"));
         assert!(text.contains("reason=\"missing_user\"} 0\n"));

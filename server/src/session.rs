@@ -29,6 +29,7 @@ use crate::budget::Spending;
 use crate::frame::{self, close_code};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing, Pushed};
+use crate::registry::Registered;
 use crate::unread::UnreadLimit;
 use crate::Shared;
 
@@ -48,6 +49,9 @@ pub struct Session {
     pub id: u64,
     /// The user's name, as logged in.
     pub name: Arc<str>,
+    /// The login's number from the cluster's counter (docs/protocol.md C3); 0 on a single
+    /// node.
+    pub seq: u64,
     /// Frames waiting for this connection's writer.
     pub outbox: Outbox,
     /// Wakes the read loop when someone else ends the session.
@@ -60,10 +64,11 @@ pub struct Session {
 
 impl Session {
     /// A session that has not yet heard anything.
-    pub fn new(id: u64, name: Arc<str>) -> Self {
+    pub fn new(id: u64, name: Arc<str>, seq: u64) -> Self {
         Session {
             id,
             name,
+            seq,
             outbox: Outbox::default(),
             closing: Notify::new(),
             last_heard_ms: AtomicU64::new(0),
@@ -128,24 +133,32 @@ type ReadStream = tokio::io::Chain<Cursor<Bytes>, OwnedReadHalf>;
 /// `101` is sent (docs/protocol.md R6): a client that saw this login's `101` before it
 /// sent another login of the same name finds this one evicted by that one, never the
 /// other way round. Until the upgrade completes, messages for it wait in its outbox.
-/// `None` when the server is shutting down (the login is then refused).
-pub(crate) fn register(shared: &Shared, name: String) -> Option<Arc<Session>> {
+/// `seq` is the login's number from the cluster bus (0 on a single node); a login that a
+/// newer one already superseded (C3) gets its `101` and, at once, the Close 4001 it would
+/// have got a moment later. `None` when the server is shutting down (the login is then
+/// refused).
+pub(crate) fn register(shared: &Shared, name: String, seq: u64) -> Option<Arc<Session>> {
     let session = Arc::new(Session::new(
         shared.next_id.fetch_add(1, Relaxed),
         name.into(),
+        seq,
     ));
     session.last_heard_ms.store(shared.now_ms(), Relaxed);
-    let previous = shared
+    let registered = shared
         .registry
         .register(session.clone(), &shared.metrics)
         .ok()?;
     Metrics::inc(&shared.metrics.logins);
-    debug!(user = %session.name, id = session.id, "login");
-    if let Some(previous) = previous {
+    debug!(user = %session.name, id = session.id, seq, "login");
+    let evicted = match registered {
+        Registered::Online { replaced } => replaced,
+        Registered::Superseded => Some(session.clone()),
+    };
+    if let Some(evicted) = evicted {
         let bye = frame::close(close_code::REPLACED, "replaced by a new login");
-        if previous.close(Some(bye), false) {
+        if evicted.close(Some(bye), false) {
             Metrics::inc(&shared.metrics.evictions);
-            debug!(user = %previous.name, id = previous.id, "evicted");
+            debug!(user = %evicted.name, id = evicted.id, "evicted");
         }
     }
     Some(session)
@@ -179,7 +192,11 @@ pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: Upg
 
     let mut stream = AsyncReadExt::chain(Cursor::new(leftover), read_half);
     let peer_open = read_loop(&mut stream, &session, &shared).await;
-    shared.registry.unregister(&session, &shared.metrics);
+    if shared.registry.unregister(&session, &shared.metrics) {
+        if let Some(bus) = &shared.bus {
+            bus.forget(session.name.clone(), session.seq);
+        }
+    }
 
     if tokio::time::timeout(shared.config.close_timeout, &mut writer)
         .await
@@ -302,6 +319,9 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
         }
     }
     let bytes = frame::chat(message, &sender.name);
+    if let Some(bus) = &shared.bus {
+        bus.publish_chat(&sender.name, &bytes, &shared.metrics);
+    }
     shared.registry.for_each_other(&sender.name, |receiver| {
         receiver.send(
             Outgoing {
