@@ -194,6 +194,13 @@ pub struct ServeArgs {
     /// (chat-server's `fault-injection` feature); a release build refuses with exit 3.
     #[arg(long, value_parser = parse_fault)]
     pub fault: Option<chat_server::Fault>,
+    /// Join a chat-server cluster over this Redis (redis://HOST:PORT), as chat-server's
+    /// --bus does.
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
+    /// Node id, as chat-server's --id.
+    #[arg(long, default_value = "1")]
+    pub id: String,
 }
 
 /// Parses `--fault`.
@@ -202,13 +209,14 @@ fn parse_fault(text: &str) -> Result<chat_server::Fault, String> {
     match text {
         "delete-by-name" => Ok(Fault::DeleteByName),
         "swap-pairs" => Ok(Fault::SwapPairs),
+        "local-eviction-only" => Ok(Fault::LocalEvictionOnly),
         _ => text
             .strip_prefix("drop-every-")
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| n > 0)
             .map(Fault::DropEvery)
             .ok_or_else(|| {
-                format!("unknown fault {text:?}: use delete-by-name, swap-pairs or drop-every-N")
+                format!("unknown fault {text:?}: use delete-by-name, swap-pairs, local-eviction-only or drop-every-N")
             }),
     }
 }

@@ -93,6 +93,22 @@ pub struct Users {
     /// A login that has not completed its handshake by then counts as a connect error.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Span,
+    /// Where a relogin connects: the target of the user's session, or the next target in
+    /// the list (a relogin on another node of a cluster).
+    #[serde(default)]
+    pub relogin_target: ReloginTarget,
+}
+
+/// `[users] relogin_target`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloginTarget {
+    /// The target the user's session is on.
+    #[default]
+    Same,
+    /// The next target in the list after the user's current one (with several
+    /// concurrent logins, each takes the next after the previous one).
+    Next,
 }
 
 /// `[verify]`.

@@ -36,6 +36,8 @@ pub async fn main(args: crate::cli::ServeArgs) -> crate::exit::Exit {
     let config = chat_server::Config {
         listen: args.listen,
         fault: args.fault,
+        bus: args.bus,
+        server_id: args.id,
         ..Default::default()
     };
     match serve(config).await {

@@ -347,6 +347,7 @@ impl CapacitySpec {
                 connect_rate: Some(load.connect_rate),
                 connect_over: None,
                 connect_timeout: load.connect_timeout,
+                relogin_target: Default::default(),
             },
             verify: self.verify.clone(),
             phases: vec![

@@ -8,6 +8,13 @@
 //! being relogged, churned, closed or dropped during that window. Deliveries expected and
 //! missing are *lost*; deliveries outside any window are *unverified* (counted, not judged).
 //!
+//! **The sender's side.** A message its sender wrote in the last `deadline` before the
+//! server cut that sender's connection unexpectedly (a server node killed, a dropped
+//! connection) is *unjudged*: the server may have gone before it read it, so nobody is
+//! expected to have received it (what arrives of it is unverified). The cut itself is
+//! reported, as an unexpected disconnect; counting its in-flight messages as loss too
+//! would blame the broadcast for what was a dead connection.
+//!
 //! Per (session, sender) the received sequence numbers are kept as a range
 //! `[first, last]` minus a list of holes. A correct server fills the range in order and
 //! never makes a hole, so the usual cost is two integers; a gap opens a hole, a late
@@ -214,12 +221,49 @@ impl LossTally {
     }
 }
 
-/// Computes loss over all sessions. `send_times[s][k]` is the run-clock time (ns) at which
-/// sender `s` sent its message with sequence `k + 1` (non-decreasing in `k`); `interval_of`
-/// maps a send time to the index of the report interval it fell in.
+/// What one sender sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentLog {
+    /// `times[k]` is the run-clock time (ns) at which the message with sequence `k + 1`
+    /// was sent (non-decreasing in `k`).
+    pub times: Vec<u64>,
+    /// Inclusive sequence ranges that are unjudged (see the module doc), in order.
+    pub unjudged: Vec<(u64, u64)>,
+}
+
+impl SentLog {
+    /// A log with every message judged.
+    pub fn from_times(times: Vec<u64>) -> SentLog {
+        SentLog {
+            times,
+            unjudged: Vec::new(),
+        }
+    }
+
+    /// Marks the messages sent on a connection (sequences `first..=last`) that the server
+    /// cut at `cut_ns` and that were sent within `deadline_ns` before the cut.
+    pub fn cut(&mut self, first: u64, last: u64, cut_ns: u64, deadline_ns: u64) {
+        let since = cut_ns.saturating_sub(deadline_ns);
+        let lo = (first..=last).find(|&seq| {
+            self.times
+                .get((seq - 1) as usize)
+                .is_some_and(|&t| t >= since)
+        });
+        if let Some(lo) = lo {
+            self.unjudged.push((lo, last));
+        }
+    }
+
+    fn is_unjudged(&self, seq: u64) -> bool {
+        self.unjudged.iter().any(|&(lo, hi)| lo <= seq && seq <= hi)
+    }
+}
+
+/// Computes loss over all sessions. `sent[s]` is what sender `s` sent; `interval_of` maps a
+/// send time to the index of the report interval it fell in.
 pub fn tally_loss(
     ledgers: &[SessionLedger],
-    send_times: &[Vec<u64>],
+    sent: &[SentLog],
     deadline_ns: u64,
     interval_of: impl Fn(u64) -> usize,
 ) -> LossTally {
@@ -229,7 +273,8 @@ pub fn tally_loss(
             let until = ledger.stable_until_ns.checked_sub(deadline_ns)?;
             (from <= until).then_some((from, until))
         });
-        for (sender, times) in send_times.iter().enumerate() {
+        for (sender, log) in sent.iter().enumerate() {
+            let times = &log.times;
             let sender = sender as u32;
             if sender == ledger.user {
                 continue;
@@ -246,6 +291,12 @@ pub fn tally_loss(
             };
             for seq in lo..=hi {
                 let when = interval_of(times[(seq - 1) as usize]);
+                if log.is_unjudged(seq) {
+                    if received.is_some_and(|r| r.contains(seq)) {
+                        LossTally::bump(&mut tally.unverified, when);
+                    }
+                    continue;
+                }
                 LossTally::bump(&mut tally.expected, when);
                 if !received.is_some_and(|r| r.contains(seq)) {
                     LossTally::bump(&mut tally.lost, when);
@@ -324,7 +375,7 @@ mod tests {
     #[test]
     fn loss_counts_only_inside_the_window() {
         // Sender 0 sends seq 1..=10 at t = 10, 20, ..., 100.
-        let sends = vec![(1..=10).map(|k| k * 10).collect::<Vec<u64>>()];
+        let sends = vec![SentLog::from_times((1..=10).map(|k| k * 10).collect())];
         let per_10 = |t: u64| (t / 50) as usize;
         // Receiver 1 is stable from 25 until 95; deadline 10 -> window [25, 85]: seqs 3..=8.
         // It got 1, 3, 4, 6, 7, 8, 9: seq 5 is lost; 1 and 9 are unverified.
@@ -339,8 +390,33 @@ mod tests {
     }
 
     #[test]
+    fn messages_in_flight_when_the_server_cut_their_sender_are_not_judged() {
+        // Sender 0 sends seq 1..=10 at t = 10, 20, ..., 100 on one connection, which the
+        // server cut at t = 75; deadline 10: seqs 7 (t = 70) and later are unjudged.
+        let mut log = SentLog::from_times((1..=10).map(|k| k * 10).collect());
+        log.cut(1, 7, 75, 10);
+        assert_eq!(log.unjudged, vec![(7, 7)]);
+        // The receiver, stable throughout, got 1..=6 (seq 7 died with the server) and is
+        // not blamed for it; nor for seqs 8..=10, never sent on a live connection.
+        log.unjudged = vec![(7, 10)];
+        let l = ledger(1, 0, 1000, &[(0, &[1, 2, 3, 4, 5, 6])]);
+        let tally = tally_loss(
+            std::slice::from_ref(&l),
+            std::slice::from_ref(&log),
+            10,
+            |_| 0,
+        );
+        assert_eq!(tally.expected, vec![6]);
+        assert_eq!(tally.lost, Vec::<u64>::new());
+        // The check still fails on a real loss among the judged messages.
+        let holey = ledger(1, 0, 1000, &[(0, &[1, 2, 4, 5, 6])]);
+        let tally = tally_loss(&[holey], &[log], 10, |_| 0);
+        assert_eq!(tally.lost, vec![1]);
+    }
+
+    #[test]
     fn a_session_that_never_stabilised_expects_nothing() {
-        let sends = vec![vec![10, 20]];
+        let sends = vec![SentLog::from_times(vec![10, 20])];
         let mut l = ledger(1, 0, 5, &[(0, &[1])]);
         let tally = tally_loss(std::slice::from_ref(&l), &sends, 10, |_| 0);
         assert_eq!(tally.expected.iter().sum::<u64>(), 0);

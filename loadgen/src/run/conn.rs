@@ -112,6 +112,14 @@ impl Conn {
         self.end_expected.load(Relaxed)
     }
 
+    /// When the connection ended, if it ended without loadgen expecting it (the server
+    /// closed or dropped it unasked).
+    pub fn cut_at(&self) -> Option<u64> {
+        let ended = self.ended.borrow();
+        let at = ended.as_ref()?.at_ns;
+        (!self.end_was_expected()).then_some(at)
+    }
+
     /// Declares this connection the user's session from `at_ns` on (a relogin's single
     /// survivor): deliveries are expected from then, and its end is no longer expected.
     pub fn declare_stable(&self, at_ns: u64) {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use crate::checks::delivery::tally_loss;
+use crate::checks::delivery::{tally_loss, SentLog};
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{new_histogram, Counters, IntervalRecord};
@@ -190,7 +190,7 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
     if completion == Completion::Complete {
         tokio::time::sleep(verify.deadline.0).await;
     }
-    let mut send_times: Vec<Vec<u64>> = vec![Vec::new(); max_senders as usize];
+    let mut send_times: Vec<SentLog> = vec![SentLog::default(); max_senders as usize];
     while let Some(joined) = senders.join_next().await {
         if let Ok((index, times)) = joined {
             if let Some(slot) = send_times.get_mut(index as usize) {
@@ -437,7 +437,7 @@ async fn close_all(run: &Arc<RunState>) {
 fn account(
     run: &RunState,
     records: &mut [IntervalRecord],
-    send_times: &[Vec<u64>],
+    send_times: &[SentLog],
     measure_start: u64,
     ramp_counters: Counters,
 ) -> Counters {

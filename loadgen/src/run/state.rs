@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use super::conn::Conn;
 use super::plan::{self, PhasePlan};
 use crate::checks::delivery::SessionLedger;
 use crate::record::Recorder;
-use crate::scenario::Scenario;
+use crate::scenario::{ReloginTarget, Scenario};
 use crate::stamp::{Kind, Stamp};
 use crate::target::Target;
 
@@ -90,6 +90,9 @@ pub struct RunState {
     slots: Vec<Mutex<Option<Arc<Conn>>>>,
     /// Users in the middle of a relogin or churn.
     busy: Vec<AtomicBool>,
+    /// How many targets past its own each user has moved (relogins with
+    /// `relogin_target = "next"`).
+    hops: Vec<AtomicU32>,
     /// The phases, set once when measurement starts.
     plan: OnceLock<Vec<PhasePlan>>,
     /// Set when senders and disruptions must stop.
@@ -131,6 +134,7 @@ impl RunState {
             ledgers: Mutex::new(Vec::new()),
             slots: (0..count).map(|_| Mutex::new(None)).collect(),
             busy: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            hops: (0..count).map(|_| AtomicU32::new(0)).collect(),
             plan: OnceLock::new(),
             stop: watch::Sender::new(false),
             prober: Mutex::new(None),
@@ -154,9 +158,29 @@ impl RunState {
         self.names.get(index as usize).map_or("", String::as_str)
     }
 
-    /// Where user `index` connects.
+    /// Where user `index` connects: its own target (users are spread round-robin), moved
+    /// on by its relogins when they go to the next target.
     pub fn target_for(&self, index: u32) -> (&Target, SocketAddr) {
-        let (target, addr) = &self.targets[index as usize % self.targets.len()];
+        let hops = self.hops.get(index as usize).map_or(0, |h| h.load(Relaxed));
+        self.nth_target(index as usize + hops as usize)
+    }
+
+    /// Where a relogin of user `index` connects (`[users] relogin_target`).
+    pub fn target_for_relogin(&self, index: u32) -> (&Target, SocketAddr) {
+        match (
+            self.scenario.users.relogin_target,
+            self.hops.get(index as usize),
+        ) {
+            (ReloginTarget::Next, Some(hops)) => {
+                let hop = hops.fetch_add(1, Relaxed) + 1;
+                self.nth_target(index as usize + hop as usize)
+            }
+            _ => self.target_for(index),
+        }
+    }
+
+    fn nth_target(&self, n: usize) -> (&Target, SocketAddr) {
+        let (target, addr) = &self.targets[n % self.targets.len()];
         (target, *addr)
     }
 

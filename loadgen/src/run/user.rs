@@ -14,7 +14,7 @@ use fastwebsockets::{Frame, Payload};
 
 use super::conn::{Conn, Ended, NEVER};
 use super::state::RunState;
-use crate::checks::delivery::{self, Arrival, Delivery, ReceivedSet, SessionLedger};
+use crate::checks::delivery::{self, Arrival, Delivery, ReceivedSet, SentLog, SessionLedger};
 use crate::connection::{self, Connected, FrameReader, Incoming, ReadStream};
 use crate::stamp::{Kind, Stamp};
 
@@ -26,7 +26,11 @@ pub async fn open(
     user: u32,
     stable: bool,
 ) -> Result<Arc<Conn>, connection::ConnectError> {
-    let (target, addr) = run.target_for(user);
+    let (target, addr) = if stable {
+        run.target_for(user)
+    } else {
+        run.target_for_relogin(user)
+    };
     let Connected { read, write } =
         connection::connect(target, addr, run.name(user), run.connect_timeout).await?;
     let conn = Arc::new(Conn::new(
@@ -163,18 +167,25 @@ fn on_text(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
 }
 
 /// One sender's open-model loop: sends at the times its schedule fixes, whatever happened
-/// to earlier sends, until the last phase ends or the run stops. Returns its send times.
-pub async fn send_loop(run: Arc<RunState>, user: u32) -> Vec<u64> {
+/// to earlier sends, until the last phase ends or the run stops. Returns what it sent,
+/// with the messages in flight on a connection the server cut marked unjudged
+/// ([`delivery`]'s module doc). A user without a live session sends nothing.
+pub async fn send_loop(run: Arc<RunState>, user: u32) -> SentLog {
     let mut sent_at = Vec::new();
-    for phase in run.plan() {
+    // (connection, sequence of the first message sent on it), in order.
+    let mut used: Vec<(Arc<Conn>, u64)> = Vec::new();
+    'phases: for phase in run.plan() {
         for intended in phase.send_times(user) {
             tokio::select! {
-                _ = run.stopped() => return sent_at,
+                _ = run.stopped() => break 'phases,
                 _ = tokio::time::sleep_until(run.clock.instant_at(intended)) => {}
             }
-            let Some(conn) = run.current(user) else {
+            let Some(conn) = run.current(user).filter(|c| c.is_open()) else {
                 continue;
             };
+            if used.last().is_none_or(|(last, _)| last.id != conn.id) {
+                used.push((conn.clone(), sent_at.len() as u64 + 1));
+            }
             let stamp = Stamp {
                 run: run.run_id,
                 kind: Kind::Chat,
@@ -188,5 +199,20 @@ pub async fn send_loop(run: Arc<RunState>, user: u32) -> Vec<u64> {
             let _ = conn.send_text(stamp.message(phase.message_size)).await;
         }
     }
-    sent_at
+    let deadline_ns = run.scenario.verify.deadline.0.as_nanos() as u64;
+    let mut log = SentLog::from_times(sent_at);
+    let ends: Vec<u64> = used
+        .iter()
+        .skip(1)
+        .map(|(_, first)| first - 1)
+        .chain([log.times.len() as u64])
+        .collect();
+    for ((conn, first), last) in used.iter().zip(ends) {
+        if let Some(cut_ns) = conn.cut_at() {
+            if *first <= last {
+                log.cut(*first, last, cut_ns, deadline_ns);
+            }
+        }
+    }
+    log
 }
