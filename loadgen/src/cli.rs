@@ -65,13 +65,14 @@ pub enum Command {
     /// code is a warn; a refusal by dropping the connection is accepted and reported.
     ///
     /// Every loop is bounded in count and time; a default run against a local chat-server
-    /// takes about 15 seconds (10 of them R4 waiting out the server's header timeout),
-    /// against a broken one at most a few minutes.
+    /// takes about 15 seconds (10 of them R4 waiting out the server's header timeout);
+    /// against a broken one each check stops at --check-timeout.
     ///
     /// Examples:
     ///   loadgen conform ws://127.0.0.1:6789/
     ///   loadgen conform ws://chat.example:6789/ --only S4,S5,S6 --relogins 1000
     ///   loadgen conform ws://127.0.0.1:6789/ --junit conform.xml --json conform.json
+    ///   loadgen conform ws://127.0.0.1:6789/ --only R4,R5 --header-timeout 2s --max-sessions 100
     ///
     /// Exit codes: 0 every MUST check passed; 1 a MUST check failed; 2 bad usage;
     /// 3 the server cannot be reached (or a report file cannot be written).
@@ -233,7 +234,8 @@ fn parse_fault(text: &str) -> Result<chat_server::Fault, String> {
 pub struct ConformArgs {
     /// Server URL, e.g. ws://127.0.0.1:6789/
     pub url: String,
-    /// Run only these rules, comma-separated (e.g. S5,M3).
+    /// Run only these rules, comma-separated (e.g. S5,M3); a rule with several checks
+    /// (S3) runs all of them.
     #[arg(long, value_delimiter = ',', value_name = "RULES")]
     pub only: Option<Vec<String>>,
     /// Write JUnit XML (one testcase per check) to FILE.

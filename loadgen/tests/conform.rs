@@ -476,6 +476,23 @@ async fn only_runs_the_named_rules() {
     server.shutdown().await;
 }
 
+/// A rule with two checks (S3) runs both under `--only`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_rule_runs_all_of_its_checks() {
+    let server = chat_server(None).await;
+    let url = format!("ws://{}/", server.local_addr());
+    let run = conform("only-s3", &url, &["--only", "S3"]).await;
+    assert_eq!(run.code, 0);
+    let keys: Vec<_> = run.json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(keys, ["S3", "S3 format"]);
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_rule_is_a_usage_error() {
     let run = conform("usage", "ws://127.0.0.1:9/", &["--only", "S5,X9"]).await;
