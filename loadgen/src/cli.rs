@@ -44,18 +44,35 @@ pub enum Command {
     /// Check a chat server against the protocol (docs/protocol.md), rule by rule.
     ///
     /// One named check per MUST rule (S2 S4 S5 S6 S7 M1 M2 M3 M5 M6: pass/fail) and
-    /// informational checks (S1 S3 M4 O1: info when the server behaves as chat-server,
-    /// warn when it differs). Works against any server speaking the protocol; where the
-    /// protocol allows two behaviours (HTTP 400 or a drop; Close 4001 or a TCP drop) both
-    /// pass and the table says which was seen. Verdicts: pass/fail for MUST rules (warn on
-    /// a MUST check means it passed with a remark), info/warn for the others. Every loop is
-    /// bounded in count and time; a default run against a local chat-server takes a few
-    /// seconds, against a broken one at most about a minute.
+    /// informational checks (S1, S3 twice, M4, O1, R1-R7: info when the server does what
+    /// the rule says, warn when it differs; they never fail the run). Works against any
+    /// server speaking the protocol; where the protocol allows two behaviours (HTTP 400 or
+    /// a drop; Close 4001 or a TCP drop) both pass and the table says which was seen.
+    /// Verdicts: pass/fail for MUST rules (warn on a MUST check means it passed with a
+    /// remark), info/warn for the others.
+    ///
+    /// The robustness rules R1-R7 are ours, not marked MUST in the protocol, so they are
+    /// reported as info/warn: R1 POST, HTTP/1.0 and version-8 upgrades refused (405, 400,
+    /// 426 with Sec-WebSocket-Version: 13) and no session opened; R2 an unmasked Text and
+    /// a 126-byte Ping closed with 1002, nothing broadcast; R3 a sender flooding 2500
+    /// messages beside a reader: the reader keeps its session and gets all of them in
+    /// order (throttling shown if /metrics has chat_throttled_total); R4 a 20 KiB head
+    /// gets 431 and an unfinished head is ended within --header-timeout plus
+    /// --close-deadline (this wait is most of a default run's time); R5 only with
+    /// --max-sessions N (503 for login N+1); R6 20 rounds of logins of one name each sent
+    /// after the previous 101: the last survives; R7 is not checkable without shutting
+    /// the server down, and says so. Where a rule names a status or Close code another
+    /// code is a warn; a refusal by dropping the connection is accepted and reported.
+    ///
+    /// Every loop is bounded in count and time; a default run against a local chat-server
+    /// takes about 15 seconds (10 of them R4 waiting out the server's header timeout);
+    /// against a broken one each check stops at --check-timeout.
     ///
     /// Examples:
     ///   loadgen conform ws://127.0.0.1:6789/
     ///   loadgen conform ws://chat.example:6789/ --only S4,S5,S6 --relogins 1000
     ///   loadgen conform ws://127.0.0.1:6789/ --junit conform.xml --json conform.json
+    ///   loadgen conform ws://127.0.0.1:6789/ --only R4,R5 --header-timeout 2s --max-sessions 100
     ///
     /// Exit codes: 0 every MUST check passed; 1 a MUST check failed; 2 bad usage;
     /// 3 the server cannot be reached (or a report file cannot be written).
@@ -225,7 +242,8 @@ fn parse_fault(text: &str) -> Result<chat_server::Fault, String> {
 pub struct ConformArgs {
     /// Server URL, e.g. ws://127.0.0.1:6789/
     pub url: String,
-    /// Run only these rules, comma-separated (e.g. S5,M3).
+    /// Run only these rules, comma-separated (e.g. S5,M3); a rule with several checks
+    /// (S3) runs all of them.
     #[arg(long, value_delimiter = ',', value_name = "RULES")]
     pub only: Option<Vec<String>>,
     /// Write JUnit XML (one testcase per check) to FILE.
@@ -267,6 +285,14 @@ pub struct ConformArgs {
     /// The server's message size limit in bytes; M5 sends one byte more.
     #[arg(long, default_value_t = 65536)]
     pub max_message: usize,
+    /// The server's request-head timeout: R4 sends an unfinished head and expects the
+    /// connection ended within this plus --close-deadline.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: std::time::Duration,
+    /// The server's session limit, if you know it (at most 4999): R5 then logs in that
+    /// many users plus one and expects 503. Without it R5 is reported as not checked.
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
     /// Upper bound on any one check.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub check_timeout: std::time::Duration,

@@ -1,6 +1,7 @@
 //! End-to-end tests of `loadgen conform`: the real binary against chat-server started
 //! here, and against servers with exactly one defect (chat-server's `Fault`s, or the
-//! test doubles of `support/`), each of which must make exactly the matching check fail.
+//! test doubles of `support/`), each of which must make exactly the matching check fail
+//! (for a MUST rule) or warn (for the informational robustness checks).
 
 mod support;
 
@@ -14,6 +15,26 @@ const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
 /// Every MUST rule conform checks.
 const MUST: [&str; 10] = ["S2", "S4", "S5", "S6", "S7", "M1", "M2", "M3", "M5", "M6"];
+
+/// The informational checks of the robustness rules and of S3's amendment, by key (see
+/// [`Run::warned`]).
+const ROBUSTNESS: [&str; 8] = ["S3 format", "R1", "R2", "R3", "R4", "R5", "R6", "R7"];
+
+/// Rows in a full run.
+const CHECK_COUNT: usize = 22;
+
+/// A row's key: its rule, or `S3 format` for S3's second check.
+fn key(check: &serde_json::Value) -> String {
+    let rule = check["rule"].as_str().expect("rule");
+    if check["check"]
+        .as_str()
+        .is_some_and(|c| c.contains("format characters"))
+    {
+        format!("{rule} format")
+    } else {
+        rule.to_string()
+    }
+}
 
 struct Run {
     code: i32,
@@ -34,12 +55,25 @@ impl Run {
             .collect()
     }
 
+    /// Robustness checks (keys of [`ROBUSTNESS`]) that warned.
+    fn warned(&self) -> BTreeSet<String> {
+        self.json["checks"]
+            .as_array()
+            .expect("checks array")
+            .iter()
+            .filter(|c| c["verdict"] == "warn")
+            .map(key)
+            .filter(|k| ROBUSTNESS.contains(&k.as_str()))
+            .collect()
+    }
+
+    /// What the row with `key` (a rule, or `S3 format`) saw.
     fn seen(&self, rule: &str) -> String {
         self.json["checks"]
             .as_array()
             .expect("checks array")
             .iter()
-            .find(|c| c["rule"] == rule)
+            .find(|c| key(c) == rule)
             .map(|c| c["seen"].as_str().unwrap_or("").to_string())
             .unwrap_or_default()
     }
@@ -67,6 +101,9 @@ async fn conform(tag: &str, url: &str, extra: &[&str]) -> Run {
         "1s",
         "--slow-stall",
         "2s",
+        // chat_server() and the doubles time request heads out after 1 s (R4).
+        "--header-timeout",
+        "1s",
         "--json",
         json_path.to_str().expect("utf-8 path"),
         "--junit",
@@ -100,10 +137,20 @@ async fn conform(tag: &str, url: &str, extra: &[&str]) -> Run {
 }
 
 async fn chat_server(fault: Option<Fault>) -> ServerHandle {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
+    chat_server_with(Config {
         fault,
         ..Default::default()
+    })
+    .await
+}
+
+/// chat-server on 127.0.0.1 (a free port) with `config`, but a 1 s request-head timeout
+/// (R4; conform() passes --header-timeout 1s).
+async fn chat_server_with(config: Config) -> ServerHandle {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        header_timeout: std::time::Duration::from_secs(1),
+        ..config
     };
     Server::start(config).await.expect("server starts")
 }
@@ -163,7 +210,7 @@ async fn chat_server_passes_every_must_check() {
     assert_eq!(run.code, 0, "exit code");
     assert_eq!(run.failed(), set(&[]));
     let checks = run.json["checks"].as_array().expect("checks");
-    assert_eq!(checks.len(), 14, "one row per check");
+    assert_eq!(checks.len(), CHECK_COUNT, "one row per check");
     for rule in MUST {
         let check = checks
             .iter()
@@ -181,16 +228,39 @@ async fn chat_server_passes_every_must_check() {
         "says which refusal was seen"
     );
     assert!(run.stdout.contains("CONFORMS"));
-    assert_eq!(junit_counts(&run.junit), (14, 0));
+    assert_eq!(junit_counts(&run.junit), (CHECK_COUNT, 0));
+    // chat-server follows every robustness rule, so each of those checks says `info`.
+    for rule in ROBUSTNESS {
+        let check = checks
+            .iter()
+            .find(|c| key(c) == rule)
+            .expect("rule present");
+        assert_eq!(check["verdict"], "info", "{rule}: {}", check["seen"]);
+        assert_eq!(check["must"], false);
+    }
+    assert!(
+        run.seen("R3").contains("chat_throttled_total +"),
+        "{}",
+        run.seen("R3")
+    );
+    assert!(run.seen("R5").contains("not checked"), "{}", run.seen("R5"));
+    assert!(run.seen("R7").contains("not checked"), "{}", run.seen("R7"));
     server.shutdown().await;
 }
 
+/// The double follows every robustness rule but R6 (it registers after the 101), so the
+/// robustness checks say `info` on it, and each defect below makes exactly its own warn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimal_double_without_defect_passes() {
     let double = support::start(Defect::None).await;
-    let run = conform("double", &double.url(), &[]).await;
+    let max = support::MAX_SESSIONS.to_string();
+    let run = conform("double", &double.url(), &["--max-sessions", &max]).await;
     assert_eq!(run.failed(), set(&[]));
     assert_eq!(run.code, 0);
+    let mut warned = run.warned();
+    warned.remove("R6");
+    assert_eq!(warned, set(&[]), "robustness checks on the double");
+    assert!(run.seen("R5").contains("503"), "{}", run.seen("R5"));
 }
 
 async fn assert_only_fails(tag: &str, url: &str, rules: &[&str]) -> Run {
@@ -198,8 +268,115 @@ async fn assert_only_fails(tag: &str, url: &str, rules: &[&str]) -> Run {
     assert_eq!(run.failed(), set(rules), "failed checks for {tag}");
     assert_eq!(run.code, 1, "exit code for {tag}");
     let (testcases, failures) = junit_counts(&run.junit);
-    assert_eq!((testcases, failures), (14, rules.len()), "JUnit for {tag}");
+    assert_eq!(
+        (testcases, failures),
+        (CHECK_COUNT, rules.len()),
+        "JUnit for {tag}"
+    );
     run
+}
+
+/// Runs conform with `extra` flags and checks that no MUST check failed and that of the
+/// robustness checks exactly `key` warned (R6 aside on a double, which breaks it anyway).
+async fn assert_only_warns(tag: &str, url: &str, extra: &[&str], key: &str) -> Run {
+    let run = conform(tag, url, extra).await;
+    assert_eq!(run.failed(), set(&[]), "failed checks for {tag}");
+    assert_eq!(run.code, 0, "informational checks never fail a run ({tag})");
+    let mut warned = run.warned();
+    if key != "R6" {
+        warned.remove("R6");
+    }
+    assert_eq!(warned, set(&[key]), "robustness checks warning for {tag}");
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_characters_accepted_warn_s3_format() {
+    let double = support::start(Defect::AcceptFormatChars).await;
+    let run = assert_only_warns("format-chars", &double.url(), &[], "S3 format").await;
+    assert!(
+        run.seen("S3 format").contains("U+202E: ACCEPTED"),
+        "{}",
+        run.seen("S3 format")
+    );
+    assert!(
+        run.seen("S3").contains("65 bytes"),
+        "the first S3 row is unchanged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lax_handshake_warns_r1() {
+    let double = support::start(Defect::LaxHandshake).await;
+    let run = assert_only_warns("lax-handshake", &double.url(), &[], "R1").await;
+    assert!(
+        run.seen("R1").contains("POST: UPGRADED"),
+        "{}",
+        run.seen("R1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmasked_frames_accepted_warn_r2() {
+    let double = support::start(Defect::AcceptUnmasked).await;
+    let run = assert_only_warns("unmasked", &double.url(), &[], "R2").await;
+    assert!(run.seen("R2").contains("BROADCAST"), "{}", run.seen("R2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_control_by_dropping_warns_r3() {
+    let double = support::start(Defect::FloodDrops).await;
+    let run = assert_only_warns("flood-drops", &double.url(), &[], "R3").await;
+    assert!(
+        run.seen("R3").contains("the reader got"),
+        "{}",
+        run.seen("R3")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_header_timeout_warns_r4() {
+    let double = support::start(Defect::NoHeaderTimeout).await;
+    let run = assert_only_warns("no-header-timeout", &double.url(), &[], "R4").await;
+    assert!(run.seen("R4").contains("STILL OPEN"), "{}", run.seen("R4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_limit_warns_r5() {
+    let double = support::start(Defect::NoSessionLimit).await;
+    let max = support::MAX_SESSIONS.to_string();
+    let run = assert_only_warns("no-limit", &double.url(), &["--max-sessions", &max], "R5").await;
+    assert!(run.seen("R5").contains("ACCEPTED"), "{}", run.seen("R5"));
+}
+
+/// R5 against chat-server with a small limit: the check fills it and sees the 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_server_session_limit_gives_503() {
+    let server = chat_server_with(Config {
+        max_sessions: Some(5),
+        ..Default::default()
+    })
+    .await;
+    let url = format!("ws://{}/", server.local_addr());
+    let run = conform("limit", &url, &["--only", "R5", "--max-sessions", "5"]).await;
+    assert_eq!(run.code, 0);
+    assert_eq!(run.warned(), set(&[]), "{}", run.seen("R5"));
+    assert!(
+        run.seen("R5")
+            .contains("5 logins accepted, the next refused with HTTP 503"),
+        "{}",
+        run.seen("R5")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_after_the_101_warns_r6() {
+    let server = chat_server(Some(Fault::RegisterAfter101)).await;
+    let url = format!("ws://{}/", server.local_addr());
+    let run = assert_only_warns("register-after-101", &url, &[], "R6").await;
+    assert!(run.seen("R6").contains("round 1"), "{}", run.seen("R6"));
+    server.shutdown().await;
 }
 
 /// The demo's bug. It breaks S6 as well as S5, legitimately: an evicted session's teardown
@@ -296,6 +473,23 @@ async fn only_runs_the_named_rules() {
         .collect();
     assert_eq!(rules, ["S5", "M3"]);
     assert_eq!(junit_counts(&run.junit), (2, 0));
+    server.shutdown().await;
+}
+
+/// A rule with two checks (S3) runs both under `--only`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_rule_runs_all_of_its_checks() {
+    let server = chat_server(None).await;
+    let url = format!("ws://{}/", server.local_addr());
+    let run = conform("only-s3", &url, &["--only", "S3"]).await;
+    assert_eq!(run.code, 0);
+    let keys: Vec<_> = run.json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(keys, ["S3", "S3 format"]);
     server.shutdown().await;
 }
 

@@ -1,7 +1,7 @@
 //! The vocabulary every conformance check shares: a check's verdict and outcome, a row of
 //! the report, the run's settings, and the moves most checks start with (log users in,
 //! wait until a message gets through, probe, flush). The checks (`session`, `messages`,
-//! `slow_consumer`, `extras`) build on this; the runner in `conform` calls them.
+//! `slow_consumer`, `extras`, `robustness`) build on this; the runner in `conform` calls them.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,12 @@ pub struct Knobs {
     pub slow_stall: Duration,
     /// The server's message size limit (M5 sends one byte more).
     pub max_message: usize,
+    /// The server's request-head timeout: R4 waits this plus `close_deadline` for a
+    /// connection with an unfinished head to be ended.
+    pub header_timeout: Duration,
+    /// The server's session limit, if known: R5 fills it and expects `503` (`None`: R5
+    /// is not carried out).
+    pub max_sessions: Option<usize>,
     /// Upper bound on any single check.
     pub check_timeout: Duration,
 }

@@ -24,6 +24,8 @@ pub async fn main(args: ConformArgs) -> Exit {
             slow_bytes: args.slow_mib.saturating_mul(1024 * 1024),
             slow_stall: args.slow_stall,
             max_message: args.max_message,
+            header_timeout: args.header_timeout,
+            max_sessions: args.max_sessions,
             check_timeout: args.check_timeout,
         },
     };

@@ -1,5 +1,6 @@
 //! Informational checks: rules a server SHOULD follow or that describe ours (docs/protocol.md
-//! S1 raw UTF-8 names, S3 name limits, M4 fragments/ping/binary, O1 health and metrics).
+//! S1 raw UTF-8 names, S3 name limits and format characters, M4 fragments/ping/binary, O1
+//! health and metrics).
 //! Their verdict is `info` when the server behaves as ours does and `warn` when it differs;
 //! they never fail a run. O2 (idle pings after 30 s) and O3 (shutdown) need a minute of
 //! idleness or a server restart, so they are not checked.
@@ -21,8 +22,8 @@ pub async fn raw_utf8_name(settings: &Settings) -> CheckOutcome {
     let mut query = format!("{}?user=", settings.endpoint.target.path).into_bytes();
     query.extend_from_slice(name.as_bytes());
     let mut raw_user = match raw::upgrade(&settings.endpoint, &query).await {
-        Ok(Answer::Upgraded(connected)) => Peer::from_connected(&name, connected),
-        Ok(Answer::Http { status, body }) => {
+        Ok(Answer::Upgraded(switched)) => Peer::from_connected(&name, switched.into_connected()),
+        Ok(Answer::Http { status, body, .. }) => {
             return CheckOutcome::warn(format!("raw UTF-8 name refused: HTTP {status} {body:?}"))
         }
         Ok(Answer::NoResponse(why)) => return CheckOutcome::warn(format!("raw UTF-8 name: {why}")),
@@ -75,6 +76,35 @@ pub async fn bad_names_refused(settings: &Settings) -> CheckOutcome {
             Refusal::Accepted(_) => {
                 accepted = true;
                 seen.push(format!("{what}: accepted"));
+            }
+        }
+    }
+    let seen = seen.join("; ");
+    if accepted {
+        CheckOutcome::warn(seen)
+    } else {
+        CheckOutcome::info(seen)
+    }
+}
+
+/// S3's amendment: names holding a Unicode format character (category Cf: the bidi
+/// override U+202E, the zero-width space U+200B), which let one name pose as another on
+/// screen, are refused.
+pub async fn format_chars_refused(settings: &Settings) -> CheckOutcome {
+    let path = &settings.endpoint.target.path;
+    let prefix = settings.prefix("S3");
+    let attempts = [
+        ("U+202E", format!("{path}?user={prefix}%E2%80%AEx")),
+        ("U+200B", format!("{path}?user={prefix}%E2%80%8Bx")),
+    ];
+    let mut seen = Vec::new();
+    let mut accepted = false;
+    for (what, path_and_query) in attempts {
+        match attempt(settings, path_and_query.as_bytes()).await {
+            Refusal::Refused(how) => seen.push(format!("{what}: {how}")),
+            Refusal::Accepted(_) => {
+                accepted = true;
+                seen.push(format!("{what}: ACCEPTED"));
             }
         }
     }
@@ -205,7 +235,9 @@ pub async fn health_and_metrics(settings: &Settings) -> CheckOutcome {
     let mut ours = true;
     for (path, want_body) in [("/healthz", Some("ok")), ("/metrics", None)] {
         match raw::get(&settings.endpoint, path).await {
-            Ok(Answer::Http { status: 200, body }) => {
+            Ok(Answer::Http {
+                status: 200, body, ..
+            }) => {
                 if want_body.is_some_and(|want| body != want) {
                     ours = false;
                     seen.push(format!("{path}: 200 {body:?}"));

@@ -1,9 +1,10 @@
 //! `loadgen conform URL`: checks a chat server, rule by rule, against docs/protocol.md.
 //!
 //! Each MUST rule (S2, S4, S5, S6, S7, M1, M2, M3, M5, M6) has one named check whose
-//! verdict is pass or fail; the SHOULD rules and our own operational rules (S1 raw UTF-8
-//! names, S3, M4, O1) are informational: `info` when the server behaves as ours does,
-//! `warn` when it differs. Checks assume nothing beyond the protocol, because they run
+//! verdict is pass or fail; the SHOULD rules and our own rules (S1 raw UTF-8 names, S3 and
+//! its format characters, M4, O1, and the robustness rules R1–R7) are informational:
+//! `info` when the server behaves as the rule says, `warn` when it differs. A rule may
+//! have more than one check (S3 has two); `--only S3` runs them all. Checks assume nothing beyond the protocol, because they run
 //! against servers that are not ours, and where the protocol allows two behaviours
 //! (refusal as HTTP 400 or a drop; eviction as Close 4001 or a TCP drop) they accept
 //! either and say which they saw.
@@ -12,8 +13,9 @@
 //! each other's users; every loop is bounded in count and in time.
 //!
 //! Files by concern: [`peer`] (a user whose frames arrive on a channel), [`raw`]
-//! (hand-written HTTP), [`session`] (S-rules), [`messages`] (M1–M5), [`slow_consumer`]
-//! (M6), [`extras`] (informational checks), [`output`] (table, JSON, JUnit).
+//! (hand-written HTTP), [`raw_frame`] (hand-written frames), [`session`] (S-rules),
+//! [`messages`] (M1–M5), [`slow_consumer`] (M6), [`extras`] (informational checks),
+//! [`robustness`] (R1–R7), [`output`] (table, JSON, JUnit).
 
 pub mod check;
 pub mod command;
@@ -22,6 +24,8 @@ pub mod messages;
 pub mod output;
 pub mod peer;
 pub mod raw;
+pub mod raw_frame;
+pub mod robustness;
 pub mod session;
 pub mod slow_consumer;
 
@@ -38,6 +42,7 @@ enum CheckId {
     S1,
     S2,
     S3,
+    S3Format,
     S4,
     S5,
     S6,
@@ -49,6 +54,13 @@ enum CheckId {
     M5,
     M6,
     O1,
+    R1,
+    R2,
+    R3,
+    R4,
+    R5,
+    R6,
+    R7,
 }
 
 /// Every check in report order: (id, rule, name, must).
@@ -56,6 +68,12 @@ const CHECKS: &[(CheckId, &str, &str, bool)] = &[
     (CheckId::S1, "S1", "raw UTF-8 name accepted", false),
     (CheckId::S2, "S2", "missing or empty user refused", true),
     (CheckId::S3, "S3", "bad names refused", false),
+    (
+        CheckId::S3Format,
+        "S3",
+        "format characters in names refused",
+        false,
+    ),
     (CheckId::S4, "S4", "relogin evicts the old session", true),
     (
         CheckId::S5,
@@ -97,11 +115,40 @@ const CHECKS: &[(CheckId, &str, &str, bool)] = &[
     ),
     (CheckId::M6, "M6", "stalled receiver delays no one", true),
     (CheckId::O1, "O1", "healthz and metrics", false),
+    (
+        CheckId::R1,
+        "R1",
+        "handshake: GET, HTTP/1.1, version 13",
+        false,
+    ),
+    (
+        CheckId::R2,
+        "R2",
+        "unmasked / oversized control frame: 1002",
+        false,
+    ),
+    (
+        CheckId::R3,
+        "R3",
+        "flooding sender throttled, reader kept",
+        false,
+    ),
+    (
+        CheckId::R4,
+        "R4",
+        "request heads bounded in size and time",
+        false,
+    ),
+    (CheckId::R5, "R5", "503 at the session limit", false),
+    (CheckId::R6, "R6", "login registered before its 101", false),
+    (CheckId::R7, "R7", "shutdown flushes before 1001", false),
 ];
 
 /// Every rule `--only` accepts.
 pub fn known_rules() -> Vec<&'static str> {
-    CHECKS.iter().map(|c| c.1).collect()
+    let mut rules: Vec<&'static str> = CHECKS.iter().map(|c| c.1).collect();
+    rules.dedup();
+    rules
 }
 
 /// Why a conformance run could not be carried out.
@@ -146,13 +193,15 @@ fn select(
     };
     let mut wanted = Vec::new();
     for rule in only.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
-        let found = CHECKS
+        let found: Vec<CheckId> = CHECKS
             .iter()
-            .find(|c| c.1.eq_ignore_ascii_case(rule))
-            .ok_or_else(|| ConformError::UnknownRule(rule.to_string()))?;
-        if !wanted.contains(&found.0) {
-            wanted.push(found.0);
+            .filter(|c| c.1.eq_ignore_ascii_case(rule))
+            .map(|c| c.0)
+            .collect();
+        if found.is_empty() {
+            return Err(ConformError::UnknownRule(rule.to_string()));
         }
+        wanted.extend(found);
     }
     Ok(CHECKS
         .iter()
@@ -243,6 +292,7 @@ async fn run_one(id: CheckId, settings: &Settings) -> CheckOutcome {
         CheckId::S1 => extras::raw_utf8_name(settings).await,
         CheckId::S2 => session::empty_user_refused(settings).await,
         CheckId::S3 => extras::bad_names_refused(settings).await,
+        CheckId::S3Format => extras::format_chars_refused(settings).await,
         CheckId::S4 => session::relogin_evicts(settings).await,
         CheckId::S5 => session::new_session_survives(settings).await,
         CheckId::S6 => session::concurrent_logins(settings).await,
@@ -254,6 +304,13 @@ async fn run_one(id: CheckId, settings: &Settings) -> CheckOutcome {
         CheckId::M5 => messages::limits_close(settings).await,
         CheckId::M6 => slow_consumer::stalled_receiver(settings).await,
         CheckId::O1 => extras::health_and_metrics(settings).await,
+        CheckId::R1 => robustness::handshake_refused(settings).await,
+        CheckId::R2 => robustness::frames_checked(settings).await,
+        CheckId::R3 => robustness::flood_throttled(settings).await,
+        CheckId::R4 => robustness::heads_bounded(settings).await,
+        CheckId::R5 => robustness::session_limit(settings).await,
+        CheckId::R6 => robustness::registered_before_101(settings).await,
+        CheckId::R7 => robustness::shutdown_flushes(settings).await,
     }
 }
 

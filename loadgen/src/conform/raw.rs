@@ -1,7 +1,9 @@
 //! Hand-written HTTP requests, for what a well-behaved client library will not send: a
-//! login with no `user`, raw (unencoded) UTF-8 bytes in the query, plain `GET /healthz`.
-//! The response head is read and parsed here, so a check can tell a `400` from a server
-//! that upgrades and then drops the connection (docs/protocol.md S2 allows both).
+//! login with no `user`, raw (unencoded) UTF-8 bytes in the query, plain `GET /healthz`,
+//! and the handshakes R1 and R4 forbid (another method, HTTP/1.0, another WebSocket
+//! version, an oversized or unfinished request head). The response head is read and
+//! parsed here, so a check can tell a `400` from a server that upgrades and then drops
+//! the connection (docs/protocol.md S2 allows both).
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -9,39 +11,168 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fastwebsockets::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use super::peer::Endpoint;
-use crate::connection::Connected;
+use super::raw_frame::RawSocket;
+use crate::connection::{Connected, ReadStream};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 
 /// How a hand-written request was answered.
 pub enum Answer {
-    /// A non-101 HTTP response: status and the first line of the body.
-    Http { status: u16, body: String },
+    /// A non-101 HTTP response: status, the response head's header lines, and the first
+    /// line of the body.
+    Http {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
     /// `101 Switching Protocols`: the connection is now a WebSocket.
-    Upgraded(Connected),
+    Upgraded(Switched),
     /// The connection closed (or the deadline passed) before a full response head.
     NoResponse(String),
 }
 
+/// A connection the server switched to WebSocket: what it sent past the `101`, then the
+/// socket, and the bare sending side.
+pub struct Switched {
+    pub read: ReadStream,
+    pub write: OwnedWriteHalf,
+}
+
+impl Switched {
+    /// As a client connection whose writer frames and masks.
+    pub fn into_connected(self) -> Connected {
+        let write =
+            fastwebsockets::after_handshake_split(tokio::io::empty(), self.write, Role::Client).1;
+        Connected {
+            read: self.read,
+            write,
+        }
+    }
+
+    /// As a connection written to byte by byte.
+    pub fn into_raw(self) -> RawSocket {
+        RawSocket::new(self.read, self.write)
+    }
+}
+
+/// The value of response header `name` (case-insensitive), if present.
+pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// A hand-written WebSocket login, with the parts R1 and R4 vary.
+#[derive(Debug, Clone)]
+pub struct Upgrade<'a> {
+    pub method: &'a str,
+    /// Raw bytes, not re-encoded.
+    pub path_and_query: &'a [u8],
+    /// `HTTP/1.1` for a valid login.
+    pub http_version: &'a str,
+    /// `Sec-WebSocket-Version`: `13` for a valid login.
+    pub ws_version: &'a str,
+    /// Bytes of an extra `X-Padding` header, to make the head large (R4).
+    pub padding: usize,
+}
+
+impl<'a> Upgrade<'a> {
+    /// A valid login request for `path_and_query`.
+    pub fn login(path_and_query: &'a [u8]) -> Upgrade<'a> {
+        Upgrade {
+            method: "GET",
+            path_and_query,
+            http_version: "HTTP/1.1",
+            ws_version: "13",
+            padding: 0,
+        }
+    }
+
+    /// The request head, up to the end of the header line before the blank line; with
+    /// `finished` the blank line that ends the head too.
+    pub fn head(&self, endpoint: &Endpoint, finished: bool) -> Vec<u8> {
+        let mut request = Vec::with_capacity(256 + self.padding);
+        request.extend_from_slice(self.method.as_bytes());
+        request.push(b' ');
+        request.extend_from_slice(self.path_and_query);
+        request.extend_from_slice(
+            format!(
+                " {}\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: {}\r\n",
+                self.http_version,
+                endpoint.target.authority(),
+                fastwebsockets::handshake::generate_key(),
+                self.ws_version,
+            )
+            .as_bytes(),
+        );
+        if self.padding > 0 {
+            request.extend_from_slice(b"X-Padding: ");
+            request.resize(request.len() + self.padding, b'p');
+            request.extend_from_slice(b"\r\n");
+        }
+        if finished {
+            request.extend_from_slice(b"\r\n");
+        }
+        request
+    }
+}
+
 /// Sends `GET <path_and_query>` as a WebSocket upgrade (raw bytes, not re-encoded).
 pub async fn upgrade(endpoint: &Endpoint, path_and_query: &[u8]) -> Result<Answer, std::io::Error> {
-    let mut request = Vec::with_capacity(256);
-    request.extend_from_slice(b"GET ");
-    request.extend_from_slice(path_and_query);
-    request.extend_from_slice(
-        format!(
-            " HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            endpoint.target.authority(),
-            fastwebsockets::handshake::generate_key()
-        )
-        .as_bytes(),
-    );
-    exchange(endpoint, &request, true).await
+    send(endpoint, &Upgrade::login(path_and_query)).await
+}
+
+/// Sends a hand-written login and reads the answer.
+pub async fn send(endpoint: &Endpoint, request: &Upgrade<'_>) -> Result<Answer, std::io::Error> {
+    exchange(endpoint, &request.head(endpoint, true), true).await
+}
+
+/// How a connection that sent an unfinished request head ended.
+pub enum Unfinished {
+    /// The server ended it after `after`, with a response status if it sent one.
+    Ended {
+        after: Duration,
+        status: Option<u16>,
+    },
+    /// Still open when the bound passed.
+    StillOpen,
+}
+
+/// Sends `request`'s head without the blank line that ends it, then nothing, and waits up
+/// to `bound` for the server to end the connection (R4).
+pub async fn unfinished(
+    endpoint: &Endpoint,
+    request: &Upgrade<'_>,
+    bound: Duration,
+) -> Result<Unfinished, std::io::Error> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(endpoint.addr).await?;
+    stream.write_all(&request.head(endpoint, false)).await?;
+    let mut received = Vec::new();
+    loop {
+        let mut chunk = [0u8; 1024];
+        let wait = (started + bound).saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, stream.read(&mut chunk)).await {
+            Err(_) => return Ok(Unfinished::StillOpen),
+            Ok(Ok(n)) if n > 0 && received.len() < MAX_HEAD => {
+                received.extend_from_slice(&chunk[..n])
+            }
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => {
+                return Ok(Unfinished::Ended {
+                    after: started.elapsed(),
+                    status: status_of(&received),
+                })
+            }
+        }
+    }
 }
 
 /// Sends a plain `GET <path>` and reads the whole (short) response.
@@ -86,19 +217,19 @@ async fn exchange(
         }
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse::<u16>().ok())
-        .unwrap_or(0);
+    let status = status_of(head.as_bytes()).unwrap_or(0);
     if status == 101 && upgrade {
         let leftover = Bytes::copy_from_slice(&buffer[head_end..]);
         let (read, write) = stream.into_split();
         let read = AsyncReadExt::chain(Cursor::new(leftover), read);
-        let write =
-            fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Client).1;
-        return Ok(Answer::Upgraded(Connected { read, write }));
+        return Ok(Answer::Upgraded(Switched { read, write }));
     }
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect();
     // Read a little of the body (Content-Length or until close, bounded).
     let mut body = buffer[head_end..].to_vec();
     let quick = Instant::now() + Duration::from_millis(500);
@@ -121,7 +252,22 @@ async fn exchange(
         .chars()
         .take(100)
         .collect();
-    Ok(Answer::Http { status, body: line })
+    Ok(Answer::Http {
+        status,
+        headers,
+        body: line,
+    })
+}
+
+/// The status code of a response that starts with `received`, if it has a status line.
+fn status_of(received: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(received);
+    let line = text.lines().next()?;
+    let mut words = line.split_whitespace();
+    words
+        .next()
+        .filter(|w| w.starts_with("HTTP/"))
+        .and_then(|_| words.next()?.parse().ok())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -24,12 +24,14 @@ pub(crate) enum Refusal {
 pub(crate) async fn attempt(settings: &Settings, path_and_query: &[u8]) -> Refusal {
     match raw::upgrade(&settings.endpoint, path_and_query).await {
         Err(error) => Refusal::Refused(format!("connection failed ({error})")),
-        Ok(Answer::Http { status, body }) if body.is_empty() => {
+        Ok(Answer::Http { status, body, .. }) if body.is_empty() => {
             Refusal::Refused(format!("HTTP {status}"))
         }
-        Ok(Answer::Http { status, body }) => Refusal::Refused(format!("HTTP {status} {body:?}")),
+        Ok(Answer::Http { status, body, .. }) => {
+            Refusal::Refused(format!("HTTP {status} {body:?}"))
+        }
         Ok(Answer::NoResponse(why)) => Refusal::Refused(format!("no upgrade: {why}")),
-        Ok(Answer::Upgraded(connected)) => upgraded_then(settings, connected).await,
+        Ok(Answer::Upgraded(switched)) => upgraded_then(settings, switched.into_connected()).await,
     }
 }
 

@@ -4,6 +4,11 @@
 //!
 //! With [`Defect::None`] the double is a correct (if minimal) server: one writer task and
 //! an unbounded queue per connection, eviction with Close 4001, removal by connection id.
+//! It also follows the robustness rules conform reports (R1 handshake refusals, R2 frame
+//! checks, R3 — it reads and queues everything, so a reader never loses a message —, R4
+//! with a [`HEADER_TIMEOUT`] and a 16 KiB head, R5 with [`MAX_SESSIONS`], S3's format
+//! characters), except R6: it registers a login after its `101` (that defect is shown
+//! with chat-server's `Fault::RegisterAfter101` instead).
 
 #![allow(dead_code)]
 
@@ -12,7 +17,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
@@ -21,8 +26,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{header, Method, Request, Response, StatusCode, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
@@ -50,7 +55,31 @@ pub enum Defect {
     /// M6: broadcast writes to every receiver in turn under one lock, like the Go demo,
     /// so one receiver that does not read stalls everyone.
     SequentialWrites,
+    /// S3: names holding Unicode format characters (U+202E, U+200B) are accepted.
+    AcceptFormatChars,
+    /// R1: any upgrade request is upgraded: another method, HTTP/1.0 (another WebSocket
+    /// version is still refused, by fastwebsockets, with 400 rather than 426).
+    LaxHandshake,
+    /// R2: unmasked client frames are accepted (and broadcast) and a control frame over
+    /// 125 bytes is not answered with 1002 (fastwebsockets drops the connection).
+    AcceptUnmasked,
+    /// R3: flood control by dropping: from [`FLOOD_LIMIT`] messages a second on, a
+    /// sender's messages are silently discarded instead of read later.
+    FloodDrops,
+    /// R4: no request-head timeout: an unfinished head keeps its connection forever.
+    NoHeaderTimeout,
+    /// R5: no session limit: every login is upgraded.
+    NoSessionLimit,
 }
+
+/// The double's request-head timeout (R4); tests pass it to conform as --header-timeout.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sessions the double holds at most (R5); a login beyond gets `503`.
+pub const MAX_SESSIONS: usize = 64;
+
+/// Messages a second the `FloodDrops` double reads from one sender before it drops.
+pub const FLOOD_LIMIT: u32 = 2000;
 
 type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
 type Reader = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
@@ -70,6 +99,17 @@ struct State {
     next_id: AtomicU64,
     /// Held across a whole broadcast in `SequentialWrites`.
     broadcast_lock: tokio::sync::Mutex<()>,
+    /// Logins upgraded and not yet ended (R5).
+    open: AtomicU64,
+}
+
+/// Counts one login in `State::open` while it lives.
+struct OpenSlot(Arc<State>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A running double.
@@ -99,17 +139,27 @@ pub async fn start(defect: Defect) -> Double {
         sessions: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         broadcast_lock: tokio::sync::Mutex::new(()),
+        open: AtomicU64::new(0),
     });
     let accept = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
             let state = state.clone();
             tokio::spawn(async move {
+                let service_state = state.clone();
                 let service = service_fn(move |request| {
-                    let state = state.clone();
+                    let state = service_state.clone();
                     async move { Ok::<_, Infallible>(route(request, state)) }
                 });
+                let head_timeout = if state.defect == Defect::NoHeaderTimeout {
+                    None
+                } else {
+                    Some(HEADER_TIMEOUT)
+                };
                 let _ = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(head_timeout)
+                    .max_buf_size(16 * 1024)
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()
                     .await;
@@ -120,27 +170,54 @@ pub async fn start(defect: Defect) -> Double {
 }
 
 fn route(mut request: Request<Incoming>, state: Arc<State>) -> Response<Empty<Bytes>> {
-    let bad = || {
+    let status = |code: StatusCode| {
         Response::builder()
-            .status(StatusCode::BAD_REQUEST)
+            .status(code)
             .body(Empty::new())
             .expect("static response")
     };
+    let bad = || status(StatusCode::BAD_REQUEST);
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return Response::builder()
             .status(StatusCode::OK)
             .body(Empty::new())
             .expect("static response");
     }
-    let name = match user_from_query(request.uri().query()) {
+    if state.defect != Defect::LaxHandshake {
+        if request.method() != Method::GET {
+            return status(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        if request.version() != Version::HTTP_11 {
+            return bad();
+        }
+        if request
+            .headers()
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v.as_bytes() != b"13")
+        {
+            let mut response = status(StatusCode::UPGRADE_REQUIRED);
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                header::HeaderValue::from_static("13"),
+            );
+            return response;
+        }
+    }
+    let name = match user_from_query(request.uri().query(), state.defect) {
         Some(name) => name,
         None if state.defect == Defect::AcceptEmptyName => String::new(),
         None => return bad(),
     };
+    let open = state.open.fetch_add(1, Ordering::Relaxed);
+    let slot = OpenSlot(state.clone());
+    if state.defect != Defect::NoSessionLimit && open >= MAX_SESSIONS as u64 {
+        return status(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let Ok((response, upgrade)) = fastwebsockets::upgrade::upgrade(&mut request) else {
         return bad();
     };
     tokio::spawn(async move {
+        let _slot = slot;
         if let Ok(ws) = upgrade.await {
             session(ws, name, state).await;
         }
@@ -150,9 +227,10 @@ fn route(mut request: Request<Incoming>, state: Arc<State>) -> Response<Empty<By
 
 /// The name of a login query (docs/protocol.md S1–S3): the first `user` parameter,
 /// percent-decoded with `+` as a space; `None` (refused) when missing, empty, over 64
-/// bytes, not UTF-8, or holding a control character. The double's own parser, so that it
-/// depends on nothing inside chat-server.
-fn user_from_query(query: Option<&str>) -> Option<String> {
+/// bytes, not UTF-8, or holding a control character or (but with `AcceptFormatChars`) a
+/// format character. The double's own parser, so that it depends on nothing inside
+/// chat-server.
+fn user_from_query(query: Option<&str>, defect: Defect) -> Option<String> {
     let raw = query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(key) == b"user").then_some(value)
@@ -162,7 +240,18 @@ fn user_from_query(query: Option<&str>) -> Option<String> {
         return None;
     }
     let name = String::from_utf8(bytes).ok()?;
+    if defect != Defect::AcceptFormatChars && name.chars().any(is_format) {
+        return None;
+    }
     (!name.chars().any(char::is_control)).then_some(name)
+}
+
+/// The common Unicode format characters (category Cf): soft hyphen, zero-width and
+/// bidi controls, invisible operators, the byte-order mark. Enough for a test double.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}' | '\u{feff}')
 }
 
 /// Decodes `%XX` and `+`; anything else, a malformed escape included, stays as it is.
@@ -226,13 +315,21 @@ async fn session(
     });
     register(&state, &me).await;
     let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+    let mut window = (Instant::now(), 0u32);
     loop {
-        let frame = tokio::select! {
+        let mut frame = tokio::select! {
             frame = reader.read_frame(&mut no_obligations) => frame,
             _ = me.kick.notified() => break,
         };
+        if let Ok(frame) = &mut frame {
+            if state.defect != Defect::AcceptUnmasked && !masked(frame) {
+                close(&me, 1002, "client frames must be masked").await;
+                break;
+            }
+        }
         match frame {
             Ok(frame) => match frame.opcode {
+                OpCode::Text if state.defect == Defect::FloodDrops && flooding(&mut window) => {}
                 OpCode::Text => {
                     let payload = frame.payload.to_vec();
                     if state.defect != Defect::NoLimits && std::str::from_utf8(&payload).is_err() {
@@ -262,6 +359,10 @@ async fn session(
                 close(&me, 1009, "message too big").await;
                 break;
             }
+            Err(WebSocketError::PingFrameTooLarge) if state.defect != Defect::AcceptUnmasked => {
+                close(&me, 1002, "control frame over 125 bytes").await;
+                break;
+            }
             Err(_) => break,
         }
     }
@@ -269,6 +370,24 @@ async fn session(
     if sessions.get(&name).is_some_and(|s| s.id == me.id) {
         sessions.remove(&name);
     }
+}
+
+/// Whether a client frame was masked (fastwebsockets keeps the mask private, but writes it
+/// into a formatted head).
+fn masked(frame: &mut Frame<'_>) -> bool {
+    let mut head = [0u8; 14];
+    frame.fmt_head(&mut head);
+    head[1] & 0x80 != 0
+}
+
+/// Counts a message into the current one-second `window`; whether it is over
+/// [`FLOOD_LIMIT`] (and so dropped by `FloodDrops`).
+fn flooding(window: &mut (Instant, u32)) -> bool {
+    if window.0.elapsed() >= Duration::from_secs(1) {
+        *window = (Instant::now(), 0);
+    }
+    window.1 += 1;
+    window.1 > FLOOD_LIMIT
 }
 
 async fn register(state: &State, me: &Arc<Session>) {
