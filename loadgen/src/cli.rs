@@ -64,6 +64,14 @@ pub enum Command {
     /// the server down, and says so. Where a rule names a status or Close code another
     /// code is a warn; a refusal by dropping the connection is accepted and reported.
     ///
+    /// A cluster: give the URL of each node (ws://A/ ws://B/ ws://C/). Each check's logins
+    /// then take the nodes in turn, so S4-S6 and M1-M6 are checked across nodes (a relogin
+    /// on node 2 must evict the session on node 1), and two MUST checks are added: C2 a
+    /// sender's burst reaches a receiver on every node in order; C3 in each round one login
+    /// of one name on every node at once leaves exactly one session cluster-wide, and the
+    /// survivor hears a user on another node. Raw-HTTP checks (S2, S3, R1-R5) use the first
+    /// node.
+    ///
     /// Every loop is bounded in count and time; a default run against a local chat-server
     /// takes about 15 seconds (10 of them R4 waiting out the server's header timeout);
     /// against a broken one each check stops at --check-timeout.
@@ -73,6 +81,7 @@ pub enum Command {
     ///   loadgen conform ws://chat.example:6789/ --only S4,S5,S6 --relogins 1000
     ///   loadgen conform ws://127.0.0.1:6789/ --junit conform.xml --json conform.json
     ///   loadgen conform ws://127.0.0.1:6789/ --only R4,R5 --header-timeout 2s --max-sessions 100
+    ///   loadgen conform ws://127.0.0.1:6789/ ws://127.0.0.1:6790/ ws://127.0.0.1:6791/
     ///
     /// Exit codes: 0 every MUST check passed; 1 a MUST check failed; 2 bad usage;
     /// 3 the server cannot be reached (or a report file cannot be written).
@@ -207,7 +216,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// A deliberate defect, for tests that prove a check or the gate can fail:
-    /// `delete-by-name`, `swap-pairs` or `drop-every-N`. Only test builds have them
+    /// `delete-by-name`, `swap-pairs`, `drop-every-N`, and for cluster nodes
+    /// `local-eviction-only` and `bus-swap-pairs`. Only test builds have them
     /// (chat-server's `fault-injection` feature); a release build refuses with exit 3.
     #[arg(long, value_parser = parse_fault)]
     pub fault: Option<chat_server::Fault>,
@@ -227,21 +237,24 @@ fn parse_fault(text: &str) -> Result<chat_server::Fault, String> {
         "delete-by-name" => Ok(Fault::DeleteByName),
         "swap-pairs" => Ok(Fault::SwapPairs),
         "local-eviction-only" => Ok(Fault::LocalEvictionOnly),
+        "bus-swap-pairs" => Ok(Fault::BusSwapPairs),
         _ => text
             .strip_prefix("drop-every-")
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| n > 0)
             .map(Fault::DropEvery)
             .ok_or_else(|| {
-                format!("unknown fault {text:?}: use delete-by-name, swap-pairs, local-eviction-only or drop-every-N")
+                format!("unknown fault {text:?}: use delete-by-name, swap-pairs, local-eviction-only, bus-swap-pairs or drop-every-N")
             }),
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ConformArgs {
-    /// Server URL, e.g. ws://127.0.0.1:6789/
-    pub url: String,
+    /// Server URL, e.g. ws://127.0.0.1:6789/ — or the URLs of several nodes of one
+    /// cluster: every check's users are then spread over them, and C2 and C3 run too.
+    #[arg(required = true, num_args = 1.., value_name = "URL")]
+    pub urls: Vec<String>,
     /// Run only these rules, comma-separated (e.g. S5,M3); a rule with several checks
     /// (S3) runs all of them.
     #[arg(long, value_delimiter = ',', value_name = "RULES")]

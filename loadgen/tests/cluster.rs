@@ -22,9 +22,14 @@ struct Node {
 }
 
 impl Node {
-    fn start(bus: &str, id: &str) -> Node {
-        let mut child = Command::new(LOADGEN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--bus", bus, "--id", id])
+    /// A node with one of chat-server's deliberate defects (`loadgen serve --fault`).
+    fn with_fault(bus: &str, id: &str, fault: Option<&str>) -> Node {
+        let mut command = Command::new(LOADGEN);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--bus", bus, "--id", id]);
+        if let Some(fault) = fault {
+            command.args(["--fault", fault]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -76,9 +81,101 @@ impl Drop for Node {
 }
 
 fn cluster(redis: &RedisProcess, n: usize) -> Vec<Node> {
+    faulty_cluster(redis, n, None)
+}
+
+fn faulty_cluster(redis: &RedisProcess, n: usize, fault: Option<&str>) -> Vec<Node> {
     (0..n)
-        .map(|i| Node::start(&redis.url(), &format!("n{i}")))
+        .map(|i| Node::with_fault(&redis.url(), &format!("n{i}"), fault))
         .collect()
+}
+
+/// `loadgen conform` against `urls` with short deadlines: (exit code, JSON report).
+fn conform(urls: &[String], only: &str) -> (i32, serde_json::Value) {
+    let dir = TempDir::new("conform");
+    let json = dir.0.join("conform.json");
+    let output = Command::new(LOADGEN)
+        .arg("conform")
+        .args(urls)
+        .args([
+            "--only",
+            only,
+            "--close-deadline",
+            "1s",
+            "--slow-stall",
+            "2s",
+        ])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .expect("loadgen conform runs");
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    let report = std::fs::read_to_string(&json)
+        .map(|text| serde_json::from_str(&text).expect("conform JSON parses"))
+        .unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap_or(-1), report)
+}
+
+/// The verdict of `rule`'s check in a conform report.
+fn verdict(report: &serde_json::Value, rule: &str) -> String {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["rule"] == rule))
+        .and_then(|c| c["verdict"].as_str())
+        .unwrap_or("missing")
+        .to_string()
+}
+
+/// Every check but R4 and R5 (R4 waits out the server's 10 s header timeout; R5 needs
+/// --max-sessions): the MUST rules, checked across the nodes, and the cluster rules.
+const ACROSS: &str = "S1,S2,S3,S4,S5,S6,S7,M1,M2,M3,M4,M5,M6,O1,R1,R2,R3,R6,R7,C2,C3";
+
+#[test]
+fn conform_across_three_nodes_passes_every_must_check() {
+    let redis = redis();
+    let nodes = cluster(&redis, 3);
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let (code, report) = conform(&urls, ACROSS);
+    assert_eq!(code, 0, "{report}");
+    for rule in ["S4", "S5", "S6", "M1", "M3", "M6", "C2", "C3"] {
+        assert_eq!(verdict(&report, rule), "pass", "{rule}: {report}");
+    }
+}
+
+#[test]
+fn conform_c3_fails_on_nodes_that_evict_only_their_own_sessions() {
+    let redis = redis();
+    let nodes = faulty_cluster(&redis, 3, Some("local-eviction-only"));
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let (code, report) = conform(&urls, "C3,C2");
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(verdict(&report, "C3"), "fail");
+    assert_eq!(
+        verdict(&report, "C2"),
+        "pass",
+        "only C3 is broken: {report}"
+    );
+}
+
+#[test]
+fn conform_c2_fails_on_nodes_that_reorder_what_they_publish() {
+    let redis = redis();
+    let nodes = faulty_cluster(&redis, 3, Some("bus-swap-pairs"));
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let (code, report) = conform(&urls, "C2,C3,M3");
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(verdict(&report, "C2"), "fail");
+    assert_eq!(
+        verdict(&report, "C3"),
+        "pass",
+        "only C2 is broken: {report}"
+    );
+}
+
+#[test]
+fn conform_refuses_a_cluster_rule_with_one_url() {
+    let (code, _) = conform(&["ws://127.0.0.1:9/".to_string()], "C2");
+    assert_eq!(code, 2);
 }
 
 struct TempDir(PathBuf);

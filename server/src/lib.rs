@@ -151,6 +151,10 @@ pub enum Fault {
     /// among its own sessions, so the same name can be online on two nodes at once
     /// (docs/protocol.md C3).
     LocalEvictionOnly,
+    /// A cluster node that publishes each sender's messages to the bus in swapped pairs
+    /// (its own users get them in order): per-sender order breaks only across nodes
+    /// (docs/protocol.md C2).
+    BusSwapPairs,
 }
 
 /// Why the server could not start.
@@ -232,7 +236,7 @@ impl Server {
         let (stop, signal) = ShutdownSignal::new();
         let (bus, outbound) = match &config.bus {
             Some(url) => {
-                let (bus, outbound) = bus::Bus::new(url, bus::Keys::default())?;
+                let (bus, outbound) = bus::Bus::new(url, bus::Keys::default(), config.fault)?;
                 (Some(bus), Some(outbound))
             }
             None => (None, None),

@@ -11,7 +11,7 @@ use crate::exit::Exit;
 
 pub async fn main(args: ConformArgs) -> Exit {
     let request = Request {
-        url: args.url.clone(),
+        urls: args.urls.clone(),
         only: args.only.clone(),
         connect_timeout: args.connect_timeout,
         knobs: Knobs {
@@ -51,15 +51,16 @@ pub async fn main(args: ConformArgs) -> Exit {
             };
         }
     };
-    println!("{}", output::table_footer(&results, &args.url));
+    let url = args.urls.join(" ");
+    println!("{}", output::table_footer(&results, &url));
     if let Some(path) = &args.json {
-        if let Err(error) = output::write_json(path, &args.url, &results) {
+        if let Err(error) = output::write_json(path, &url, &results) {
             eprintln!("loadgen conform: {error}");
             return Exit::CouldNotRun;
         }
     }
     if let Some(path) = &args.junit {
-        if let Err(error) = output::write_junit(path, &args.url, &results) {
+        if let Err(error) = output::write_junit(path, &url, &results) {
             eprintln!("loadgen conform: {error}");
             return Exit::CouldNotRun;
         }

@@ -18,6 +18,7 @@
 //! [`robustness`] (R1–R7), [`output`] (table, JSON, JUnit).
 
 pub mod check;
+pub mod cluster;
 pub mod command;
 pub mod extras;
 pub mod messages;
@@ -39,6 +40,8 @@ use crate::target::Target;
 /// Which check to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CheckId {
+    C2,
+    C3,
     S1,
     S2,
     S3,
@@ -142,7 +145,17 @@ const CHECKS: &[(CheckId, &str, &str, bool)] = &[
     (CheckId::R5, "R5", "503 at the session limit", false),
     (CheckId::R6, "R6", "login registered before its 101", false),
     (CheckId::R7, "R7", "shutdown flushes before 1001", false),
+    (CheckId::C2, "C2", "per-sender order across nodes", true),
+    (
+        CheckId::C3,
+        "C3",
+        "logins on several nodes leave one session",
+        true,
+    ),
 ];
+
+/// Checks that need several nodes of one cluster (two or more URLs).
+const CLUSTER_ONLY: [CheckId; 2] = [CheckId::C2, CheckId::C3];
 
 /// Every rule `--only` accepts.
 pub fn known_rules() -> Vec<&'static str> {
@@ -158,6 +171,10 @@ pub enum ConformError {
     Target(#[from] crate::target::TargetError),
     #[error("--only: unknown rule {0:?} (known: {known})", known = known_rules().join(","))]
     UnknownRule(String),
+    #[error("--only {0}: a cluster rule needs the URLs of two or more nodes of one cluster")]
+    NeedsCluster(String),
+    #[error("no server URL given")]
+    NoUrl,
     #[error("cannot resolve {host}: {why}")]
     Resolve { host: String, why: String },
     #[error("cannot reach the server at {addr}: {why}")]
@@ -177,7 +194,9 @@ impl ConformError {
 /// What to check and how.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub url: String,
+    /// The server's URL, or the URLs of several nodes of one cluster (then every check's
+    /// users are spread over them, and the cluster checks C2 and C3 run too).
+    pub urls: Vec<String>,
     /// Rules to run (`None`: all).
     pub only: Option<Vec<String>>,
     pub connect_timeout: Duration,
@@ -187,9 +206,15 @@ pub struct Request {
 /// Selected checks, validated before anything touches the network.
 fn select(
     only: &Option<Vec<String>>,
+    cluster: bool,
 ) -> Result<Vec<(CheckId, &'static str, &'static str, bool)>, ConformError> {
+    let applicable = |id: &CheckId| cluster || !CLUSTER_ONLY.contains(id);
     let Some(only) = only else {
-        return Ok(CHECKS.to_vec());
+        return Ok(CHECKS
+            .iter()
+            .filter(|c| applicable(&c.0))
+            .copied()
+            .collect());
     };
     let mut wanted = Vec::new();
     for rule in only.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
@@ -200,6 +225,9 @@ fn select(
             .collect();
         if found.is_empty() {
             return Err(ConformError::UnknownRule(rule.to_string()));
+        }
+        if !found.iter().any(applicable) {
+            return Err(ConformError::NeedsCluster(rule.to_string()));
         }
         wanted.extend(found);
     }
@@ -215,45 +243,32 @@ pub async fn run(
     request: &Request,
     mut progress: impl FnMut(&CheckResult),
 ) -> Result<Vec<CheckResult>, ConformError> {
-    let target: Target = request.url.parse()?;
-    let selected = select(&request.only)?;
-    let addr = resolve(&target).await?;
-    match tokio::time::timeout(
-        request.connect_timeout,
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            return Err(ConformError::Unreachable {
-                addr,
-                why: error.to_string(),
-            });
-        }
-        Err(_) => {
-            return Err(ConformError::Unreachable {
-                addr,
-                why: format!("no TCP connection within {:?}", request.connect_timeout),
-            });
-        }
+    let targets: Vec<Target> = request
+        .urls
+        .iter()
+        .map(|url| url.parse())
+        .collect::<Result<_, _>>()?;
+    let selected = select(&request.only, targets.len() > 1)?;
+    let mut nodes = Vec::with_capacity(targets.len());
+    for target in targets {
+        let addr = resolve(&target).await?;
+        reachable(addr, request.connect_timeout).await?;
+        nodes.push((target, addr));
     }
+    let endpoint = Endpoint::new(nodes, request.connect_timeout).ok_or(ConformError::NoUrl)?;
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
         .unwrap_or(0)
         ^ std::process::id();
     let settings = Settings {
-        endpoint: Endpoint {
-            target,
-            addr,
-            connect_timeout: request.connect_timeout,
-        },
+        endpoint,
         knobs: request.knobs.clone(),
         run_id,
     };
     let mut results = Vec::with_capacity(selected.len());
     for (id, rule, check, must) in selected {
+        settings.endpoint.restart_turns();
         let started = Instant::now();
         let outcome = match tokio::time::timeout(
             settings.knobs.check_timeout,
@@ -311,6 +326,23 @@ async fn run_one(id: CheckId, settings: &Settings) -> CheckOutcome {
         CheckId::R5 => robustness::session_limit(settings).await,
         CheckId::R6 => robustness::registered_before_101(settings).await,
         CheckId::R7 => robustness::shutdown_flushes(settings).await,
+        CheckId::C2 => cluster::order_across_nodes(settings).await,
+        CheckId::C3 => cluster::one_session_cluster_wide(settings).await,
+    }
+}
+
+/// Fails unless a TCP connection to `addr` opens within `timeout`.
+async fn reachable(addr: SocketAddr, timeout: Duration) -> Result<(), ConformError> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(ConformError::Unreachable {
+            addr,
+            why: error.to_string(),
+        }),
+        Err(_) => Err(ConformError::Unreachable {
+            addr,
+            why: format!("no TCP connection within {timeout:?}"),
+        }),
     }
 }
 

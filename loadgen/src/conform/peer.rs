@@ -7,6 +7,8 @@
 //! not make the checks of other rules (order, echo) fail as well.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -56,12 +58,46 @@ impl Event {
 }
 
 /// Where and how checks connect.
+///
+/// With several nodes of one cluster, chat logins ([`Peer::login`]) take the nodes in
+/// turn, starting again from the first at every check, so each check's users are spread
+/// over the nodes and its rule is checked *across* them (docs/protocol.md C1). Checks
+/// that speak raw HTTP use the first node.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// The first node.
     pub target: Target,
     pub addr: SocketAddr,
     /// Handshake deadline.
     pub connect_timeout: Duration,
+    /// Every node, the first included.
+    pub nodes: Vec<(Target, SocketAddr)>,
+    /// The node the next login goes to (shared by the clones one check hands out).
+    turn: Arc<AtomicUsize>,
+}
+
+impl Endpoint {
+    /// An endpoint of `nodes` (at least one).
+    pub fn new(nodes: Vec<(Target, SocketAddr)>, connect_timeout: Duration) -> Option<Endpoint> {
+        let (target, addr) = nodes.first()?.clone();
+        Some(Endpoint {
+            target,
+            addr,
+            connect_timeout,
+            nodes,
+            turn: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Starts the turns again from the first node (at the start of each check).
+    pub fn restart_turns(&self) {
+        self.turn.store(0, Relaxed);
+    }
+
+    /// The node whose turn it is, advancing the turn.
+    fn take_turn(&self) -> usize {
+        self.turn.fetch_add(1, Relaxed) % self.nodes.len()
+    }
 }
 
 /// A logged-in user whose incoming frames arrive on a channel.
@@ -82,15 +118,19 @@ impl Drop for Peer {
 }
 
 impl Peer {
-    /// Logs in as `name`.
+    /// Logs in as `name`, on the node whose turn it is.
     pub async fn login(endpoint: &Endpoint, name: &str) -> Result<Peer, ConnectError> {
-        let connected = connection::connect(
-            &endpoint.target,
-            endpoint.addr,
-            name,
-            endpoint.connect_timeout,
-        )
-        .await?;
+        Peer::login_at(endpoint, endpoint.take_turn(), name).await
+    }
+
+    /// Logs in as `name` on node `node` (counted modulo the number of nodes).
+    pub async fn login_at(
+        endpoint: &Endpoint,
+        node: usize,
+        name: &str,
+    ) -> Result<Peer, ConnectError> {
+        let (target, addr) = &endpoint.nodes[node % endpoint.nodes.len()];
+        let connected = connection::connect(target, *addr, name, endpoint.connect_timeout).await?;
         Ok(Peer::from_connected(name, connected))
     }
 

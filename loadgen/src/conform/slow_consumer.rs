@@ -34,11 +34,12 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
         Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
     };
     let stalled_name = format!("{prefix}stalled");
-    let mut stalled =
-        match connection::connect(&endpoint.target, endpoint.addr, &stalled_name, timeout).await {
-            Ok(connected) => connected,
-            Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
-        };
+    // On a third node when there are several: the stall must not hold up any node.
+    let (target, addr) = &endpoint.nodes[2 % endpoint.nodes.len()];
+    let mut stalled = match connection::connect(target, *addr, &stalled_name, timeout).await {
+        Ok(connected) => connected,
+        Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
+    };
     if let Err(outcome) = settle(settings, &mut sender, std::slice::from_mut(&mut healthy)).await {
         return outcome;
     }

@@ -112,12 +112,21 @@ pub struct Bus {
     /// The highest login number this node has seen, so that a counter Redis lost (a
     /// restart) is set above it again before any login is numbered.
     highest_seen: AtomicU64,
+    /// The deliberate `Fault::BusSwapPairs`: each sender's message held back until its
+    /// next one.
+    #[cfg(feature = "fault-injection")]
+    swap_held: Option<Mutex<std::collections::HashMap<String, Bytes>>>,
 }
 
 impl Bus {
     /// A bus handle for `url` and the receiving end of its publisher queue, for
     /// [`link::run`]. Nothing is connected yet.
-    pub fn new(url: &str, keys: Keys) -> Result<(Arc<Bus>, mpsc::Receiver<Outbound>), BusError> {
+    #[cfg_attr(not(feature = "fault-injection"), allow(unused_variables))]
+    pub fn new(
+        url: &str,
+        keys: Keys,
+        fault: Option<crate::Fault>,
+    ) -> Result<(Arc<Bus>, mpsc::Receiver<Outbound>), BusError> {
         let client = redis::Client::open(url).map_err(|error| BusError::Url {
             url: url.into(),
             why: error.to_string(),
@@ -132,6 +141,8 @@ impl Bus {
             commands: Mutex::new(None),
             outbound,
             highest_seen: AtomicU64::new(0),
+            #[cfg(feature = "fault-injection")]
+            swap_held: (fault == Some(crate::Fault::BusSwapPairs)).then(Default::default),
         };
         Ok((Arc::new(bus), receiver))
     }
@@ -179,7 +190,26 @@ impl Bus {
             Metrics::inc(&metrics.bus_unforwarded);
             return;
         }
-        let item = Outbound::Chat(wire::chat(self.nonce, sender, frame));
+        let publication = wire::chat(self.nonce, sender, frame);
+        #[cfg(feature = "fault-injection")]
+        if let Some(held) = &self.swap_held {
+            let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+            match held.remove(sender) {
+                None => {
+                    held.insert(sender.to_string(), publication);
+                    return;
+                }
+                Some(first) => {
+                    self.forward(Outbound::Chat(publication), metrics);
+                    self.forward(Outbound::Chat(first), metrics);
+                    return;
+                }
+            }
+        }
+        self.forward(Outbound::Chat(publication), metrics);
+    }
+
+    fn forward(&self, item: Outbound, metrics: &Metrics) {
         if self.outbound.try_send(item).is_err() {
             Metrics::inc(&metrics.bus_unforwarded);
         }
