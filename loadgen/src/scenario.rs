@@ -561,4 +561,34 @@ mod tests {
             .unwrap();
         assert_eq!(s.user_name(1), "张1");
     }
+
+    #[test]
+    fn every_shipped_scenario_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).expect("scenarios/") {
+            let path = entry.expect("a directory entry").path();
+            // capacity.toml is a capacity file, not a run scenario (capacity tests load it).
+            if path.extension().is_some_and(|e| e == "toml")
+                && path.file_name().is_some_and(|n| n != "capacity.toml")
+            {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 6, "only {loaded} scenarios found");
+        let cluster = Scenario::load(&dir.join("cluster-relogin.toml")).expect("loads");
+        assert_eq!(cluster.users.relogin_target, ReloginTarget::Next);
+    }
+
+    #[test]
+    fn relogin_target_is_same_or_next() {
+        let base = "[users]\ncount = 2\n{}\n[[phase]]\nduration = \"1s\"\n";
+        let with = |line: &str| base.replace("{}", line);
+        let parsed = Scenario::parse(Path::new("t.toml"), &with("")).expect("default");
+        assert_eq!(parsed.users.relogin_target, ReloginTarget::Same);
+        let error = Scenario::parse(Path::new("t.toml"), &with("relogin_target = \"elsewhere\""))
+            .expect_err("an unknown value");
+        assert!(error.to_string().contains("relogin_target"), "{error}");
+    }
 }
