@@ -258,19 +258,12 @@ impl Server {
             config,
         });
         if let (Some(bus), Some(outbound)) = (&shared.bus, outbound) {
-            let connected = bus::link::connect(&shared, bus).await.map_err(|why| {
-                bus::BusError::Unreachable {
+            bus::link::start(shared.clone(), bus.clone(), outbound, signal.clone())
+                .await
+                .map_err(|why| bus::BusError::Unreachable {
                     url: bus.url().into(),
                     why,
-                }
-            })?;
-            tokio::spawn(bus::link::run(
-                shared.clone(),
-                bus.clone(),
-                outbound,
-                connected,
-                signal.clone(),
-            ));
+                })?;
             info!(id = %shared.config.server_id, bus = bus.url(), "joined the cluster bus");
         }
         info!(listen = %local_addr, id = %shared.config.server_id, "chat server started");

@@ -73,6 +73,46 @@ const FORGET_SCRIPT: &str = r"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1";
 
+/// Starts the link on a thread of its own (a single-threaded tokio runtime), connects it
+/// and returns once the bus is up, or why it could not be joined.
+///
+/// Why a thread of its own: under load a node's runtime is busy fanning messages out to
+/// thousands of writers, and a task there waits its turn behind them; the link's
+/// publications and its deliveries from other nodes would wait with it, adding
+/// milliseconds to every message that crosses the bus. On its own thread the link only
+/// waits for the kernel's scheduler.
+pub async fn start(
+    shared: Arc<Shared>,
+    bus: Arc<Bus>,
+    outbound: mpsc::Receiver<Outbound>,
+    shutdown: ShutdownSignal,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the bus runtime: {e}"))?;
+    let (ready, connected) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("chat-bus-{}", shared.config.server_id))
+        .spawn(move || {
+            runtime.block_on(async move {
+                match connect(&shared, &bus).await {
+                    Ok(link) => {
+                        let _ = ready.send(Ok(()));
+                        run(shared, bus, outbound, link, shutdown).await;
+                    }
+                    Err(why) => {
+                        let _ = ready.send(Err(why));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the bus thread: {e}"))?;
+    connected
+        .await
+        .unwrap_or_else(|_| Err("the bus thread ended before connecting".into()))
+}
+
 /// An established, resynchronised link.
 pub struct Connected {
     commands: MultiplexedConnection,
@@ -80,7 +120,7 @@ pub struct Connected {
 }
 
 /// Connects, subscribes and resynchronises (see the module doc), then marks the bus up.
-pub async fn connect(shared: &Shared, bus: &Bus) -> Result<Connected, String> {
+async fn connect(shared: &Shared, bus: &Bus) -> Result<Connected, String> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -163,7 +203,7 @@ async fn reassert(
 }
 
 /// Serves the link until shutdown; reconnects whenever it is lost.
-pub async fn run(
+async fn run(
     shared: Arc<Shared>,
     bus: Arc<Bus>,
     mut outbound: mpsc::Receiver<Outbound>,

@@ -127,10 +127,18 @@ impl Bus {
         keys: Keys,
         fault: Option<crate::Fault>,
     ) -> Result<(Arc<Bus>, mpsc::Receiver<Outbound>), BusError> {
-        let client = redis::Client::open(url).map_err(|error| BusError::Url {
+        use redis::IntoConnectionInfo;
+        let bad_url = |error: redis::RedisError| BusError::Url {
             url: url.into(),
             why: error.to_string(),
-        })?;
+        };
+        // TCP_NODELAY: the client's default leaves Nagle's algorithm on, which holds a
+        // pipelined publication back until the previous one is acknowledged.
+        let info = url
+            .into_connection_info()
+            .map_err(bad_url)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(bad_url)?;
         let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
         let bus = Bus {
             url: url.into(),
