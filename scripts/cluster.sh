@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a chat-server cluster on this machine: Redis (unless one already answers on the
 # bus address) and N nodes sharing one listen address (SO_REUSEPORT), and stops everything
-# it started on Ctrl-C (or SIGTERM). Prints the URL to give loadgen.
+# it started on Ctrl-C (or SIGTERM). Prints the URL(s) to give loadgen on stdout, one a
+# line; everything else (build, Redis and node logs) goes to stderr.
 #
 #   scripts/cluster.sh [N]            N nodes (default 3)
 #
@@ -71,7 +72,7 @@ else
     fi
     echo "== starting redis-server on $BUS_HOST:$BUS_PORT (nothing persisted)" >&2
     redis-server --bind "$BUS_HOST" --port "$BUS_PORT" --save '' --appendonly no \
-        --loglevel warning &
+        --loglevel warning >&2 &
     PIDS+=($!)
     for _ in $(seq 100); do redis_answers && break; sleep 0.05; done
     redis_answers || { echo "cluster.sh: redis-server did not start" >&2; exit 1; }
@@ -81,11 +82,11 @@ URLS=()
 for i in $(seq 0 $((N - 1))); do
     if [ "${CLUSTER_PORTS:-}" = separate ]; then
         addr="$HOST:$((PORT + i))"
-        "$SERVER" --listen "$addr" --id "node$i" --bus "$BUS" &
+        "$SERVER" --listen "$addr" --id "node$i" --bus "$BUS" >&2 &
         URLS+=("ws://$addr/")
     else
         addr=$LISTEN
-        "$SERVER" --listen "$addr" --id "node$i" --bus "$BUS" --reuse-port &
+        "$SERVER" --listen "$addr" --id "node$i" --bus "$BUS" --reuse-port >&2 &
         [ "$i" -eq 0 ] && URLS+=("ws://$addr/")
     fi
     PIDS+=($!)
