@@ -8,10 +8,13 @@
 //! serialized among themselves (`.config/nextest.toml`, test group `accuracy`) so that
 //! their timing does not disturb each other.
 
+mod scratch;
+
 #[path = "support/delay_proxy.rs"]
 mod delay_proxy;
 
-use std::path::{Path, PathBuf};
+use scratch::TempDir;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chat_server::{Config, Server, ServerHandle};
@@ -68,32 +71,6 @@ deadline = "2s"
 
 /// A user that never sends (users 0–4 send): its connection is the one disturbed.
 const RECEIVER: &str = "user7";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "loadgen-accuracy-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs the loadgen binary on `scenario` against `target`; returns its exit code and
 /// summary.json.

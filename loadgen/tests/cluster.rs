@@ -5,9 +5,12 @@
 //! never a duplicate); a node killed with SIGKILL must cost only its own users, reported as
 //! disconnected, not as protocol failures.
 
+mod scratch;
+
+use scratch::TempDir;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,6 +83,10 @@ impl Drop for Node {
     }
 }
 
+fn urls_of(nodes: &[Node]) -> Vec<String> {
+    nodes.iter().map(Node::url).collect()
+}
+
 fn cluster(redis: &RedisProcess, n: usize) -> Vec<Node> {
     faulty_cluster(redis, n, None)
 }
@@ -93,7 +100,7 @@ fn faulty_cluster(redis: &RedisProcess, n: usize, fault: Option<&str>) -> Vec<No
 /// `loadgen conform` against `urls` with short deadlines: (exit code, JSON report).
 fn conform(urls: &[String], only: &str) -> (i32, serde_json::Value) {
     let dir = TempDir::new("conform");
-    let json = dir.0.join("conform.json");
+    let json = dir.path().join("conform.json");
     let output = Command::new(LOADGEN)
         .arg("conform")
         .args(urls)
@@ -134,7 +141,7 @@ const ACROSS: &str = "S1,S2,S3,S4,S5,S6,S7,M1,M2,M3,M4,M5,M6,O1,R1,R2,R3,R6,R7,C
 fn conform_across_three_nodes_passes_every_must_check() {
     let redis = redis();
     let nodes = cluster(&redis, 3);
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let urls = urls_of(&nodes);
     let (code, report) = conform(&urls, ACROSS);
     assert_eq!(code, 0, "{report}");
     for rule in ["S4", "S5", "S6", "M1", "M3", "M6", "C2", "C3"] {
@@ -146,7 +153,7 @@ fn conform_across_three_nodes_passes_every_must_check() {
 fn conform_c3_fails_on_nodes_that_evict_only_their_own_sessions() {
     let redis = redis();
     let nodes = faulty_cluster(&redis, 3, Some("local-eviction-only"));
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let urls = urls_of(&nodes);
     let (code, report) = conform(&urls, "C3,C2");
     assert_eq!(code, 1, "{report}");
     assert_eq!(verdict(&report, "C3"), "fail");
@@ -161,7 +168,7 @@ fn conform_c3_fails_on_nodes_that_evict_only_their_own_sessions() {
 fn conform_c2_fails_on_nodes_that_reorder_what_they_publish() {
     let redis = redis();
     let nodes = faulty_cluster(&redis, 3, Some("bus-swap-pairs"));
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let urls = urls_of(&nodes);
     let (code, report) = conform(&urls, "C2,C3,M3");
     assert_eq!(code, 1, "{report}");
     assert_eq!(verdict(&report, "C2"), "fail");
@@ -176,29 +183,6 @@ fn conform_c2_fails_on_nodes_that_reorder_what_they_publish() {
 fn conform_refuses_a_cluster_rule_with_one_url() {
     let (code, _) = conform(&["ws://127.0.0.1:9/".to_string()], "C2");
     assert_eq!(code, 2);
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "loadgen-cluster-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// What a finished run left.
@@ -226,12 +210,12 @@ impl Report {
     }
 }
 
-/// Starts `loadgen run` of `scenario` against `nodes`; `during` runs while it does.
-fn run(tag: &str, scenario: &str, nodes: &[Node], during: impl FnOnce()) -> Report {
+/// Starts `loadgen run` of `scenario` against `urls`; `during` runs while it does.
+fn run(tag: &str, scenario: &str, urls: &[String], during: impl FnOnce()) -> Report {
     let dir = TempDir::new(tag);
-    let file = dir.0.join(format!("{tag}.toml"));
+    let file = dir.path().join(format!("{tag}.toml"));
     std::fs::write(&file, scenario).unwrap();
-    let out = dir.0.join("report");
+    let out = dir.path().join("report");
     let mut command = Command::new(LOADGEN);
     command.args([
         "run",
@@ -240,8 +224,8 @@ fn run(tag: &str, scenario: &str, nodes: &[Node], during: impl FnOnce()) -> Repo
         "--out",
         out.to_str().unwrap(),
     ]);
-    for node in nodes {
-        command.args(["--target", &node.url()]);
+    for url in urls {
+        command.args(["--target", url]);
     }
     let child = command
         .stdout(Stdio::piped())
@@ -309,7 +293,7 @@ max_eviction_failures = 0
 max_order_errors = 0
 max_duplicates = 0
 "#,
-        &nodes,
+        &urls_of(&nodes),
         || {},
     );
     assert_eq!(report.code, 0, "{}", report.summary);
@@ -357,7 +341,7 @@ min_delivery_ratio = 0.0
 max_connect_errors = 1000000
 max_eviction_failures = 1000000
 "#,
-        &nodes,
+        &urls_of(&nodes),
         || {
             std::thread::sleep(Duration::from_secs(4));
             redis.stop();
@@ -438,14 +422,11 @@ max_eviction_failures = 1000000
 fn a_node_killed_mid_run_costs_only_its_own_users_reported_as_disconnected() {
     let redis = redis();
     let mut nodes = cluster(&redis, 3);
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
-    let report = {
-        let victim = &mut nodes[2];
-        let dir = TempDir::new("kill");
-        let file = dir.0.join("kill.toml");
-        std::fs::write(
-            &file,
-            r#"
+    let urls = urls_of(&nodes);
+    let victim = &mut nodes[2];
+    let report = run(
+        "kill",
+        r#"
 [users]
 count = 30
 connect_over = "300ms"
@@ -458,32 +439,12 @@ senders = 9
 [thresholds]
 min_delivery_ratio = 1.0
 "#,
-        )
-        .unwrap();
-        let out = dir.0.join("report");
-        let mut command = Command::new(LOADGEN);
-        command.args([
-            "run",
-            file.to_str().unwrap(),
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        for url in &urls {
-            command.args(["--target", url]);
-        }
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("loadgen runs");
-        std::thread::sleep(Duration::from_secs(4));
-        victim.kill();
-        let output = child.wait_with_output().expect("loadgen ends");
-        eprintln!("{}", String::from_utf8_lossy(&output.stdout));
-        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        read_report(&out, output.status.code().unwrap_or(-1))
-    };
+        &urls,
+        || {
+            std::thread::sleep(Duration::from_secs(4));
+            victim.kill();
+        },
+    );
     // Users 2, 5, …, 29 were on the killed node: 10 users, each disconnected once.
     assert_eq!(
         report.total("unexpected_disconnects"),

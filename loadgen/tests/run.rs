@@ -2,7 +2,9 @@
 //! the embedded child, or chat-server started here with a deliberate defect to prove that
 //! each check can fail.
 
-use std::path::{Path, PathBuf};
+mod scratch;
+
+use scratch::TempDir;
 use std::process::Output;
 
 use chat_server::{Config, Fault, Server, ServerHandle};
@@ -25,30 +27,6 @@ relogin_rate = 4
 min_delivery_ratio = 1.0
 max_eviction_failures = 0
 "#;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("loadgen-test-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn loadgen(args: &[&str]) -> Output {
     let output = tokio::process::Command::new(LOADGEN)

@@ -68,6 +68,16 @@ pub async fn bad_names_refused(settings: &Settings) -> CheckOutcome {
         ("control char", format!("{path}?user=cf%01x")),
         ("not UTF-8", format!("{path}?user=cf%FFx")),
     ];
+    all_refused(settings, &attempts, "accepted").await
+}
+
+/// Tries every `(what, path and query)` login: `info` when each is refused, `warn`
+/// (naming each one `accepted_as`) when any is accepted.
+async fn all_refused(
+    settings: &Settings,
+    attempts: &[(&str, String)],
+    accepted_as: &str,
+) -> CheckOutcome {
     let mut seen = Vec::new();
     let mut accepted = false;
     for (what, path_and_query) in attempts {
@@ -75,7 +85,7 @@ pub async fn bad_names_refused(settings: &Settings) -> CheckOutcome {
             Refusal::Refused(how) => seen.push(format!("{what}: {how}")),
             Refusal::Accepted(_) => {
                 accepted = true;
-                seen.push(format!("{what}: accepted"));
+                seen.push(format!("{what}: {accepted_as}"));
             }
         }
     }
@@ -97,23 +107,7 @@ pub async fn format_chars_refused(settings: &Settings) -> CheckOutcome {
         ("U+202E", format!("{path}?user={prefix}%E2%80%AEx")),
         ("U+200B", format!("{path}?user={prefix}%E2%80%8Bx")),
     ];
-    let mut seen = Vec::new();
-    let mut accepted = false;
-    for (what, path_and_query) in attempts {
-        match attempt(settings, path_and_query.as_bytes()).await {
-            Refusal::Refused(how) => seen.push(format!("{what}: {how}")),
-            Refusal::Accepted(_) => {
-                accepted = true;
-                seen.push(format!("{what}: ACCEPTED"));
-            }
-        }
-    }
-    let seen = seen.join("; ");
-    if accepted {
-        CheckOutcome::warn(seen)
-    } else {
-        CheckOutcome::info(seen)
-    }
+    all_refused(settings, &attempts, "ACCEPTED").await
 }
 
 /// M4: a fragmented Text is reassembled before broadcast, Ping gets Pong, Binary is not
