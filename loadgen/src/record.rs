@@ -60,6 +60,25 @@ pub struct Counters {
     pub evictions_zombie: u64,
     /// The old session received a message sent after the new login (plus grace).
     pub evictions_ghost: u64,
+    /// Not exactly one new session was open at the eviction deadline (S6).
+    pub evictions_no_survivor: u64,
+    /// The server closed the surviving session before it got its probe (not a failure;
+    /// the close is counted by its code below).
+    pub evictions_survivor_closed: u64,
+    /// The probe reached the survivor after the probe deadline (not a failure).
+    pub evictions_probe_late: u64,
+    /// No probe to judge by: none could be sent, or nobody received it (not a failure).
+    pub evictions_unprobed: u64,
+    /// Unexpected disconnects by how they ended: Close 1001 (server going away).
+    pub unexpected_close_1001: u64,
+    /// Close 1013 (try again later: the server's slow-consumer disconnect).
+    pub unexpected_close_1013: u64,
+    /// Close 4001 (replaced by a new login, when no relogin of ours explains it).
+    pub unexpected_close_4001: u64,
+    /// A Close with any other code, or none.
+    pub unexpected_close_other: u64,
+    /// The connection dropped without a Close.
+    pub unexpected_tcp_drop: u64,
     /// Churn disconnects (a user leaving on purpose).
     pub churn_leaves: u64,
     /// Connections opened (first logins, relogins and churn rejoins).
@@ -87,6 +106,15 @@ impl Counters {
             evictions_missing,
             evictions_zombie,
             evictions_ghost,
+            evictions_no_survivor,
+            evictions_survivor_closed,
+            evictions_probe_late,
+            evictions_unprobed,
+            unexpected_close_1001,
+            unexpected_close_1013,
+            unexpected_close_4001,
+            unexpected_close_other,
+            unexpected_tcp_drop,
             churn_leaves,
             connects,
         } = other;
@@ -107,13 +135,27 @@ impl Counters {
         self.evictions_missing += evictions_missing;
         self.evictions_zombie += evictions_zombie;
         self.evictions_ghost += evictions_ghost;
+        self.evictions_no_survivor += evictions_no_survivor;
+        self.evictions_survivor_closed += evictions_survivor_closed;
+        self.evictions_probe_late += evictions_probe_late;
+        self.evictions_unprobed += evictions_unprobed;
+        self.unexpected_close_1001 += unexpected_close_1001;
+        self.unexpected_close_1013 += unexpected_close_1013;
+        self.unexpected_close_4001 += unexpected_close_4001;
+        self.unexpected_close_other += unexpected_close_other;
+        self.unexpected_tcp_drop += unexpected_tcp_drop;
         self.churn_leaves += churn_leaves;
         self.connects += connects;
     }
 
-    /// Relogins that failed any eviction check.
+    /// Relogins that failed an eviction check (late, missing, zombie, ghost, no single
+    /// survivor; see `checks::eviction` for the outcomes that are not failures).
     pub fn eviction_failures(&self) -> u64 {
-        self.evictions_late + self.evictions_missing + self.evictions_zombie + self.evictions_ghost
+        self.evictions_late
+            + self.evictions_missing
+            + self.evictions_zombie
+            + self.evictions_ghost
+            + self.evictions_no_survivor
     }
 }
 

@@ -129,6 +129,10 @@ pub struct Verify {
     /// The new session must receive the relogin probe within this long.
     #[serde(default = "default_probe_deadline")]
     pub probe_deadline: Span,
+    /// Relogins share probes: at most one probe broadcast per this long verifies every
+    /// relogin waiting for one.
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval: Span,
     /// Messages sent later than this after a new login must not reach the old session.
     #[serde(default = "default_ghost_grace")]
     pub ghost_grace: Span,
@@ -141,6 +145,7 @@ impl Default for Verify {
             deadline: default_deadline(),
             eviction_deadline: default_eviction_deadline(),
             probe_deadline: default_probe_deadline(),
+            probe_interval: default_probe_interval(),
             ghost_grace: default_ghost_grace(),
         }
     }
@@ -219,6 +224,9 @@ fn default_eviction_deadline() -> Span {
 }
 fn default_probe_deadline() -> Span {
     Span(std::time::Duration::from_secs(1))
+}
+fn default_probe_interval() -> Span {
+    Span(std::time::Duration::from_millis(50))
 }
 fn default_ghost_grace() -> Span {
     Span(std::time::Duration::from_millis(250))
@@ -362,6 +370,7 @@ impl Scenario {
             ("verify.deadline", v.deadline),
             ("verify.eviction_deadline", v.eviction_deadline),
             ("verify.probe_deadline", v.probe_deadline),
+            ("verify.probe_interval", v.probe_interval),
         ] {
             if span.0.is_zero() {
                 return fail(field, "must be above zero".into());

@@ -2,6 +2,10 @@
 //! the embedded child, or chat-server started here with a deliberate defect to prove that
 //! each check can fail.
 
+// Only `start` and `url` are used here.
+#[allow(dead_code)]
+#[path = "support/delay_proxy.rs"]
+mod delay_proxy;
 mod scratch;
 
 use scratch::TempDir;
@@ -336,4 +340,78 @@ async fn a_server_that_dies_mid_run_gives_an_incomplete_report_and_exit_3() {
         .as_str()
         .unwrap()
         .contains("stopped accepting"));
+}
+
+/// A relogin storm against `server` (directly, or through `via`), with `verify` settings.
+async fn relogin_storm(
+    tag: &str,
+    server: &ServerHandle,
+    via: Option<&str>,
+    verify: &str,
+) -> (i32, serde_json::Value) {
+    let dir = TempDir::new(tag);
+    let file = dir.path().join(format!("{tag}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[users]
+count = 12
+connect_over = "100ms"
+
+[verify]
+{verify}
+
+[[phase]]
+duration = "3s"
+rate = 10
+senders = 4
+relogin_rate = 3
+
+[thresholds]
+min_delivery_ratio = 0.0
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    let target = format!("ws://{}/", server.local_addr());
+    let target = via.unwrap_or(&target);
+    let output = loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--target",
+        target,
+    ])
+    .await;
+    let summary = std::fs::read_to_string(out.join("summary.json"))
+        .map(|text| serde_json::from_str(&text).expect("summary.json parses"))
+        .unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap_or(-1), summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_the_new_session_with_1013_is_named_not_a_zombie() {
+    let server = server(Some(Fault::CloseReplacementWith1013)).await;
+    let (_, summary) = relogin_storm("shed", &server, None, "").await;
+    let closed = total(&summary, "evictions_survivor_closed");
+    assert!(closed > 0, "{summary}");
+    assert_eq!(total(&summary, "evictions_zombie"), 0, "{summary}");
+    assert!(total(&summary, "unexpected_close_1013") > 0, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_deliveries_arrive_after_the_probe_deadline_gives_probe_late() {
+    let server = server(None).await;
+    // Every byte from the server arrives 600 ms late; probes must arrive within 300 ms.
+    let proxy =
+        delay_proxy::DelayProxy::start(server.local_addr(), std::time::Duration::from_millis(600));
+    let verify = "probe_deadline = \"300ms\"\neviction_deadline = \"3s\"\ndeadline = \"3s\"";
+    let (_, summary) = relogin_storm("late", &server, Some(&proxy.url()), verify).await;
+    assert!(total(&summary, "evictions_probe_late") > 0, "{summary}");
+    assert_eq!(total(&summary, "evictions_zombie"), 0, "{summary}");
+    assert_eq!(total(&summary, "lost"), 0, "{summary}");
 }

@@ -155,6 +155,10 @@ pub enum Fault {
     /// (its own users get them in order): per-sender order breaks only across nodes
     /// (docs/protocol.md C2).
     BusSwapPairs,
+    /// A relogin's new session is closed with `1013` as soon as it has replaced the old
+    /// one, as a server shedding load would: the user is left without a session, by the
+    /// server's explicit choice (for proving that loadgen names that cause, not "zombie").
+    CloseReplacementWith1013,
 }
 
 /// Why the server could not start.

@@ -154,6 +154,13 @@ pub(crate) fn register(shared: &Shared, name: String, seq: u64) -> Option<Arc<Se
         Registered::Online { replaced } => replaced,
         Registered::Superseded => Some(session.clone()),
     };
+    #[cfg(feature = "fault-injection")]
+    if evicted.is_some() && shared.config.fault == Some(crate::Fault::CloseReplacementWith1013) {
+        session.close(
+            Some(frame::close(close_code::TRY_AGAIN_LATER, "shedding load")),
+            true,
+        );
+    }
     if let Some(evicted) = evicted {
         let bye = frame::close(close_code::REPLACED, "replaced by a new login");
         if evicted.close(Some(bye), false) {

@@ -195,6 +195,7 @@ pub(super) mod tests {
                 evictions_ghost: u64::from(second == 2),
                 churn_leaves: 2,
                 connects: 4,
+                ..Counters::default()
             };
             totals.add(&counters);
             latency.add(&h).unwrap();

@@ -94,9 +94,14 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     row(
         "errors",
         format!(
-            "connect {}, unexpected disconnects {}, duplicates {}, order {}, foreign {}, self {}",
+            "connect {}, unexpected disconnects {} (Close 1001 {}, 1013 {}, 4001 {}, other {}; TCP drop {}), duplicates {}, order {}, foreign {}, self {}",
             t.connect_errors,
             t.unexpected_disconnects,
+            t.unexpected_close_1001,
+            t.unexpected_close_1013,
+            t.unexpected_close_4001,
+            t.unexpected_close_other,
+            t.unexpected_tcp_drop,
             t.duplicates,
             t.order_errors,
             t.foreign,
@@ -106,13 +111,17 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     row(
         "evictions",
         format!(
-            "{} relogins: ok {}, late {}, missing {}, zombie {}, ghost {}",
+            "{} relogins: ok {}, late {}, missing {}, zombie {}, ghost {}, no single survivor {}; not failures: survivor closed by the server {}, probe late {}, unprobed {}",
             t.relogins,
             t.evictions_ok,
             t.evictions_late,
             t.evictions_missing,
             t.evictions_zombie,
-            t.evictions_ghost
+            t.evictions_ghost,
+            t.evictions_no_survivor,
+            t.evictions_survivor_closed,
+            t.evictions_probe_late,
+            t.evictions_unprobed
         ),
     );
     row(

@@ -22,7 +22,7 @@ const TRAILING: [&str; 6] = [
 ];
 
 /// Every field of `c` with its name, in declaration order.
-pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 19] {
+pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 28] {
     let Counters {
         sent,
         delivered,
@@ -41,6 +41,15 @@ pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 19] {
         evictions_missing,
         evictions_zombie,
         evictions_ghost,
+        evictions_no_survivor,
+        evictions_survivor_closed,
+        evictions_probe_late,
+        evictions_unprobed,
+        unexpected_close_1001,
+        unexpected_close_1013,
+        unexpected_close_4001,
+        unexpected_close_other,
+        unexpected_tcp_drop,
         churn_leaves,
         connects,
     } = *c;
@@ -62,6 +71,15 @@ pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 19] {
         ("evictions_missing", evictions_missing),
         ("evictions_zombie", evictions_zombie),
         ("evictions_ghost", evictions_ghost),
+        ("evictions_no_survivor", evictions_no_survivor),
+        ("evictions_survivor_closed", evictions_survivor_closed),
+        ("evictions_probe_late", evictions_probe_late),
+        ("evictions_unprobed", evictions_unprobed),
+        ("unexpected_close_1001", unexpected_close_1001),
+        ("unexpected_close_1013", unexpected_close_1013),
+        ("unexpected_close_4001", unexpected_close_4001),
+        ("unexpected_close_other", unexpected_close_other),
+        ("unexpected_tcp_drop", unexpected_tcp_drop),
         ("churn_leaves", churn_leaves),
         ("connects", connects),
     ]
@@ -143,7 +161,7 @@ mod tests {
         let mut reader = csv::Reader::from_reader(&bytes[..]);
         let names: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(names, header());
-        assert_eq!(names.len(), 2 + 19 + 6);
+        assert_eq!(names.len(), 2 + 28 + 6);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 2);
         let column = |row: &csv::StringRecord, name: &str| -> String {
@@ -166,6 +184,6 @@ mod tests {
         let mut names = header();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 2 + 19 + 6);
+        assert_eq!(names.len(), 2 + 28 + 6);
     }
 }

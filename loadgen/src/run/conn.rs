@@ -28,6 +28,16 @@ pub struct Ended {
     pub code: Option<u16>,
     /// The server's Close reason.
     pub reason: String,
+    /// It ended with a Close frame (with or without a code), not a bare TCP drop.
+    pub closed: bool,
+}
+
+impl Ended {
+    /// `Some(code)` when the server sent a Close (`code` `None` for a Close without
+    /// one), `None` when the connection dropped without a Close.
+    pub fn closed_with(&self) -> Option<Option<u16>> {
+        self.closed.then_some(self.code)
+    }
 }
 
 /// One simulated connection, shared by its reader and whoever drives the user.
@@ -110,6 +120,11 @@ impl Conn {
     /// Whether an end of this connection was expected.
     pub fn end_was_expected(&self) -> bool {
         self.end_expected.load(Relaxed)
+    }
+
+    /// How the connection ended, if it has: see [`Ended::closed_with`].
+    pub fn ended_how(&self) -> Option<Option<Option<u16>>> {
+        self.ended.borrow().as_ref().map(Ended::closed_with)
     }
 
     /// When the connection ended, if it ended without loadgen expecting it (the server

@@ -16,6 +16,7 @@ pub mod command;
 pub mod conn;
 pub mod disrupt;
 pub mod plan;
+pub mod prober;
 pub mod relogin;
 pub mod state;
 pub mod user;
@@ -132,7 +133,10 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
     };
     if completion == Completion::Complete && run.scenario.has_relogins() {
         match user::open(&run, run.users(), true).await {
-            Ok(conn) => run.set_prober(conn),
+            Ok(conn) => {
+                run.set_prober(conn);
+                tokio::spawn(prober::probe_loop(run.clone()));
+            }
             Err(error) => {
                 completion =
                     Completion::Incomplete(format!("the probe user could not log in: {error}"))

@@ -70,16 +70,33 @@ pub async fn relogin(run: Arc<RunState>, user: u32) {
         user,
         newest_open.or_else(|| Some(old.clone()).filter(|o| o.is_open())),
     );
-    let probe = run.send_probe().await;
-    let probe_deadline = tokio::time::Instant::now() + verify.probe_deadline.0;
+    // A probe sent after the survivor registered (it had: its handshake completed),
+    // shared with every other relogin waiting for one.
+    let probe_wait = verify.probe_deadline.0;
+    let probe = run.probes.after(run.now_ns(), probe_wait).await;
+    let probe_deadline = tokio::time::Instant::now() + probe_wait;
+    let mut probe_late_ms = None;
     if let (Some(s), Some(id)) = (&survivor, probe) {
-        s.wait_probe(id, verify.probe_deadline.0).await;
+        if !s.wait_probe(id, probe_wait).await && s.is_open() {
+            // Missed: wait as long again, to tell a late probe from one that never came.
+            let deadline = tokio::time::Instant::now();
+            if s.wait_probe(id, probe_wait).await {
+                probe_late_ms = Some(deadline.elapsed().as_millis() as u64);
+            }
+        }
     }
     // Give a late eviction until the end of the probe wait.
     let left = probe_deadline.saturating_duration_since(tokio::time::Instant::now());
     let _ = old.wait_ended(left).await;
 
     let got_probe = |c: &Conn| probe.is_some_and(|id| c.got_probe(id));
+    let ours = std::iter::once(&old)
+        .chain(fresh.iter())
+        .filter(|c| got_probe(c))
+        .count() as u64;
+    let probe_receipts_elsewhere =
+        probe.map_or(0, |id| run.probes.receipts(id).saturating_sub(ours));
+    let in_time = |c: &Conn| got_probe(c) && probe_late_ms.is_none();
     let seen = ReloginObservation {
         logged_in_ns: t1,
         ghost_grace_ns: verify.ghost_grace.0.as_nanos() as u64,
@@ -93,10 +110,13 @@ pub async fn relogin(run: Arc<RunState>, user: u32) {
             .map(|(c, &open_at_deadline)| NewSession {
                 open_at_deadline,
                 open_at_end: c.is_open(),
-                got_probe: got_probe(c),
+                got_probe: in_time(c),
+                closed_with: c.ended_how().map(Option::flatten),
             })
             .collect(),
         probe_sent: probe.is_some(),
+        probe_receipts_elsewhere,
+        probe_late_ms,
     };
     let outcome = eviction::judge(&seen);
     run.recorder.count(user as usize, |c| outcome.count(c));

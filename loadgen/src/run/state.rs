@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::conn::Conn;
+use super::conn::{Conn, Ended};
 use super::plan::{self, PhasePlan};
+use super::prober::{ProbeLine, SentProbe};
 use crate::checks::delivery::SessionLedger;
 use crate::record::Recorder;
 use crate::scenario::{ReloginTarget, Scenario};
@@ -99,6 +100,8 @@ pub struct RunState {
     stop: watch::Sender<bool>,
     /// The probe user's session, which broadcasts the relogin probes.
     prober: Mutex<Option<Arc<Conn>>>,
+    /// The coalesced probes relogins wait for.
+    pub probes: ProbeLine,
     next_probe: AtomicU64,
 }
 
@@ -138,6 +141,7 @@ impl RunState {
             plan: OnceLock::new(),
             stop: watch::Sender::new(false),
             prober: Mutex::new(None),
+            probes: ProbeLine::new(scenario.verify.probe_interval.0),
             next_probe: AtomicU64::new(1),
             scenario,
         }
@@ -201,11 +205,20 @@ impl RunState {
 
     /// A connection ended; `ledger` is what it received, for the loss tally (`None` for
     /// the probe user, which is not a checked receiver).
-    pub fn closed(&self, conn: &Conn, ledger: Option<SessionLedger>) {
+    pub fn closed(&self, conn: &Conn, ended: &Ended, ledger: Option<SessionLedger>) {
         self.online.fetch_sub(1, Relaxed);
         if !conn.end_was_expected() {
-            self.recorder
-                .count(conn.user as usize, |c| c.unexpected_disconnects += 1);
+            let closed_with = ended.closed_with();
+            self.recorder.count(conn.user as usize, |c| {
+                c.unexpected_disconnects += 1;
+                match closed_with {
+                    None => c.unexpected_tcp_drop += 1,
+                    Some(Some(1001)) => c.unexpected_close_1001 += 1,
+                    Some(Some(1013)) => c.unexpected_close_1013 += 1,
+                    Some(Some(4001)) => c.unexpected_close_4001 += 1,
+                    Some(_) => c.unexpected_close_other += 1,
+                }
+            });
         }
         self.live
             .lock()
@@ -304,21 +317,22 @@ impl RunState {
 
     /// Broadcasts a probe from the probe user; returns its id, or `None` when there is no
     /// probe user or the send failed.
-    pub async fn send_probe(&self) -> Option<u64> {
+    pub async fn send_probe(&self) -> Option<SentProbe> {
         let prober = self
             .prober
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
         let id = self.next_probe.fetch_add(1, Relaxed);
+        let sent_ns = self.now_ns();
         let stamp = Stamp {
             run: self.run_id,
             kind: Kind::Probe,
             sender: self.users(),
             seq: id,
-            intended_ns: self.now_ns(),
+            intended_ns: sent_ns,
         };
         prober.send_text(stamp.message(0)).await.ok()?;
-        Some(id)
+        Some(SentProbe { id, sent_ns })
     }
 }

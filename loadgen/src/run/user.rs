@@ -50,7 +50,7 @@ async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
     let mut session = Session::default();
     let ended = tokio::select! {
         biased;
-        _ = conn.reading_stopped() => Ended { at_ns: run.now_ns(), code: None, reason: "stopped reading".into() },
+        _ = conn.reading_stopped() => Ended { at_ns: run.now_ns(), code: None, reason: "stopped reading".into(), closed: false },
         ended = read_frames(&run, &conn, &mut read, &mut session) => ended,
     };
     let ended_at = ended.at_ns;
@@ -66,7 +66,7 @@ async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
             received: session.received,
         }
     });
-    run.closed(&conn, ledger);
+    run.closed(&conn, &ended, ledger);
     conn.finish(ended);
 }
 
@@ -87,6 +87,7 @@ async fn read_frames(
         at_ns: run.now_ns(),
         code: None,
         reason,
+        closed: false,
     };
     // No read buffer until the server first sends something.
     if let Err(error) = connection::readable(read).await {
@@ -108,6 +109,7 @@ async fn read_frames(
                     at_ns,
                     code,
                     reason,
+                    closed: true,
                 };
             }
             Err(error) => return dropped(error.to_string()),
@@ -131,6 +133,7 @@ fn on_text(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
             }
             Delivery::Probe(id) => {
                 conn.record_probe(id);
+                run.probes.received(id);
                 run.recorder.count(key, |c| c.delivered += 1);
                 return;
             }

@@ -1,0 +1,166 @@
+//! Coalesced relogin probes: one probe broadcast verifies every relogin waiting for one.
+//!
+//! A relogin is verified by a probe, a broadcast from the probe user that its surviving
+//! session must receive (docs/protocol.md S5). Sending one probe per relogin costs a
+//! broadcast to every user per relogin: at 1,000 relogins/s and 3,000 users, 3 million
+//! deliveries/s of probes alone, which swamps the machine that is measuring. So relogins
+//! share probes: a relogin asks for *a probe sent after time t* (its new session had
+//! registered by then), and the [`ProbeLine`] sends one probe at most every
+//! `probe_interval` for all who are waiting. The guarantee per relogin is unchanged: the
+//! probe it relies on left after its login completed. The cost becomes users × probes/s.
+//!
+//! The line also counts, per probe, how many sessions received it, so that a relogin
+//! whose survivor missed a probe can tell "the server delivered it, only not to this
+//! session" (a zombie) from "nobody got it" (the probe was not delivered at all).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::state::RunState;
+
+/// Probes whose receipts are remembered (the newest ones; a relogin asks about its probe
+/// within seconds of it).
+const RECEIPT_SLOTS: usize = 4096;
+
+/// A probe that was sent: its id and when (run clock, ns, taken before the write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentProbe {
+    pub id: u64,
+    pub sent_ns: u64,
+}
+
+/// The shared probe sender (see the module doc).
+pub struct ProbeLine {
+    /// At most one probe per this.
+    interval: Duration,
+    /// Someone waits for a probe.
+    wanted: Notify,
+    /// The newest probe sent; `None` until the first, or once sending failed.
+    latest: watch::Sender<Option<SentProbe>>,
+    /// Receipts per probe id: slot `id % RECEIPT_SLOTS` holds `id << 24 | count`.
+    receipts: Box<[AtomicU64]>,
+    /// Probes sent.
+    sent: AtomicU64,
+}
+
+impl ProbeLine {
+    pub fn new(interval: Duration) -> ProbeLine {
+        ProbeLine {
+            interval,
+            wanted: Notify::new(),
+            latest: watch::Sender::new(None),
+            receipts: (0..RECEIPT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// The id of a probe sent after `after_ns`, waiting up to `wait` for the next one;
+    /// `None` if none was sent in that time (no probe user, or its sends fail).
+    pub async fn after(&self, after_ns: u64, wait: Duration) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut latest = self.latest.subscribe();
+        loop {
+            if let Some(probe) = *latest.borrow_and_update() {
+                if probe.sent_ns > after_ns {
+                    return Some(probe.id);
+                }
+            }
+            self.wanted.notify_one();
+            match tokio::time::timeout_at(deadline, latest.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Notes that a session received probe `id`.
+    pub fn received(&self, id: u64) {
+        let slot = &self.receipts[(id as usize) % RECEIPT_SLOTS];
+        let _ = slot.fetch_update(Relaxed, Relaxed, |packed| {
+            Some(if packed >> 24 == id {
+                packed + 1
+            } else {
+                id << 24 | 1
+            })
+        });
+    }
+
+    /// How many sessions received probe `id` (0 once it is too old to be remembered).
+    pub fn receipts(&self, id: u64) -> u64 {
+        let packed = self.receipts[(id as usize) % RECEIPT_SLOTS].load(Relaxed);
+        if packed >> 24 == id {
+            packed & 0xFF_FFFF
+        } else {
+            0
+        }
+    }
+
+    /// Probes sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Relaxed)
+    }
+}
+
+/// Sends probes for as long as the run lasts: whenever someone waits for one, but no
+/// sooner than `interval` after the previous one.
+pub async fn probe_loop(run: Arc<RunState>) {
+    let line = &run.probes;
+    let mut last_sent: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = run.stopped() => return,
+            _ = line.wanted.notified() => {}
+        }
+        if let Some(last) = last_sent {
+            tokio::select! {
+                _ = run.stopped() => return,
+                _ = tokio::time::sleep_until(last + line.interval) => {}
+            }
+        }
+        last_sent = Some(tokio::time::Instant::now());
+        let sent = run.send_probe().await;
+        if sent.is_some() {
+            line.sent.fetch_add(1, Relaxed);
+        }
+        line.latest.send_replace(sent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_are_counted_per_probe_and_forgotten_when_the_slot_is_reused() {
+        let line = ProbeLine::new(Duration::from_millis(10));
+        for _ in 0..3 {
+            line.received(7);
+        }
+        line.received(8);
+        assert_eq!(line.receipts(7), 3);
+        assert_eq!(line.receipts(8), 1);
+        assert_eq!(line.receipts(9), 0);
+        line.received(7 + RECEIPT_SLOTS as u64);
+        assert_eq!(
+            line.receipts(7),
+            0,
+            "an old probe's slot taken by a new one"
+        );
+        assert_eq!(line.receipts(7 + RECEIPT_SLOTS as u64), 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_only_a_probe_sent_after_its_time() {
+        let line = ProbeLine::new(Duration::from_millis(10));
+        line.latest.send_replace(Some(SentProbe {
+            id: 1,
+            sent_ns: 100,
+        }));
+        assert_eq!(line.after(99, Duration::from_millis(10)).await, Some(1));
+        // Sent before (or at) the waiter's time: not good enough; nobody sends another.
+        assert_eq!(line.after(100, Duration::from_millis(20)).await, None);
+    }
+}
