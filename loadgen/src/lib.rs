@@ -39,6 +39,7 @@ pub mod connection;
 pub mod duration;
 pub mod exit;
 pub mod gate;
+pub mod lag;
 pub mod nofile;
 pub mod progress;
 pub mod random;

@@ -48,6 +48,10 @@ pub struct Thresholds {
     /// Most failed logins allowed (default 0).
     #[serde(default)]
     pub max_connect_errors: u64,
+    /// Highest acceptable p99 of loadgen's own lag (its sends against their schedule, its
+    /// timer against its period; see `crate::lag`): a run the instrument could not measure
+    /// cleanly fails.
+    pub max_loadgen_lag: Option<Span>,
 }
 
 fn one() -> f64 {
@@ -70,6 +74,7 @@ impl Default for Thresholds {
             max_self_deliveries: 0,
             min_deliveries_per_sec: None,
             max_connect_errors: 0,
+            max_loadgen_lag: None,
         }
     }
 }
@@ -100,7 +105,7 @@ impl ThresholdVerdict {
         }
     }
 
-    fn ceiling(name: &str, limit: f64, actual: f64, unit: &'static str) -> ThresholdVerdict {
+    pub fn ceiling(name: &str, limit: f64, actual: f64, unit: &'static str) -> ThresholdVerdict {
         ThresholdVerdict {
             name: name.to_string(),
             limit,

@@ -238,6 +238,8 @@ pub(super) mod tests {
             intervals,
             totals,
             latency,
+            loadgen_lag: Default::default(),
+            probes_sent: 2,
             thresholds: Thresholds {
                 p99: Some(duration::Span(Duration::from_millis(100))),
                 min_delivery_ratio: 0.9,
@@ -383,5 +385,38 @@ pub(super) mod tests {
         report.scenario = serde_json::json!({});
         report.incomplete = None;
         assert_eq!(measured_secs(&report), 1.0);
+    }
+
+    #[test]
+    fn a_run_loadgen_could_not_keep_up_with_fails_max_loadgen_lag_and_says_why() {
+        let mut report = sample();
+        report.thresholds.max_loadgen_lag = Some(crate::duration::Span(Duration::from_millis(5)));
+        let meter = crate::lag::LagMeter::default();
+        meter.record_send(1_000_000); // 1 ms
+        report.loadgen_lag = meter.figures();
+        let judged = |report: &RunReport| {
+            report
+                .verdicts()
+                .into_iter()
+                .find(|v| v.name == "max_loadgen_lag")
+                .expect("a max_loadgen_lag verdict")
+        };
+        assert!(judged(&report).passed);
+        for _ in 0..10 {
+            meter.record_send(40_000_000); // 40 ms
+        }
+        report.loadgen_lag = meter.figures();
+        let verdict = judged(&report);
+        assert!(!verdict.passed, "{verdict:?}");
+        let table = summary_table(&report, &report.verdicts());
+        assert!(table.contains("loadgen was the bottleneck"), "{table}");
+        let json: serde_json::Value = serde_json::from_slice(
+            &summary::summary_json(&report, &report.verdicts()).expect("json"),
+        )
+        .expect("parses");
+        assert_eq!(json["loadgen_saturated"], true);
+        assert!(json["instrument_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("bottleneck")));
     }
 }

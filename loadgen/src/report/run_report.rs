@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::duration;
+use crate::lag::LoadgenLag;
 use crate::record::{Counters, IntervalRecord};
 use crate::thresholds::{ThresholdVerdict, Thresholds};
 
@@ -64,18 +65,31 @@ pub struct RunReport {
     pub incomplete: Option<String>,
     /// `chat_deliveries_out_total` scraped from the server at the end, when it could be.
     pub server_deliveries_out: Option<u64>,
+    /// loadgen's own lag during the measured run.
+    pub loadgen_lag: LoadgenLag,
+    /// Relogin probes broadcast (shared by every relogin waiting at the time).
+    pub probes_sent: u64,
 }
 
 impl RunReport {
     /// Judges the run by its thresholds: the verdicts `loadgen run`, the gate and each
     /// capacity step all use.
     pub fn verdicts(&self) -> Vec<ThresholdVerdict> {
-        crate::thresholds::evaluate(
+        let mut verdicts = crate::thresholds::evaluate(
             &self.thresholds,
             &self.totals,
             &self.latency,
             measured_secs(self),
-        )
+        );
+        if let Some(limit) = self.thresholds.max_loadgen_lag {
+            verdicts.push(ThresholdVerdict::ceiling(
+                "max_loadgen_lag",
+                limit.0.as_secs_f64() * 1000.0,
+                self.loadgen_lag.worst_p99_us() as f64 / 1000.0,
+                "ms",
+            ));
+        }
+        verdicts
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::clock;
 use super::run_report::{measured_secs, RunReport, ServerPlacement};
+use crate::lag::LoadgenLag;
 use crate::record::Counters;
 use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
 
@@ -38,6 +39,15 @@ struct Summary<'a> {
     derived: Derived,
     latency_us: Latency,
     server_deliveries_out: Option<u64>,
+    /// loadgen's own lag (µs): its sends against their schedule, its timer against its
+    /// period (`crate::lag`).
+    loadgen_lag_us: LoadgenLag,
+    /// Whether loadgen could not keep up with its own plan (a lag p99 above 5 ms).
+    loadgen_saturated: bool,
+    /// When it could not: that it was the bottleneck, and which findings may come from it.
+    instrument_note: Option<String>,
+    /// Relogin probes broadcast; each verifies every relogin that waited for it.
+    probes_sent: u64,
     thresholds: &'a [ThresholdVerdict],
     /// Every verdict passed (says nothing about completeness: see `complete`).
     passed: bool,
@@ -123,6 +133,10 @@ pub fn summary_json(
         },
         latency_us: Latency::of(&report.latency),
         server_deliveries_out: report.server_deliveries_out,
+        loadgen_lag_us: report.loadgen_lag,
+        loadgen_saturated: report.loadgen_lag.saturated(),
+        instrument_note: report.loadgen_lag.statement(totals),
+        probes_sent: report.probes_sent,
         thresholds: verdicts,
         passed: verdicts.iter().all(|v| v.passed),
     };

@@ -122,8 +122,23 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
             t.evictions_survivor_closed,
             t.evictions_probe_late,
             t.evictions_unprobed
+        ) + &format!(" ({} probes broadcast)", report.probes_sent),
+    );
+    let lag = &report.loadgen_lag;
+    row(
+        "loadgen lag",
+        format!(
+            "sends p50 {:.2} ms p99 {:.2} ms max {:.2} ms; timer p99 {:.2} ms max {:.2} ms",
+            lag.send.p50 as f64 / 1000.0,
+            lag.send.p99 as f64 / 1000.0,
+            lag.send.max as f64 / 1000.0,
+            lag.timer.p99 as f64 / 1000.0,
+            lag.timer.max as f64 / 1000.0,
         ),
     );
+    if let Some(note) = lag.statement(t) {
+        row("NOTE", note);
+    }
     row(
         "connections",
         format!("{} opened, {} churn leaves", t.connects, t.churn_leaves),

@@ -147,6 +147,10 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
 
     // Plan the phases from now on.
     let measure_start = run.now_ns();
+    {
+        let run = run.clone();
+        tokio::spawn(async move { run.lag.watch_timer(run.stopped()).await });
+    }
     let started_at = SystemTime::now();
     run.set_plan(plan::plan_phases(
         &run.scenario.phases,
@@ -237,6 +241,8 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
         ended_at,
         ramp,
         intervals: records,
+        loadgen_lag: run.lag.figures(),
+        probes_sent: run.probes.sent(),
         totals,
         latency: overall,
         thresholds: run.scenario.thresholds.clone(),

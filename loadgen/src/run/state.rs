@@ -20,6 +20,7 @@ use super::conn::{Conn, Ended};
 use super::plan::{self, PhasePlan};
 use super::prober::{ProbeLine, SentProbe};
 use crate::checks::delivery::SessionLedger;
+use crate::lag::LagMeter;
 use crate::record::Recorder;
 use crate::scenario::{ReloginTarget, Scenario};
 use crate::stamp::{Kind, Stamp};
@@ -102,6 +103,8 @@ pub struct RunState {
     prober: Mutex<Option<Arc<Conn>>>,
     /// The coalesced probes relogins wait for.
     pub probes: ProbeLine,
+    /// loadgen's own lag (see [`crate::lag`]).
+    pub lag: LagMeter,
     next_probe: AtomicU64,
 }
 
@@ -142,6 +145,7 @@ impl RunState {
             stop: watch::Sender::new(false),
             prober: Mutex::new(None),
             probes: ProbeLine::new(scenario.verify.probe_interval.0),
+            lag: LagMeter::default(),
             next_probe: AtomicU64::new(1),
             scenario,
         }

@@ -189,6 +189,7 @@ pub async fn send_loop(run: Arc<RunState>, user: u32) -> SentLog {
             if used.last().is_none_or(|(last, _)| last.id != conn.id) {
                 used.push((conn.clone(), sent_at.len() as u64 + 1));
             }
+            run.lag.record_send(run.now_ns().saturating_sub(intended));
             let stamp = Stamp {
                 run: run.run_id,
                 kind: Kind::Chat,
