@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::record::{new_histogram, Counters};
 
 /// A lag p99 above this means loadgen could not keep up with its own plan.
-pub const SATURATED: Duration = Duration::from_millis(5);
+pub const SATURATED: Duration = Duration::from_millis(10);
 
 /// The heartbeat's period.
 const HEARTBEAT: Duration = Duration::from_millis(10);

@@ -42,7 +42,7 @@ struct Summary<'a> {
     /// loadgen's own lag (µs): its sends against their schedule, its timer against its
     /// period (`crate::lag`).
     loadgen_lag_us: LoadgenLag,
-    /// Whether loadgen could not keep up with its own plan (a lag p99 above 5 ms).
+    /// Whether loadgen could not keep up with its own plan (a lag p99 above 10 ms).
     loadgen_saturated: bool,
     /// When it could not: that it was the bottleneck, and which findings may come from it.
     instrument_note: Option<String>,
