@@ -143,6 +143,14 @@ impl LoadgenLag {
         if probes > 0 {
             suspect.push(format!("{probes} relogins with a late or missing probe"));
         }
+        // A Close read late looks like a session that was not closed in time.
+        let unclosed =
+            totals.evictions_late + totals.evictions_missing + totals.evictions_no_survivor;
+        if unclosed > 0 {
+            suspect.push(format!(
+                "{unclosed} relogins whose evictions were seen late or not at all (late, missing, no single survivor)"
+            ));
+        }
         if totals.lost > 0 {
             suspect.push(format!("{} lost deliveries", totals.lost));
         }

@@ -304,7 +304,10 @@ impl Scenario {
                     let overlap = (self.verify.eviction_deadline.0 + self.verify.probe_deadline.0)
                         .as_secs_f64()
                         + 1.0;
-                    (p.relogin_rate * overlap).ceil() as u64 * u64::from(p.relogin_concurrency)
+                    let in_flight = (p.relogin_rate * overlap).ceil() as u64;
+                    // A user relogs one relogin at a time (it is claimed for the whole
+                    // relogin, its closes included), so no more users than there are.
+                    in_flight.min(u64::from(self.users.count)) * u64::from(p.relogin_concurrency)
                 } else {
                     0
                 }
@@ -599,5 +602,19 @@ mod tests {
         let error = Scenario::parse(Path::new("t.toml"), &with("relogin_target = \"elsewhere\""))
             .expect_err("an unknown value");
         assert!(error.to_string().contains("relogin_target"), "{error}");
+    }
+
+    #[test]
+    fn relogin_connections_are_bounded_by_the_users_who_can_relog() {
+        let storm = |rate: u32| {
+            let text = format!(
+                "[users]\ncount = 3000\n[[phase]]\nduration = \"1s\"\nrelogin_rate = {rate}\nrelogin_concurrency = 2\n"
+            );
+            Scenario::parse(Path::new("t.toml"), &text).expect("parses")
+        };
+        // 10 relogins/s overlap for ~3 s: 30 users at a time, 2 new connections each.
+        assert_eq!(storm(10).peak_connections(), 3000 + 1 + 60);
+        // 10,000/s would be 30,000 at a time, but only 3,000 users can relog at once.
+        assert_eq!(storm(10_000).peak_connections(), 3000 + 1 + 6000);
     }
 }

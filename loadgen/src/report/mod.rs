@@ -390,8 +390,7 @@ pub(super) mod tests {
     #[test]
     fn a_run_loadgen_could_not_keep_up_with_fails_max_loadgen_lag_and_says_why() {
         let mut report = sample();
-        report.thresholds.max_loadgen_lag =
-            Some(crate::duration::Span(Duration::from_millis(5)));
+        report.thresholds.max_loadgen_lag = Some(crate::duration::Span(Duration::from_millis(5)));
         let meter = crate::lag::LagMeter::default();
         meter.record_send(1_000_000); // 1 ms
         report.loadgen_lag = meter.figures();
