@@ -135,7 +135,10 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
         match user::open(&run, run.users(), true).await {
             Ok(conn) => {
                 run.set_prober(conn);
-                tokio::spawn(prober::probe_loop(run.clone()));
+                let run = run.clone();
+                tokio::spawn(
+                    async move { run.probes.serve(|| run.send_probe(), run.stopped()).await },
+                );
             }
             Err(error) => {
                 completion =

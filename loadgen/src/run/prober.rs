@@ -13,13 +13,11 @@
 //! whose survivor missed a probe can tell "the server delivered it, only not to this
 //! session" (a zombie) from "nobody got it" (the probe was not delivered at all).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-
-use super::state::RunState;
 
 /// Probes whose receipts are remembered (the newest ones; a relogin asks about its probe
 /// within seconds of it).
@@ -102,30 +100,35 @@ impl ProbeLine {
     pub fn sent(&self) -> u64 {
         self.sent.load(Relaxed)
     }
-}
 
-/// Sends probes for as long as the run lasts: whenever someone waits for one, but no
-/// sooner than `interval` after the previous one.
-pub async fn probe_loop(run: Arc<RunState>) {
-    let line = &run.probes;
-    let mut last_sent: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = run.stopped() => return,
-            _ = line.wanted.notified() => {}
-        }
-        if let Some(last) = last_sent {
+    /// Sends probes with `send` until `stop` completes: whenever someone waits for one,
+    /// but no sooner than `interval` after the previous one. `send` broadcasts one probe
+    /// and says which and when, or `None` if it could not.
+    pub async fn serve<F, P>(&self, mut send: F, stop: impl Future<Output = ()>)
+    where
+        F: FnMut() -> P,
+        P: Future<Output = Option<SentProbe>>,
+    {
+        tokio::pin!(stop);
+        let mut last_sent: Option<tokio::time::Instant> = None;
+        loop {
             tokio::select! {
-                _ = run.stopped() => return,
-                _ = tokio::time::sleep_until(last + line.interval) => {}
+                _ = &mut stop => return,
+                _ = self.wanted.notified() => {}
             }
+            if let Some(last) = last_sent {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep_until(last + self.interval) => {}
+                }
+            }
+            last_sent = Some(tokio::time::Instant::now());
+            let sent = send().await;
+            if sent.is_some() {
+                self.sent.fetch_add(1, Relaxed);
+            }
+            self.latest.send_replace(sent);
         }
-        last_sent = Some(tokio::time::Instant::now());
-        let sent = run.send_probe().await;
-        if sent.is_some() {
-            line.sent.fetch_add(1, Relaxed);
-        }
-        line.latest.send_replace(sent);
     }
 }
 
@@ -150,6 +153,42 @@ mod tests {
             "an old probe's slot taken by a new one"
         );
         assert_eq!(line.receipts(7 + RECEIPT_SLOTS as u64), 1);
+    }
+
+    #[tokio::test]
+    async fn one_probe_serves_every_waiter_and_probes_are_paced() {
+        let line = ProbeLine::new(Duration::from_millis(30));
+        let clock = std::time::Instant::now();
+        let next = AtomicU64::new(1);
+        let send = || async {
+            let id = next.fetch_add(1, Relaxed);
+            Some(SentProbe {
+                id,
+                sent_ns: clock.elapsed().as_nanos() as u64 + 1,
+            })
+        };
+        let stop = tokio::time::sleep(Duration::from_millis(200));
+        let waiters = async {
+            let wait = Duration::from_secs(1);
+            let (a, b, c) = tokio::join!(
+                line.after(0, wait),
+                line.after(0, wait),
+                line.after(0, wait)
+            );
+            assert_eq!(
+                (a, b, c),
+                (Some(1), Some(1), Some(1)),
+                "one probe for all three"
+            );
+            let later = clock.elapsed().as_nanos() as u64 + 1;
+            let started = std::time::Instant::now();
+            assert_eq!(line.after(later, wait).await, Some(2));
+            assert!(started.elapsed() >= Duration::from_millis(20), "paced");
+        };
+        tokio::join!(line.serve(send, stop), waiters);
+        // A request left over from a waiter that was served meanwhile may cost one more
+        // probe, never one per waiter.
+        assert!((2..=3).contains(&line.sent()), "{} probes", line.sent());
     }
 
     #[tokio::test]
