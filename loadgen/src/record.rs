@@ -79,6 +79,9 @@ pub struct Counters {
     pub unexpected_close_other: u64,
     /// The connection dropped without a Close.
     pub unexpected_tcp_drop: u64,
+    /// Relogins and churn that were due but not started: every user tried was still busy
+    /// with an earlier one (the scenario asks more of its users than they can do).
+    pub disruptions_skipped: u64,
     /// Churn disconnects (a user leaving on purpose).
     pub churn_leaves: u64,
     /// Connections opened (first logins, relogins and churn rejoins).
@@ -115,6 +118,7 @@ impl Counters {
             unexpected_close_4001,
             unexpected_close_other,
             unexpected_tcp_drop,
+            disruptions_skipped,
             churn_leaves,
             connects,
         } = other;
@@ -144,6 +148,7 @@ impl Counters {
         self.unexpected_close_4001 += unexpected_close_4001;
         self.unexpected_close_other += unexpected_close_other;
         self.unexpected_tcp_drop += unexpected_tcp_drop;
+        self.disruptions_skipped += disruptions_skipped;
         self.churn_leaves += churn_leaves;
         self.connects += connects;
     }

@@ -141,7 +141,10 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     }
     row(
         "connections",
-        format!("{} opened, {} churn leaves", t.connects, t.churn_leaves),
+        format!(
+            "{} opened, {} churn leaves; {} relogins or churns not started (every user tried was busy)",
+            t.connects, t.churn_leaves, t.disruptions_skipped
+        ),
     );
     row(
         "server out",

@@ -22,7 +22,7 @@ const TRAILING: [&str; 6] = [
 ];
 
 /// Every field of `c` with its name, in declaration order.
-pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 28] {
+pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 29] {
     let Counters {
         sent,
         delivered,
@@ -50,6 +50,7 @@ pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 28] {
         unexpected_close_4001,
         unexpected_close_other,
         unexpected_tcp_drop,
+        disruptions_skipped,
         churn_leaves,
         connects,
     } = *c;
@@ -80,6 +81,7 @@ pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 28] {
         ("unexpected_close_4001", unexpected_close_4001),
         ("unexpected_close_other", unexpected_close_other),
         ("unexpected_tcp_drop", unexpected_tcp_drop),
+        ("disruptions_skipped", disruptions_skipped),
         ("churn_leaves", churn_leaves),
         ("connects", connects),
     ]
@@ -161,7 +163,7 @@ mod tests {
         let mut reader = csv::Reader::from_reader(&bytes[..]);
         let names: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(names, header());
-        assert_eq!(names.len(), 2 + 28 + 6);
+        assert_eq!(names.len(), 2 + 29 + 6);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 2);
         let column = |row: &csv::StringRecord, name: &str| -> String {
@@ -184,6 +186,6 @@ mod tests {
         let mut names = header();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 2 + 28 + 6);
+        assert_eq!(names.len(), 2 + 29 + 6);
     }
 }

@@ -37,7 +37,10 @@ pub async fn disrupt(run: Arc<RunState>, first_eligible: u32) {
             let chosen = (0..PICK_TRIES)
                 .map(|_| first_eligible + (random.next_u64() % span) as u32)
                 .find(|&candidate| run.claim(candidate));
-            let Some(user) = chosen else { continue };
+            let Some(user) = chosen else {
+                run.recorder.count(0, |c| c.disruptions_skipped += 1);
+                continue;
+            };
             let run = run.clone();
             let offline = phase.churn_offline;
             tasks.spawn(async move {
