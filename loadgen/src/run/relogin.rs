@@ -10,6 +10,10 @@ use super::state::RunState;
 use super::user;
 use crate::checks::eviction::{self, NewSession, ReloginObservation};
 
+/// The least a relogin waits past its probe deadline for a late probe before it judges
+/// the probe missing.
+const LATE_GRACE: Duration = Duration::from_secs(1);
+
 /// How often the relogin looks whether the evictions have happened.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -78,9 +82,10 @@ pub async fn relogin(run: Arc<RunState>, user: u32) {
     let mut probe_late_ms = None;
     if let (Some(s), Some(id)) = (&survivor, probe) {
         if !s.wait_probe(id, probe_wait).await && s.is_open() {
-            // Missed: wait as long again, to tell a late probe from one that never came.
+            // Missed: wait as long again (at least LATE_GRACE), to tell a late probe from
+            // one that never came.
             let deadline = tokio::time::Instant::now();
-            if s.wait_probe(id, probe_wait).await {
+            if s.wait_probe(id, probe_wait.max(LATE_GRACE)).await {
                 probe_late_ms = Some(deadline.elapsed().as_millis() as u64);
             }
         }
