@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::segment::Segment;
+
 /// Load and conformance harness for the chat protocol (docs/protocol.md).
 ///
 /// Exit codes, the same for every subcommand: 0 passed (every threshold or MUST check
@@ -160,6 +162,27 @@ pub enum Command {
     /// unreachable, Ctrl-C) — the report of the steps done so far is still written.
     #[command(verbatim_doc_comment)]
     Capacity(CapacityArgs),
+    /// Merge the reports of a split run's segments into one report.
+    ///
+    /// Each `loadgen run --segment I/N --start-at TIME` writes its own report folder with
+    /// a segment.json. merge reads one folder per segment and writes the same five files a
+    /// single run writes: counts summed, latency histograms added interval by interval,
+    /// loss recounted over the whole population (a receiver in one segment expects the
+    /// messages of senders in every other), eviction outcomes of every segment; thresholds
+    /// are judged on the merged report. summary.json says how many segments were merged and
+    /// which are missing or incomplete.
+    ///
+    /// Example (two hosts, then here):
+    ///   host-a$ loadgen run scenarios/broadcast.toml --segment 0/2 --start-at 2026-11-26T10:00:00Z --out seg0
+    ///   host-b$ loadgen run scenarios/broadcast.toml --segment 1/2 --start-at 2026-11-26T10:00:00Z --out seg1
+    ///   loadgen merge seg0 seg1 --out merged
+    ///
+    /// Exit codes: 0 every threshold met; 1 a threshold failed; 2 bad usage, or folders
+    /// that are not segments of one run (each reason printed); 3 a segment is missing or
+    /// incomplete (the merged report is written and marked incomplete), or the report could
+    /// not be written.
+    #[command(verbatim_doc_comment)]
+    Merge(MergeArgs),
     /// Run the chat server for an embedded run (used by `run`; prints `listening ADDR`,
     /// stops when stdin closes).
     #[command(hide = true)]
@@ -180,6 +203,43 @@ pub struct RunArgs {
     /// No live progress; only the final summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run as N cooperating loadgen processes on this machine: each plays every N-th user
+    /// (its own open-file limit, ~19,900 connections), all start measuring together, and
+    /// one merged report is written (the segments' own reports under <out>/segments/).
+    /// Default: the scenario's `workers`, else 1 — or as many as the open-file limit
+    /// needs, which is then said. Example: --workers 6
+    #[arg(long, value_name = "N", conflicts_with = "segment")]
+    pub workers: Option<u32>,
+    /// Play only segment I of N (users I, I+N, I+2N, ...; 0-based), for a run split over
+    /// processes or hosts; needs --start-at. Each segment writes its own report folder
+    /// with segment.json; `loadgen merge` combines them into the run's report.
+    /// Example: --segment 0/4
+    #[arg(long, value_name = "I/N")]
+    pub segment: Option<Segment>,
+    /// With --segment: when the measured phases start, the same on every segment. UTC RFC
+    /// 3339 (2026-11-26T10:00:00Z), Unix seconds (@1795687200), or from now (+30s). Users
+    /// connect before it; a segment not connected by then is reported incomplete. Across
+    /// hosts, latency is only as good as their clock sync.
+    #[arg(long, value_name = "TIME", requires = "segment")]
+    pub start_at: Option<String>,
+    /// (Used by --workers) a segment started by another loadgen: wait for its release on
+    /// stdin, report on stdout.
+    #[arg(long, hide = true, requires = "segment", conflicts_with = "start_at")]
+    pub coordinated: bool,
+    /// (Used by --workers) the run id shared by every segment.
+    #[arg(long, hide = true, requires = "segment")]
+    pub run_id: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Segment report folders (each holds the segment.json a `--segment` run wrote), one
+    /// per segment of the run.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged report goes (default: reports/<scenario>-<UTC start>-merged).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -67,6 +67,11 @@ impl LagMeter {
         }
     }
 
+    /// Both histograms so far (send, timer), for merging the segments of a split run.
+    pub fn histograms(&self) -> (Histogram<u64>, Histogram<u64>) {
+        (lock(&self.send).clone(), lock(&self.timer).clone())
+    }
+
     /// The figures so far.
     pub fn figures(&self) -> LoadgenLag {
         LoadgenLag {
@@ -116,6 +121,14 @@ pub struct LoadgenLag {
 }
 
 impl LoadgenLag {
+    /// The figures of a send-lag and a timer-lag histogram (µs).
+    pub fn of(send: &Histogram<u64>, timer: &Histogram<u64>) -> LoadgenLag {
+        LoadgenLag {
+            send: LagFigures::of(send),
+            timer: LagFigures::of(timer),
+        }
+    }
+
     /// The larger p99 of the two, in µs: what `max_loadgen_lag` judges.
     pub fn worst_p99_us(&self) -> u64 {
         self.send.p99.max(self.timer.p99)

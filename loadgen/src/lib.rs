@@ -17,6 +17,7 @@
 //!     scenario_path: "scenarios/smoke.toml".into(),
 //!     targets: vec!["ws://127.0.0.1:6789/".into()],
 //!     quiet: true,
+//!     segment: None,
 //! };
 //! let (report, completion) = run(request).await?;
 //! let failed = report.verdicts().iter().filter(|v| !v.passed).count();
@@ -38,6 +39,7 @@ pub mod conform;
 pub mod connection;
 pub mod duration;
 pub mod exit;
+pub mod fleet;
 pub mod gate;
 pub mod lag;
 pub mod nofile;
@@ -51,6 +53,7 @@ pub mod scenario;
 pub mod scrape;
 #[cfg(test)]
 mod scratch;
+pub mod segment;
 pub mod serve;
 pub mod server_process;
 pub mod stamp;

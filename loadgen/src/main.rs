@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Capacity(args) => runtime.block_on(loadgen::capacity::command::main(args)),
         Command::Conform(args) => runtime.block_on(loadgen::conform::command::main(args)),
         Command::Client(args) => runtime.block_on(loadgen::client::main(args)),
+        Command::Merge(args) => loadgen::fleet::command::main(args),
         Command::Serve(args) => runtime.block_on(loadgen::serve::main(args)),
     };
     exit.into()

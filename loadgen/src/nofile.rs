@@ -31,6 +31,11 @@ pub fn ensure(connections: u64) -> Result<u64, TooManyConnections> {
     Ok(limit)
 }
 
+/// Connections this process may hold: the raised limit minus the reserve.
+pub fn available() -> u64 {
+    procstat::raise_open_file_limit().saturating_sub(RESERVE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Highest latency the histograms track, in µs (one hour); larger values are clamped.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -19,8 +19,39 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("bug: constant histogram bounds")
 }
 
+/// A histogram as text: HdrHistogram's V2 encoding in base64 (what `latency.hlog` lines
+/// carry, uncompressed), for worker lines and segment files.
+pub fn histogram_text(h: &Histogram<u64>) -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::{Serializer as _, V2Serializer};
+    let mut bytes = Vec::new();
+    match V2Serializer::new().serialize(h, &mut bytes) {
+        Ok(_) => base64::engine::general_purpose::STANDARD.encode(&bytes),
+        Err(_) => String::new(),
+    }
+}
+
+/// The histogram of [`histogram_text`]; `None` when the text is not one. An empty text is
+/// an empty histogram.
+pub fn histogram_from_text(text: &str) -> Option<Histogram<u64>> {
+    use base64::Engine as _;
+    if text.is_empty() {
+        return Some(new_histogram());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    let decoded: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .ok()?;
+    let mut h = new_histogram();
+    h.add(&decoded).ok()?;
+    Some(h)
+}
+
 /// Event counts. Every field is a count of events in the interval (or the whole run).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Chat messages sent by simulated users (probes excluded).
     pub sent: u64,
@@ -238,6 +269,27 @@ impl Recorder {
             shard.latency.reset();
         }
         (counters, latency)
+    }
+}
+
+#[cfg(test)]
+mod histogram_text_tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip_through_text() {
+        let mut h = new_histogram();
+        for v in [1, 10, 1_000, 250_000] {
+            h.record(v).unwrap();
+        }
+        let back = histogram_from_text(&histogram_text(&h)).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(histogram_from_text("").unwrap().len(), 0);
+        assert!(histogram_from_text("not base64!").is_none());
+        assert!(
+            histogram_from_text("AAAA").is_none(),
+            "base64 but not a histogram"
+        );
     }
 }
 

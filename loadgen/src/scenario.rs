@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::segment::{Segment, MAX_SEGMENTS};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Span;
@@ -47,6 +48,11 @@ pub struct Scenario {
     /// Seed for choosing which users relogin or churn (same seed, same choices).
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Run the scenario as this many cooperating loadgen processes on this machine (each
+    /// plays every N-th user; one merged report). Absent: one process, or as many as the
+    /// open-file limit needs. `--workers` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
 }
 
 /// `target = "ws://…"` or `target = ["ws://…", …]`.
@@ -277,6 +283,18 @@ impl Scenario {
         format!("{}probe", self.users.name_prefix)
     }
 
+    /// The probe user of `segment` (of a split run, each segment has its own).
+    pub fn probe_name_of(&self, segment: Segment) -> String {
+        if segment.is_split() {
+            format!(
+                "{}probe-{}of{}",
+                self.users.name_prefix, segment.index, segment.count
+            )
+        } else {
+            self.probe_name()
+        }
+    }
+
     /// Whether any phase relogs users in (and so needs the probe user).
     pub fn has_relogins(&self) -> bool {
         self.phases.iter().any(|p| p.relogin_rate > 0.0)
@@ -335,10 +353,21 @@ impl Scenario {
         if users.count == 0 {
             return fail("users.count", "must be at least 1".into());
         }
-        let longest = self
-            .user_name(users.count - 1)
-            .len()
-            .max(self.probe_name().len());
+        if let Some(workers) = self.workers {
+            if workers == 0 || workers > MAX_SEGMENTS {
+                return fail(
+                    "workers",
+                    format!("{workers}: at least 1 and at most {MAX_SEGMENTS}"),
+                );
+            }
+        }
+        let longest = self.user_name(users.count - 1).len().max(
+            self.probe_name_of(Segment {
+                index: MAX_SEGMENTS - 1,
+                count: MAX_SEGMENTS,
+            })
+            .len(),
+        );
         if longest > MAX_NAME_BYTES {
             return fail(
                 "users.name_prefix",

@@ -357,6 +357,7 @@ impl CapacitySpec {
             warmup: Some(self.capacity.warmup),
             thresholds: self.thresholds.clone(),
             seed: self.seed,
+            workers: None,
         }
     }
 

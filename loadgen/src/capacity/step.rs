@@ -101,6 +101,7 @@ pub async fn measure(
         scenario_path: scenario_path.to_string(),
         targets: urls,
         quiet,
+        segment: None,
     })
     .await;
     let samples = sampler.finish().await;

@@ -36,6 +36,9 @@ pub enum Arrival {
     Duplicate,
 }
 
+/// An inclusive range of sequence numbers.
+pub type SeqRange = (u64, u64);
+
 /// The set of sequence numbers one session received from one sender.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceivedSet {
@@ -96,6 +99,28 @@ impl ReceivedSet {
         }
     }
 
+    /// `[first, last]` and the holes in it (`None`: nothing received), to write down.
+    pub fn parts(&self) -> Option<(SeqRange, &[SeqRange])> {
+        self.range.map(|range| (range, self.holes.as_slice()))
+    }
+
+    /// The set of [`ReceivedSet::parts`]; `None` unless the holes are sorted, disjoint,
+    /// not adjacent, and strictly inside the range (what `parts` gives).
+    pub fn from_parts(range: (u64, u64), holes: Vec<(u64, u64)>) -> Option<ReceivedSet> {
+        let (first, last) = range;
+        let mut after = first;
+        for &(a, b) in &holes {
+            if a <= after || b < a || b >= last {
+                return None;
+            }
+            after = b + 1;
+        }
+        (first <= last).then_some(ReceivedSet {
+            range: Some(range),
+            holes,
+        })
+    }
+
     /// Whether nothing was received.
     pub fn is_empty(&self) -> bool {
         self.range.is_none()
@@ -141,8 +166,10 @@ impl ReceivedSet {
 pub enum Delivery {
     /// Not a message of this run, or its ` -- FROM ` does not name its stamped sender.
     Foreign,
-    /// A relogin probe, with its id.
+    /// A relogin probe of this process's probe user, with its id.
     Probe(u64),
+    /// A probe of another segment's probe user (a split run): delivered, not judged here.
+    OtherProbe,
     /// The receiver's own message (M2 says it must not come back).
     OwnMessage,
     /// Another user's chat message.
@@ -155,12 +182,13 @@ pub enum Delivery {
 }
 
 /// Classifies a Text frame that `receiver` got in run `run_id` of `users` users, where
-/// user `users` is the probe user and `name_of` gives each user's name.
+/// `name_of` gives each user's name, users from `users` on are the segments' probe users
+/// (a name of `""`: no such user) and `probe_user` is this process's.
 pub fn classify_text<'n>(
     bytes: &[u8],
     run_id: u32,
     receiver: u32,
-    users: u32,
+    (users, probe_user): (u32, u32),
     name_of: impl Fn(u32) -> &'n str,
 ) -> Delivery {
     let decoded = std::str::from_utf8(bytes)
@@ -171,8 +199,15 @@ pub fn classify_text<'n>(
         return Delivery::Foreign;
     };
     match stamp.kind {
-        Kind::Probe if stamp.sender == users && from == name_of(users) => {
+        Kind::Probe if stamp.sender == probe_user && from == name_of(probe_user) => {
             Delivery::Probe(stamp.seq)
+        }
+        Kind::Probe
+            if stamp.sender >= users
+                && !name_of(stamp.sender).is_empty()
+                && from == name_of(stamp.sender) =>
+        {
+            Delivery::OtherProbe
         }
         Kind::Chat if stamp.sender < users && stamp.seq > 0 && from == name_of(stamp.sender) => {
             if stamp.sender == receiver {
@@ -343,6 +378,32 @@ mod tests {
     }
 
     #[test]
+    fn a_set_is_written_down_and_read_back_and_bad_parts_are_refused() {
+        let mut set = ReceivedSet::default();
+        for seq in [3, 4, 8, 10] {
+            set.receive(seq);
+        }
+        let (range, holes) = set.parts().unwrap();
+        assert_eq!((range, holes), ((3, 10), &[(5, 7), (9, 9)][..]));
+        assert_eq!(ReceivedSet::from_parts(range, holes.to_vec()), Some(set));
+        for (range, holes) in [
+            ((5, 3), vec![]),
+            ((1, 10), vec![(1, 2)]),
+            ((1, 10), vec![(5, 10)]),
+            ((1, 10), vec![(5, 6), (6, 7)]),
+            ((1, 10), vec![(5, 6), (7, 8)]),
+            ((1, 10), vec![(6, 5)]),
+            ((1, 10), vec![(7, 8), (3, 4)]),
+        ] {
+            assert_eq!(
+                ReceivedSet::from_parts(range, holes.clone()),
+                None,
+                "{range:?} {holes:?}"
+            );
+        }
+    }
+
+    #[test]
     fn holes_split_and_start_extends() {
         let mut set = ReceivedSet::default();
         set.receive(10);
@@ -432,7 +493,10 @@ mod tests {
     }
 
     fn names(index: u32) -> &'static str {
-        ["ann", "bob", "probe"][index as usize]
+        ["ann", "bob", "probe", "probe2"]
+            .get(index as usize)
+            .copied()
+            .unwrap_or("")
     }
 
     fn delivery(stamp: Stamp, from: &str) -> Vec<u8> {
@@ -448,7 +512,7 @@ mod tests {
             seq: 3,
             intended_ns: 42,
         };
-        let got = |bytes: &[u8], receiver| classify_text(bytes, 7, receiver, 2, names);
+        let got = |bytes: &[u8], receiver| classify_text(bytes, 7, receiver, (2, 2), names);
         assert_eq!(
             got(&delivery(chat, "bob"), 0),
             Delivery::Chat {
@@ -480,6 +544,12 @@ mod tests {
         };
         assert_eq!(got(&delivery(probe, "probe"), 0), Delivery::Probe(3));
         assert_eq!(got(&delivery(probe, "bob"), 0), Delivery::Foreign);
+        // Another segment's probe user: delivered, not ours to judge.
+        let other = Stamp { sender: 3, ..probe };
+        assert_eq!(got(&delivery(other, "probe2"), 0), Delivery::OtherProbe);
+        assert_eq!(got(&delivery(other, "probe"), 0), Delivery::Foreign);
+        let nobody = Stamp { sender: 4, ..probe };
+        assert_eq!(got(&delivery(nobody, ""), 0), Delivery::Foreign);
         assert_eq!(got(b"hello -- FROM bob", 0), Delivery::Foreign);
         assert_eq!(got(&[0xff, 0xfe], 0), Delivery::Foreign, "not UTF-8");
     }

@@ -151,6 +151,7 @@ async fn measure(
         scenario_path: path.display().to_string(),
         targets: vec![format!("ws://{}/", server.addr)],
         quiet: true,
+        segment: None,
     })
     .await;
     let after = server.cpu_seconds();

@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub use run_report::{measured_secs, RunReport, ServerPlacement};
+pub use run_report::{measured_secs, RunReport, SegmentProblem, SegmentsInfo, ServerPlacement};
 
 use crate::thresholds::ThresholdVerdict;
 
@@ -240,6 +240,7 @@ pub(super) mod tests {
             latency,
             loadgen_lag: Default::default(),
             probes_sent: 2,
+            segments: None,
             thresholds: Thresholds {
                 p99: Some(duration::Span(Duration::from_millis(100))),
                 min_delivery_ratio: 0.9,

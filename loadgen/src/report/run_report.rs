@@ -4,15 +4,16 @@
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration;
 use crate::lag::LoadgenLag;
 use crate::record::{Counters, IntervalRecord};
+use crate::segment::Segment;
 use crate::thresholds::{ThresholdVerdict, Thresholds};
 
 /// Where the server under test ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ServerPlacement {
     /// Started by loadgen as a child process (`loadgen serve`), stopped at the end.
@@ -26,6 +27,41 @@ pub enum ServerPlacement {
     },
     /// A server the user pointed at with `target`.
     External,
+}
+
+/// Whether a report is one segment of a split run, or the merge of its segments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SegmentsInfo {
+    /// One segment's own view: its users' deliveries and evictions, loss counted only
+    /// against its own senders (the merge counts it over the whole run).
+    Part {
+        segment: Segment,
+        /// How late after the common start it began measuring.
+        start_late_ms: f64,
+    },
+    /// The merge of a split run's segments.
+    Merged {
+        /// Segments the run was split into.
+        count: u32,
+        /// Those merged.
+        merged: Vec<u32>,
+        /// Segments missing or incomplete, each with why.
+        incomplete: Vec<SegmentProblem>,
+        /// The largest clock offset between a segment and segment 0 that the stamps
+        /// reveal (half the difference of the least one-way latencies in each direction);
+        /// `None` when no pair of segments sent to each other.
+        clock_offset_worst_ms: Option<f64>,
+        /// The latest any segment began measuring after the common start.
+        start_late_worst_ms: f64,
+    },
+}
+
+/// A segment that is missing from a merge or did not complete.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentProblem {
+    pub index: u32,
+    pub why: String,
 }
 
 /// Everything one run measured, as handed to the report writers.
@@ -69,6 +105,8 @@ pub struct RunReport {
     pub loadgen_lag: LoadgenLag,
     /// Relogin probes broadcast (shared by every relogin waiting at the time).
     pub probes_sent: u64,
+    /// A segment of a split run, or a merge of one; `None` for a run in one process.
+    pub segments: Option<SegmentsInfo>,
 }
 
 impl RunReport {

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::clock;
-use super::run_report::{measured_secs, RunReport, ServerPlacement};
+use super::run_report::{measured_secs, RunReport, SegmentsInfo, ServerPlacement};
 use crate::lag::LoadgenLag;
 use crate::record::Counters;
 use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
@@ -48,6 +48,9 @@ struct Summary<'a> {
     instrument_note: Option<String>,
     /// Relogin probes broadcast; each verifies every relogin that waited for it.
     probes_sent: u64,
+    /// A segment of a split run, or the merge of one (absent for one process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segments: Option<&'a SegmentsInfo>,
     thresholds: &'a [ThresholdVerdict],
     /// Every verdict passed (says nothing about completeness: see `complete`).
     passed: bool,
@@ -137,6 +140,7 @@ pub fn summary_json(
         loadgen_saturated: report.loadgen_lag.saturated(),
         instrument_note: report.loadgen_lag.statement(totals),
         probes_sent: report.probes_sent,
+        segments: report.segments.as_ref(),
         thresholds: verdicts,
         passed: verdicts.iter().all(|v| v.passed),
     };

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::clock;
-use super::run_report::{measured_secs, RunReport, ServerPlacement};
+use super::run_report::{measured_secs, RunReport, SegmentsInfo, ServerPlacement};
 use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
 
 /// Width of the label column.
@@ -146,6 +146,9 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
             t.connects, t.churn_leaves, t.disruptions_skipped
         ),
     );
+    if let Some(segments) = &report.segments {
+        row("segments", segments_line(segments));
+    }
     row(
         "server out",
         match report.server_deliveries_out {
@@ -179,6 +182,36 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     };
     let _ = writeln!(out, "result: {result}");
     out
+}
+
+/// A split run in words.
+fn segments_line(segments: &SegmentsInfo) -> String {
+    match segments {
+        SegmentsInfo::Part {
+            segment,
+            start_late_ms,
+        } => format!(
+            "segment {segment} (started {start_late_ms:.1} ms after the common start); loss \
+             here counts only this segment's senders: merge the segments for the run"
+        ),
+        SegmentsInfo::Merged {
+            count,
+            merged,
+            incomplete,
+            clock_offset_worst_ms,
+            start_late_worst_ms,
+        } => {
+            let mut line = format!("{} of {count} merged", merged.len());
+            for problem in incomplete {
+                line += &format!("; segment {}/{count} {}", problem.index, problem.why);
+            }
+            line += &match clock_offset_worst_ms {
+                Some(ms) => format!("; clock offset at most {ms:.3} ms"),
+                None => "; clock offset not measurable".to_string(),
+            };
+            line + &format!("; started within {start_late_worst_ms:.1} ms of each other")
+        }
+    }
 }
 
 /// Where the server ran, in words.

@@ -1,13 +1,16 @@
-//! The body of `loadgen run`: read the scenario, run it, write the reports, print the
-//! summary, and say which [`Exit`] the run earned.
+//! The body of `loadgen run`: read the scenario, run it (in this process, as local
+//! workers, or as one segment of a split run), write the reports, print the summary, and
+//! say which [`Exit`] the run earned.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{run, Completion, RunError, RunRequest};
+use super::{run_part, Completion, RunError, RunRequest, SegmentRun, SegmentStart};
 use crate::cli::RunArgs;
 use crate::exit::Exit;
-use crate::report;
+use crate::fleet::{self, file::SegmentFile};
+use crate::report::{self, RunReport};
 use crate::scenario::Scenario;
+use crate::segment::{self, WorkerLine};
 use crate::target;
 
 pub async fn main(args: RunArgs) -> Exit {
@@ -22,33 +25,66 @@ pub async fn main(args: RunArgs) -> Exit {
         eprintln!("loadgen: --target {error}");
         return Exit::Usage;
     }
+    if args.segment.is_some() {
+        return segment_main(args, scenario).await;
+    }
+    let workers = match args.workers.or(scenario.workers) {
+        Some(0) => {
+            eprintln!("loadgen: --workers 0: at least 1");
+            return Exit::Usage;
+        }
+        Some(n) if n > segment::MAX_SEGMENTS => {
+            eprintln!("loadgen: --workers {n}: at most {}", segment::MAX_SEGMENTS);
+            return Exit::Usage;
+        }
+        Some(n) => n,
+        None => {
+            let needed = fleet::workers_needed(&scenario);
+            if needed > 1 {
+                eprintln!(
+                    "loadgen: {} connections at peak do not fit one process's open-file limit \
+                     ({} here); running {needed} worker processes (--workers {needed})",
+                    scenario.peak_connections(),
+                    crate::nofile::available()
+                );
+            }
+            needed
+        }
+    };
+    let dir = args.out.clone().unwrap_or_else(|| {
+        report::default_dir(
+            Path::new("reports"),
+            scenario.name(),
+            std::time::SystemTime::now(),
+        )
+    });
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
         targets: args.targets,
         quiet: args.quiet,
+        segment: None,
     };
-    let (report, completion) = match run(request).await {
-        Ok(done) => done,
-        Err(RunError::Limits(error)) => {
-            eprintln!("loadgen: {error}");
-            return Exit::Usage;
-        }
-        Err(error @ RunError::Unreachable(_)) => {
-            eprintln!("loadgen: {error}");
-            return Exit::CouldNotRun;
-        }
-    };
+    match fleet::run(request, workers, &dir.join("segments")).await {
+        Ok((report, completion)) => conclude(&report, &completion, &dir),
+        Err(error) => run_error(error),
+    }
+}
+
+/// Exit and message of a run that could not start.
+fn run_error(error: RunError) -> Exit {
+    eprintln!("loadgen: {error}");
+    match error {
+        RunError::Limits(_) => Exit::Usage,
+        RunError::Unreachable(_) => Exit::CouldNotRun,
+    }
+}
+
+/// Writes the reports to `dir`, prints the summary, judges the thresholds.
+pub fn conclude(report: &RunReport, completion: &Completion, dir: &Path) -> Exit {
     let verdicts = report.verdicts();
-    let dir = args.out.unwrap_or_else(|| {
-        report::default_dir(
-            Path::new("reports"),
-            &report.scenario_name,
-            report.started_at,
-        )
-    });
-    let written = report::write_all(&dir, &report, &verdicts);
-    println!("{}", report::summary_table(&report, &verdicts));
+    let written = report::write_all(dir, report, &verdicts);
+    println!("{}", report::summary_table(report, &verdicts));
     match written {
         Ok(()) => println!("reports: {}", dir.display()),
         Err(error) => {
@@ -71,4 +107,108 @@ pub async fn main(args: RunArgs) -> Exit {
         );
     }
     Exit::Failed
+}
+
+/// One segment of a split run: its own reports and segment.json; thresholds are judged by
+/// the merge, not here. Exit 0 when it ran to the end, 3 when not (or nothing written).
+async fn segment_main(args: RunArgs, scenario: Scenario) -> Exit {
+    let Some(segment) = args.segment else {
+        return Exit::Usage;
+    };
+    let start = match (&args.start_at, args.coordinated) {
+        (Some(text), false) => match segment::parse_start_at(text, segment::unix_now_ns()) {
+            Ok(at) => SegmentStart::At(at),
+            Err(error) => {
+                eprintln!("loadgen: --start-at {error}");
+                return Exit::Usage;
+            }
+        },
+        (None, true) => SegmentStart::OnRelease,
+        _ => {
+            eprintln!(
+                "loadgen: --segment needs --start-at: the wall-clock time every segment starts \
+                 measuring at (e.g. --start-at +30s on one machine, or a UTC time such as \
+                 2026-11-26T10:00:00Z on every host)"
+            );
+            return Exit::Usage;
+        }
+    };
+    if args.targets.is_empty() && scenario.target.is_embedded() {
+        eprintln!(
+            "loadgen: --segment needs a target (--target URL or `target` in the scenario): \
+             every segment must load the same server (--workers starts one for all)"
+        );
+        return Exit::Usage;
+    }
+    let run_id = match (args.run_id, start) {
+        (Some(id), _) => id,
+        (None, SegmentStart::At(at)) => SegmentRun::run_id_for(at),
+        (None, SegmentStart::OnRelease) => SegmentRun::run_id_for(0),
+    };
+    let coordinated = start == SegmentStart::OnRelease;
+    let request = RunRequest {
+        scenario,
+        scenario_path: args.scenario.display().to_string(),
+        targets: args.targets,
+        quiet: args.quiet || coordinated,
+        segment: Some(SegmentRun {
+            segment,
+            start,
+            run_id,
+        }),
+    };
+    let output = match run_part(request).await {
+        Ok(output) => output,
+        Err(error) => return run_error(error),
+    };
+    let dir: PathBuf = args.out.unwrap_or_else(|| {
+        let base = report::default_dir(
+            Path::new("reports"),
+            &output.report.scenario_name,
+            output.report.started_at,
+        );
+        PathBuf::from(format!(
+            "{}-segment-{}-of-{}",
+            base.display(),
+            segment.index,
+            segment.count
+        ))
+    });
+    let verdicts = Vec::new();
+    let written = report::write_all(&dir, &output.report, &verdicts)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            SegmentFile::of(&output)
+                .write(&dir)
+                .map_err(|e| e.to_string())
+        });
+    let incomplete = match &output.completion {
+        Completion::Complete => None,
+        Completion::Incomplete(why) => Some(why.clone()),
+    };
+    if coordinated {
+        if let Err(error) = &written {
+            eprintln!("loadgen: segment {segment}: {error}");
+            return Exit::CouldNotRun;
+        }
+        let done = WorkerLine::Done { incomplete };
+        println!("{}", done.encode());
+        return Exit::Passed;
+    }
+    println!("{}", report::summary_table(&output.report, &verdicts));
+    if let Err(error) = written {
+        eprintln!("loadgen: {error}");
+        return Exit::CouldNotRun;
+    }
+    println!(
+        "segment report: {} (merge with `loadgen merge`)",
+        dir.display()
+    );
+    match incomplete {
+        Some(why) => {
+            eprintln!("loadgen: segment {segment} incomplete: {why}");
+            Exit::CouldNotRun
+        }
+        None => Exit::Passed,
+    }
 }

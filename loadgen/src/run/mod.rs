@@ -20,6 +20,7 @@ pub mod prober;
 pub mod relogin;
 pub mod state;
 pub mod user;
+pub mod worker_io;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,12 +29,13 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use crate::checks::delivery::{tally_loss, SentLog};
+use crate::checks::delivery::{tally_loss, SentLog, SessionLedger};
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{new_histogram, Counters, IntervalRecord};
-use crate::report::{RunReport, ServerPlacement};
+use crate::report::{RunReport, SegmentsInfo, ServerPlacement};
 use crate::scenario::{Scenario, Targets};
+use crate::segment::{Segment, WorkerLine, START_TOLERANCE};
 use crate::server_process::{Launch, ServerProcess};
 use crate::target::Target;
 use crate::{nofile, scrape};
@@ -69,6 +71,35 @@ pub enum RunError {
     Unreachable(String),
 }
 
+/// Which part of a split run this process plays ([`crate::segment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRun {
+    pub segment: Segment,
+    /// When the measured phases start.
+    pub start: SegmentStart,
+    /// The run id every segment stamps its messages with.
+    pub run_id: u32,
+}
+
+/// When a segment starts measuring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentStart {
+    /// At this wall-clock time (ns since the Unix epoch): `--start-at`.
+    At(u64),
+    /// When the coordinating process says so: the worker prints [`WorkerLine::Ready`] on
+    /// stdout after its ramp and waits for the release line on stdin; it reports every
+    /// interval as a [`WorkerLine::Tick`], and stops when stdin closes.
+    OnRelease,
+}
+
+impl SegmentRun {
+    /// The run id of a run whose segments start at `start_ns`: the same in every process
+    /// given the same `--start-at`.
+    pub fn run_id_for(start_ns: u64) -> u32 {
+        (SplitMix::new(start_ns).next_u64() >> 32) as u32
+    }
+}
+
 /// What `loadgen run` was asked to do.
 ///
 /// With no target here and none in the scenario, the run starts the embedded server by
@@ -83,6 +114,33 @@ pub struct RunRequest {
     pub targets: Vec<String>,
     /// No live progress on stderr.
     pub quiet: bool,
+    /// The part of a split run this process plays; `None` for the whole run.
+    pub segment: Option<SegmentRun>,
+}
+
+/// Everything a run leaves behind: the report, how it ended, and what a merge of the
+/// segments of a split run needs beyond the report ([`crate::fleet`]).
+pub struct RunOutput {
+    pub report: RunReport,
+    pub completion: Completion,
+    /// The segment this process played ([`Segment::WHOLE`] for a whole run).
+    pub segment: Segment,
+    /// The run id in every stamp.
+    pub run_id: u32,
+    /// Measurement start on the run clock (Unix ns in a split run).
+    pub measure_start_ns: u64,
+    /// Every finished session of this process's users.
+    pub ledgers: Vec<SessionLedger>,
+    /// By sender index: what this process's senders sent (empty for other senders).
+    pub sent: Vec<SentLog>,
+    /// Connects and connect errors of the ramp (counted in the first interval too).
+    pub ramp_counters: Counters,
+    /// Per segment: the least one-way latency of a chat message from its senders.
+    pub least_latency_from: Vec<Option<u64>>,
+    /// How late after its start time this process began measuring (ns).
+    pub start_late_ns: u64,
+    /// loadgen's own lag, send and timer (µs), as histograms.
+    pub lag: (Histogram<u64>, Histogram<u64>),
 }
 
 /// Length of one report interval.
@@ -90,16 +148,36 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs a scenario to the end (or until it must stop) and returns what it measured.
 pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunError> {
+    run_part(request)
+        .await
+        .map(|output| (output.report, output.completion))
+}
+
+/// Connections one segment holds at peak: its share of the scenario's, and its probe user.
+pub fn segment_peak_connections(scenario: &Scenario, segment: Segment) -> u64 {
+    let users = u64::from(scenario.users.count.max(1));
+    let owned = u64::from(segment.user_count(scenario.users.count));
+    (scenario.peak_connections() * owned).div_ceil(users) + 1
+}
+
+/// Runs a scenario, or this process's segment of it, and returns everything it measured.
+pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     let RunRequest {
         mut scenario,
         scenario_path,
         targets,
         quiet,
+        segment: segment_run,
     } = request;
     if !targets.is_empty() {
         scenario.target = Targets::Many(targets);
     }
-    nofile::ensure(scenario.peak_connections())?;
+    let segment = segment_run.map_or(Segment::WHOLE, |s| s.segment);
+    if segment.is_split() {
+        nofile::ensure(segment_peak_connections(&scenario, segment))?;
+    } else {
+        nofile::ensure(scenario.peak_connections())?;
+    }
     let (mut server, resolved) = locate_server(&scenario).await?;
     let placement = match &server {
         Some(server) => ServerPlacement::EmbeddedChild {
@@ -109,13 +187,26 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
         },
         None => ServerPlacement::External,
     };
+    let run_id = segment_run.map_or_else(run_id, |s| s.run_id);
     let run = Arc::new(RunState::new(RunSetup {
         scenario,
-        run_id: run_id(),
+        run_id,
         targets: resolved.clone(),
+        segment,
     }));
-    let progress = Progress::new(quiet, u64::from(run.users()));
-    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+    let coordinated = segment_run.is_some_and(|s| s.start == SegmentStart::OnRelease);
+    let progress = Progress::new(
+        quiet || coordinated,
+        u64::from(segment.user_count(run.users())),
+    );
+    let mut coordinator = coordinated.then(worker_io::Coordinator::attach);
+    let mut interrupt: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        match &mut coordinator {
+            Some(coordinator) => Box::pin(coordinator.gone_or_interrupted()),
+            None => Box::pin(async {
+                let _ = tokio::signal::ctrl_c().await;
+            }),
+        };
 
     let ramp_started = Instant::now();
     let mut completion = match ramp(&run, &progress, &mut interrupt).await {
@@ -132,7 +223,7 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
         }
     };
     if completion == Completion::Complete && run.scenario.has_relogins() {
-        match user::open(&run, run.users(), true).await {
+        match user::open(&run, run.probe_user(), true).await {
             Ok(conn) => {
                 run.set_prober(conn);
                 let run = run.clone();
@@ -148,8 +239,26 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
     }
     let ramp = ramp_started.elapsed();
 
-    // Plan the phases from now on.
-    let measure_start = run.now_ns();
+    // Plan the phases from now on, or from the segments' common start.
+    let measure_start = match segment_run.map(|s| s.start) {
+        Some(start) if completion == Completion::Complete => {
+            let owned = u64::from(segment.user_count(run.users()));
+            let users_online = run.online().min(owned);
+            let ready = WorkerLine::Ready {
+                connected: users_online,
+                failed: owned - users_online,
+            };
+            match wait_for_start(&run, start, coordinator.as_mut(), ready, &mut interrupt).await {
+                Ok(at) => at,
+                Err(why) => {
+                    completion = Completion::Incomplete(why);
+                    run.now_ns()
+                }
+            }
+        }
+        _ => run.now_ns(),
+    };
+    let start_late_ns = run.now_ns().saturating_sub(measure_start);
     {
         let run = run.clone();
         tokio::spawn(async move { run.lag.watch_timer(run.stopped()).await });
@@ -165,7 +274,7 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
 
     let max_senders = run.scenario.max_senders();
     let mut senders = JoinSet::new();
-    for index in 0..max_senders {
+    for index in segment.users(max_senders) {
         let run = run.clone();
         senders.spawn(async move { (index, user::send_loop(run, index).await) });
     }
@@ -180,6 +289,7 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
             &mut interrupt,
             server.as_mut(),
             &resolved,
+            coordinator.as_ref(),
         )
         .await;
     }
@@ -217,8 +327,10 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
         overall,
         ..
     } = intervals;
+    let ledgers = run.take_ledgers();
     let totals = account(
         &run,
+        &ledgers,
         &mut records,
         &send_times,
         measure_start,
@@ -254,12 +366,64 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
             Completion::Incomplete(why) => Some(why.clone()),
         },
         server_deliveries_out,
+        segments: segment.is_split().then(|| SegmentsInfo::Part {
+            segment,
+            start_late_ms: start_late_ns as f64 / 1e6,
+        }),
     };
-    Ok((report, completion))
+    Ok(RunOutput {
+        report,
+        completion,
+        segment,
+        run_id,
+        measure_start_ns: measure_start,
+        ledgers,
+        sent: send_times,
+        ramp_counters,
+        least_latency_from: run.least_latency_from(),
+        start_late_ns,
+        lag: run.lag.histograms(),
+    })
+}
+
+/// Waits until a segment's measured phases start; returns the start on the run clock
+/// (Unix ns), or why the segment cannot start.
+async fn wait_for_start(
+    run: &RunState,
+    start: SegmentStart,
+    coordinator: Option<&mut worker_io::Coordinator>,
+    ready: WorkerLine,
+    interrupt: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> Result<u64, String> {
+    let at = match (start, coordinator) {
+        (SegmentStart::At(at), _) => at,
+        (SegmentStart::OnRelease, Some(coordinator)) => {
+            coordinator.say(&ready);
+            tokio::select! {
+                released = coordinator.released() => released.ok_or_else(|| {
+                    "the coordinating loadgen went away before the start".to_string()
+                })?,
+                _ = &mut *interrupt => return Err(format!("{INTERRUPTED} before the start")),
+            }
+        }
+        (SegmentStart::OnRelease, None) => return Err("no coordinator to start us".into()),
+    };
+    let now = run.now_ns();
+    if now > at + START_TOLERANCE.as_nanos() as u64 {
+        return Err(format!(
+            "this segment was ready {:.1} s after its start time (--start-at): its users \
+             were not all connected in time; start later",
+            (now - at) as f64 / 1e9
+        ));
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(run.clock.instant_at(at)) => Ok(at),
+        _ = &mut *interrupt => Err(format!("{INTERRUPTED} before the start")),
+    }
 }
 
 /// Starts the embedded server when the scenario names no target, or resolves the targets.
-async fn locate_server(
+pub async fn locate_server(
     scenario: &Scenario,
 ) -> Result<(Option<ServerProcess>, Vec<(Target, SocketAddr)>), RunError> {
     let unreachable = |e: &dyn std::fmt::Display| RunError::Unreachable(e.to_string());
@@ -291,13 +455,13 @@ async fn locate_server(
 async fn ramp(
     run: &Arc<RunState>,
     progress: &Progress,
-    interrupt: &mut (impl std::future::Future<Output = std::io::Result<()>> + Unpin),
+    interrupt: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> Result<Completion, String> {
-    let count = run.users();
+    let count = run.segment.user_count(run.users());
     let rate = plan::ramp_rate(&run.scenario);
     let ramp_start = run.now_ns();
     let mut logins = JoinSet::new();
-    for index in 0..count {
+    for index in run.segment.users(run.users()) {
         let run = run.clone();
         let at = ramp_start + plan::login_offset_ns(index, rate);
         logins.spawn(async move {
@@ -390,9 +554,10 @@ async fn measure(
     run: &RunState,
     intervals: &mut Intervals<'_>,
     progress: &Progress,
-    interrupt: &mut (impl std::future::Future<Output = std::io::Result<()>> + Unpin),
+    interrupt: &mut (impl std::future::Future<Output = ()> + Unpin),
     mut server: Option<&mut ServerProcess>,
     resolved: &[(Target, SocketAddr)],
+    coordinator: Option<&worker_io::Coordinator>,
 ) -> Completion {
     let phases_end = run
         .plan()
@@ -414,6 +579,9 @@ async fn measure(
         next_tick = now + INTERVAL.as_nanos() as u64;
         if let Some(last) = intervals.records.last() {
             progress.tick(&phase_name, last, &intervals.overall);
+            if let Some(coordinator) = coordinator {
+                coordinator.say(&worker_io::tick(intervals.records.len() - 1, last));
+            }
         }
         if let Some(server) = server.as_deref_mut() {
             if let Some(status) = server.exited() {
@@ -449,15 +617,15 @@ async fn close_all(run: &Arc<RunState>) {
 /// in, and returns the run's totals (the ramp's logins included, in the first row too).
 fn account(
     run: &RunState,
+    ledgers: &[SessionLedger],
     records: &mut [IntervalRecord],
     send_times: &[SentLog],
     measure_start: u64,
     ramp_counters: Counters,
 ) -> Counters {
-    let ledgers = run.take_ledgers();
     let deadline_ns = run.scenario.verify.deadline.0.as_nanos() as u64;
     let last_index = records.len().saturating_sub(1);
-    let tally = tally_loss(&ledgers, send_times, deadline_ns, |t| {
+    let tally = tally_loss(ledgers, send_times, deadline_ns, |t| {
         ((t.saturating_sub(measure_start) / INTERVAL.as_nanos() as u64) as usize).min(last_index)
     });
     for (i, record) in records.iter_mut().enumerate() {
@@ -477,7 +645,7 @@ fn account(
 }
 
 /// The servers' `chat_deliveries_out_total`, summed, when every target answers.
-async fn deliveries_out(resolved: &[(Target, SocketAddr)]) -> Option<u64> {
+pub async fn deliveries_out(resolved: &[(Target, SocketAddr)]) -> Option<u64> {
     let mut sum = 0;
     for (_, addr) in resolved {
         sum += scrape::counter(*addr, "chat_deliveries_out_total").await?;

@@ -23,33 +23,49 @@ use crate::checks::delivery::SessionLedger;
 use crate::lag::LagMeter;
 use crate::record::Recorder;
 use crate::scenario::{ReloginTarget, Scenario};
+use crate::segment::Segment;
 use crate::stamp::{Kind, Stamp};
 use crate::target::Target;
 
-/// The run clock: nanoseconds since the run started, and the tokio instants to sleep to.
+/// The run clock: nanoseconds since the run started (one process) or since the Unix epoch
+/// (a segment of a split run, so that every process reads the same clock; see
+/// [`crate::segment`]), and the tokio instants to sleep to.
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
     start: Instant,
     tokio_start: tokio::time::Instant,
+    /// The run-clock time at `start`.
+    offset_ns: u64,
 }
 
 impl RunClock {
-    /// A clock starting now.
+    /// A clock starting at 0 now.
     pub fn start() -> RunClock {
         RunClock {
             start: Instant::now(),
             tokio_start: tokio::time::Instant::now(),
+            offset_ns: 0,
+        }
+    }
+
+    /// A clock reading the wall clock's nanoseconds since the Unix epoch (read once, then
+    /// advanced by the monotonic clock, so it never jumps).
+    pub fn wall() -> RunClock {
+        RunClock {
+            offset_ns: crate::segment::unix_now_ns(),
+            ..RunClock::start()
         }
     }
 
     /// Nanoseconds on the run clock.
     pub fn now_ns(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        self.offset_ns + self.start.elapsed().as_nanos() as u64
     }
 
-    /// The tokio instant of a run-clock time, for sleeping until it.
+    /// The tokio instant of a run-clock time, for sleeping until it (now, for a time
+    /// before the clock started).
     pub fn instant_at(&self, ns: u64) -> tokio::time::Instant {
-        self.tokio_start + Duration::from_nanos(ns)
+        self.tokio_start + Duration::from_nanos(ns.saturating_sub(self.offset_ns))
     }
 }
 
@@ -60,6 +76,8 @@ pub struct RunSetup {
     pub run_id: u32,
     /// Where users connect, round-robin by user index.
     pub targets: Vec<(Target, SocketAddr)>,
+    /// The users this process plays ([`Segment::WHOLE`] for all).
+    pub segment: Segment,
 }
 
 /// State shared by every task of a run.
@@ -70,6 +88,8 @@ pub struct RunState {
     pub run_id: u32,
     /// The run clock.
     pub clock: RunClock,
+    /// The users this process plays.
+    pub segment: Segment,
     /// Counters and latency, per interval.
     pub recorder: Recorder,
     /// Handshake deadline of every login.
@@ -106,6 +126,9 @@ pub struct RunState {
     /// loadgen's own lag (see [`crate::lag`]).
     pub lag: LagMeter,
     next_probe: AtomicU64,
+    /// Per segment of the run: the least one-way latency (ns) of a chat message from a
+    /// sender of that segment, for the clock-offset estimate of a split run.
+    least_latency_from: Vec<AtomicU64>,
 }
 
 impl RunState {
@@ -115,10 +138,16 @@ impl RunState {
             scenario,
             run_id,
             targets,
+            segment,
         } = setup;
         let count = scenario.users.count;
         let mut names: Vec<String> = (0..count).map(|i| scenario.user_name(i)).collect();
-        names.push(scenario.probe_name());
+        names.extend((0..segment.count).map(|i| {
+            scenario.probe_name_of(Segment {
+                index: i,
+                ..segment
+            })
+        }));
         let max_message = scenario
             .phases
             .iter()
@@ -127,7 +156,15 @@ impl RunState {
             .unwrap_or(64);
         RunState {
             run_id,
-            clock: RunClock::start(),
+            clock: if segment.is_split() {
+                RunClock::wall()
+            } else {
+                RunClock::start()
+            },
+            segment,
+            least_latency_from: (0..segment.count)
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect(),
             recorder: Recorder::new(16),
             names,
             targets,
@@ -161,7 +198,36 @@ impl RunState {
         self.scenario.users.count
     }
 
-    /// User `index`'s name (`users.count` is the probe user).
+    /// This process's probe user: index `users.count + segment index` (every segment has
+    /// its own).
+    pub fn probe_user(&self) -> u32 {
+        self.users() + self.segment.index
+    }
+
+    /// Whether this process plays user `index`.
+    pub fn owns(&self, index: u32) -> bool {
+        self.segment.owns(index)
+    }
+
+    /// A chat message from `sender` arrived `latency_ns` after its stamp (split runs only).
+    pub fn note_latency(&self, sender: u32, latency_ns: u64) {
+        if let Some(least) = self
+            .least_latency_from
+            .get((sender % self.segment.count.max(1)) as usize)
+        {
+            least.fetch_min(latency_ns, Relaxed);
+        }
+    }
+
+    /// Per segment, the least one-way latency (ns) seen from its senders (`None`: none).
+    pub fn least_latency_from(&self) -> Vec<Option<u64>> {
+        self.least_latency_from
+            .iter()
+            .map(|l| Some(l.load(Relaxed)).filter(|&ns| ns != u64::MAX))
+            .collect()
+    }
+
+    /// User `index`'s name (from `users.count` on, the segments' probe users).
     pub fn name(&self, index: u32) -> &str {
         self.names.get(index as usize).map_or("", String::as_str)
     }
@@ -332,7 +398,7 @@ impl RunState {
         let stamp = Stamp {
             run: self.run_id,
             kind: Kind::Probe,
-            sender: self.users(),
+            sender: self.probe_user(),
             seq: id,
             intended_ns: sent_ns,
         };

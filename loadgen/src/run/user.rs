@@ -122,40 +122,53 @@ fn on_text(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
     let now = run.now_ns();
     let key = conn.user as usize;
     let users = run.users();
-    let (sender, seq, intended_ns) =
-        match delivery::classify_text(bytes, run.run_id, conn.user, users, |i| run.name(i)) {
-            Delivery::Foreign => {
-                run.recorder.count(key, |c| {
-                    c.delivered += 1;
-                    c.foreign += 1;
-                });
-                return;
-            }
-            Delivery::Probe(id) => {
-                conn.record_probe(id);
-                run.probes.received(id);
-                run.recorder.count(key, |c| c.delivered += 1);
-                return;
-            }
-            Delivery::OwnMessage => {
-                run.recorder.count(key, |c| {
-                    c.delivered += 1;
-                    c.self_deliveries += 1;
-                });
-                return;
-            }
-            Delivery::Chat {
-                sender,
-                seq,
-                intended_ns,
-            } => (sender, seq, intended_ns),
-        };
+    let (sender, seq, intended_ns) = match delivery::classify_text(
+        bytes,
+        run.run_id,
+        conn.user,
+        (users, run.probe_user()),
+        |i| run.name(i),
+    ) {
+        Delivery::Foreign => {
+            run.recorder.count(key, |c| {
+                c.delivered += 1;
+                c.foreign += 1;
+            });
+            return;
+        }
+        Delivery::Probe(id) => {
+            conn.record_probe(id);
+            run.probes.received(id);
+            run.recorder.count(key, |c| c.delivered += 1);
+            return;
+        }
+        Delivery::OtherProbe => {
+            run.recorder.count(key, |c| c.delivered += 1);
+            return;
+        }
+        Delivery::OwnMessage => {
+            run.recorder.count(key, |c| {
+                c.delivered += 1;
+                c.self_deliveries += 1;
+            });
+            return;
+        }
+        Delivery::Chat {
+            sender,
+            seq,
+            intended_ns,
+        } => (sender, seq, intended_ns),
+    };
     conn.record_chat(intended_ns);
     if conn.user < users {
         session.first_delivery_ns.get_or_insert(now);
     }
     let arrival = session.received.entry(sender).or_default().receive(seq);
-    let latency_us = now.saturating_sub(intended_ns) / 1_000;
+    let latency_ns = now.saturating_sub(intended_ns);
+    if run.segment.is_split() {
+        run.note_latency(sender, latency_ns);
+    }
+    let latency_us = latency_ns / 1_000;
     run.recorder.with(key, |c, latency| {
         c.delivered += 1;
         match arrival {

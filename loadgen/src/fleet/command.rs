@@ -1,0 +1,43 @@
+//! `loadgen merge DIR... --out DIR`: reads the segment folders of a split run, merges them
+//! ([`super::merge`]), writes the run's report, and judges its thresholds.
+
+use std::path::{Path, PathBuf};
+
+use super::file::SegmentFile;
+use super::merge::{self, Found};
+use crate::cli::MergeArgs;
+use crate::exit::Exit;
+use crate::report;
+use crate::run::command::conclude;
+
+pub fn main(args: MergeArgs) -> Exit {
+    let mut found = Vec::new();
+    for dir in &args.dirs {
+        match SegmentFile::read(dir) {
+            Ok(file) => found.push(Found {
+                origin: dir.display().to_string(),
+                file,
+            }),
+            Err(error) => {
+                eprintln!("loadgen: {error}");
+                return Exit::Usage;
+            }
+        }
+    }
+    let (report, completion) = match merge::merge(found, Vec::new()) {
+        Ok(merged) => merged,
+        Err(error) => {
+            eprintln!("loadgen: {error}");
+            return Exit::Usage;
+        }
+    };
+    let dir: PathBuf = args.out.unwrap_or_else(|| {
+        let base = report::default_dir(
+            Path::new("reports"),
+            &report.scenario_name,
+            report.started_at,
+        );
+        PathBuf::from(format!("{}-merged", base.display()))
+    });
+    conclude(&report, &completion, &dir)
+}
