@@ -138,6 +138,10 @@ pub enum Fault {
     DeleteByName,
     /// Every Nth message received by the server is broadcast to nobody (message loss).
     DropEvery(u64),
+    /// Every `every`-th chat delivery to a receiver whose name ends with the byte
+    /// `name_suffix` is not sent: loss that only some users see (e.g. one segment of a
+    /// split loadgen run, whose users are every other index).
+    DropEveryTo { every: u64, name_suffix: u8 },
     /// Each sender's messages are broadcast in swapped pairs: 2, 1, 4, 3, … (the demo's
     /// goroutine per message loses order the same way, only less predictably).
     SwapPairs,
@@ -208,6 +212,9 @@ pub(crate) struct Shared {
     /// Logins accepted so far, for the deliberate `Fault::RegisterAfter101`.
     #[cfg(feature = "fault-injection")]
     upgrades: AtomicU64,
+    /// Deliveries to matching receivers so far, for the deliberate `Fault::DropEveryTo`.
+    #[cfg(feature = "fault-injection")]
+    fault_deliveries: AtomicU64,
 }
 
 impl Shared {
@@ -259,6 +266,8 @@ impl Server {
             bus,
             #[cfg(feature = "fault-injection")]
             upgrades: AtomicU64::new(0),
+            #[cfg(feature = "fault-injection")]
+            fault_deliveries: AtomicU64::new(0),
             config,
         });
         if let (Some(bus), Some(outbound)) = (&shared.bus, outbound) {

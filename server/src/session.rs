@@ -330,6 +330,15 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
         bus.publish_chat(&sender.name, &bytes, &shared.metrics);
     }
     shared.registry.for_each_other(&sender.name, |receiver| {
+        #[cfg(feature = "fault-injection")]
+        if let Some(crate::Fault::DropEveryTo { every, name_suffix }) = shared.config.fault {
+            if receiver.name.as_bytes().last() == Some(&name_suffix) {
+                let nth = shared.fault_deliveries.fetch_add(1, Relaxed) + 1;
+                if every > 0 && nth % every == 0 {
+                    return;
+                }
+            }
+        }
         receiver.send(
             Outgoing {
                 bytes: bytes.clone(),
