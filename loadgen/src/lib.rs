@@ -17,6 +17,7 @@
 //!     scenario_path: "scenarios/smoke.toml".into(),
 //!     targets: vec!["ws://127.0.0.1:6789/".into()],
 //!     quiet: true,
+//!     source_addresses: Vec::new(),
 //! };
 //! let (report, completion) = run(request).await?;
 //! let failed = report.verdicts().iter().filter(|v| !v.passed).count();
@@ -26,9 +27,10 @@
 //!
 //! Modules, general first: the inputs ([`scenario`], [`toml_file`], [`duration`],
 //! [`thresholds`], [`target`]); the wire ([`connection`], [`stamp`]); measuring
-//! ([`record`], [`checks`], [`resources`]); the server under test ([`server_process`],
-//! [`serve`]); then one module per subcommand: [`run`], [`conform`], [`client`], [`gate`],
-//! [`capacity`]; and what they write ([`report`], [`progress`]).
+//! ([`record`], [`checks`], [`resources`]); this machine's limits ([`nofile`], [`ports`]);
+//! the server under test ([`server_process`], [`serve`]); then one module per subcommand:
+//! [`run`], [`conform`], [`client`], [`gate`], [`capacity`]; and what they write
+//! ([`report`], [`progress`]).
 
 pub mod capacity;
 pub mod checks;
@@ -41,6 +43,7 @@ pub mod exit;
 pub mod gate;
 pub mod lag;
 pub mod nofile;
+pub mod ports;
 pub mod progress;
 pub mod random;
 pub mod record;

@@ -263,6 +263,7 @@ async fn a_server_frozen_for_1s_shows_as_10_percent_late_deliveries() {
         scenario_path: "freeze.toml".into(),
         targets: vec![format!("ws://{}/", server.addr)],
         quiet: true,
+        source_addresses: Vec::new(),
     };
     let pid = server.pid();
     let freeze = async {

@@ -39,6 +39,7 @@ async fn run_against(fault: Option<Fault>) -> (loadgen::report::RunReport, Compl
         scenario_path: "library.toml".into(),
         targets: vec![format!("ws://{}/", server.local_addr())],
         quiet: true,
+        source_addresses: Vec::new(),
     })
     .await
     .expect("the run starts");

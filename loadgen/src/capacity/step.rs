@@ -56,6 +56,10 @@ pub enum StepError {
     /// The step cannot run on this machine (too many connections for the open-file limit).
     #[error(transparent)]
     Limits(#[from] crate::nofile::TooManyConnections),
+    /// The step's connections would run out of ephemeral ports (or a source cannot reach
+    /// its target).
+    #[error(transparent)]
+    Ports(#[from] crate::ports::PortsError),
     /// The server could not be started or reached.
     #[error("{0}")]
     Unreachable(String),
@@ -101,6 +105,7 @@ pub async fn measure(
         scenario_path: scenario_path.to_string(),
         targets: urls,
         quiet,
+        source_addresses: Vec::new(),
     })
     .await;
     let samples = sampler.finish().await;
@@ -109,6 +114,7 @@ pub async fn measure(
     }
     let (report, completion) = outcome.map_err(|error| match error {
         RunError::Limits(limits) => StepError::Limits(limits),
+        RunError::Ports(ports) => StepError::Ports(ports),
         RunError::Unreachable(why) => StepError::Unreachable(why),
     })?;
     let from = report.started_at + warmup;

@@ -151,6 +151,7 @@ async fn measure(
         scenario_path: path.display().to_string(),
         targets: vec![format!("ws://{}/", server.addr)],
         quiet: true,
+        source_addresses: Vec::new(),
     })
     .await;
     let after = server.cpu_seconds();

@@ -22,15 +22,25 @@ pub async fn main(args: RunArgs) -> Exit {
         eprintln!("loadgen: --target {error}");
         return Exit::Usage;
     }
+    let sources = &args.source_addresses;
+    if let Some(twice) = sources
+        .iter()
+        .enumerate()
+        .find_map(|(i, ip)| sources[..i].contains(ip).then_some(ip))
+    {
+        eprintln!("loadgen: --source-address {twice} is given twice");
+        return Exit::Usage;
+    }
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
         targets: args.targets,
         quiet: args.quiet,
+        source_addresses: args.source_addresses,
     };
     let (report, completion) = match run(request).await {
         Ok(done) => done,
-        Err(RunError::Limits(error)) => {
+        Err(error @ (RunError::Limits(_) | RunError::Ports(_))) => {
             eprintln!("loadgen: {error}");
             return Exit::Usage;
         }

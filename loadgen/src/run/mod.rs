@@ -21,7 +21,7 @@ pub mod relogin;
 pub mod state;
 pub mod user;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,7 +36,7 @@ use crate::report::{RunReport, ServerPlacement};
 use crate::scenario::{Scenario, Targets};
 use crate::server_process::{Launch, ServerProcess};
 use crate::target::Target;
-use crate::{nofile, scrape};
+use crate::{nofile, ports, scrape};
 use state::{RunSetup, RunState};
 
 /// How a run went, beyond its thresholds.
@@ -64,6 +64,10 @@ pub enum RunError {
     /// The scenario cannot run on this machine (exit 2).
     #[error(transparent)]
     Limits(#[from] nofile::TooManyConnections),
+    /// The connections would run out of ephemeral ports, or a source cannot reach its
+    /// target (exit 2).
+    #[error(transparent)]
+    Ports(#[from] ports::PortsError),
     /// The target could not be reached or started (exit 3).
     #[error("{0}")]
     Unreachable(String),
@@ -83,6 +87,8 @@ pub struct RunRequest {
     pub targets: Vec<String>,
     /// No live progress on stderr.
     pub quiet: bool,
+    /// `--source-address` overrides of `[users] source_addresses`, if any.
+    pub source_addresses: Vec<IpAddr>,
 }
 
 /// Length of one report interval.
@@ -95,12 +101,29 @@ pub async fn run(request: RunRequest) -> Result<(RunReport, Completion), RunErro
         scenario_path,
         targets,
         quiet,
+        source_addresses,
     } = request;
     if !targets.is_empty() {
         scenario.target = Targets::Many(targets);
     }
+    if !source_addresses.is_empty() {
+        scenario.users.source_addresses =
+            source_addresses.iter().map(|ip| ip.to_string()).collect();
+    }
     nofile::ensure(scenario.peak_connections())?;
     let (mut server, resolved) = locate_server(&scenario).await?;
+    let destinations: Vec<SocketAddr> = resolved.iter().map(|(_, addr)| *addr).collect();
+    if let Err(error) = ports::ensure(
+        scenario.users.count,
+        scenario.peak_connections(),
+        &destinations,
+        &scenario.users.source_ips(),
+    ) {
+        if let Some(server) = server {
+            server.stop(Duration::from_secs(5)).await;
+        }
+        return Err(error.into());
+    }
     let placement = match &server {
         Some(server) => ServerPlacement::EmbeddedChild {
             pid: server.pid(),
