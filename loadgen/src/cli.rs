@@ -4,7 +4,7 @@
 // and `[thresholds]` there are not HTML or links.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -40,8 +40,9 @@ pub enum Command {
     ///
     /// Exit codes: 0 every threshold met; 1 a threshold failed (each is named); 2 bad
     /// usage or scenario (file, field and reason), or more users than the open-file limit
-    /// allows; 3 the run could not be carried out (target unreachable, server died
-    /// mid-run, Ctrl-C) — the reports written are marked incomplete.
+    /// or the ephemeral ports (see --source-address) allow; 3 the run could not be carried
+    /// out (target unreachable, server died mid-run, a worker died, Ctrl-C) — the reports
+    /// written are marked incomplete.
     Run(RunArgs),
     /// Check a chat server against the protocol (docs/protocol.md), rule by rule.
     ///
@@ -229,6 +230,13 @@ pub struct RunArgs {
     /// (Used by --workers) the run id shared by every segment.
     #[arg(long, hide = true, requires = "segment")]
     pub run_id: Option<u32>,
+    /// Local address the connections leave from, overriding the scenario's `[users]
+    /// source_addresses` (repeat for several: user i takes the (i mod N)-th). One source
+    /// and destination share only the ephemeral port range (~28,000 ports), so a run of
+    /// more connections needs more sources; all of 127.0.0.0/8 is local on Linux.
+    /// Example: --source-address 127.0.0.2 --source-address 127.0.0.3
+    #[arg(long = "source-address", value_name = "IP")]
+    pub source_addresses: Vec<IpAddr>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -58,14 +58,14 @@ pub async fn main(args: ClientArgs) -> Exit {
             return Exit::CouldNotRun;
         }
     };
-    let connected = match connection::connect(&target, addr, &args.user, args.connect_timeout).await
-    {
-        Ok(connected) => connected,
-        Err(error) => {
-            eprintln!("loadgen client: {error}");
-            return Exit::CouldNotRun;
-        }
-    };
+    let connected =
+        match connection::connect(&target, addr, &args.user, args.connect_timeout, None).await {
+            Ok(connected) => connected,
+            Err(error) => {
+                eprintln!("loadgen client: {error}");
+                return Exit::CouldNotRun;
+            }
+        };
     eprintln!("connected to {target} as {}", args.user);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let reader = tokio::spawn(read_loop(connected.read, events_tx));

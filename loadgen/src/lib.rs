@@ -18,6 +18,7 @@
 //!     targets: vec!["ws://127.0.0.1:6789/".into()],
 //!     quiet: true,
 //!     segment: None,
+//!     source_addresses: Vec::new(),
 //! };
 //! let (report, completion) = run(request).await?;
 //! let failed = report.verdicts().iter().filter(|v| !v.passed).count();
@@ -27,9 +28,10 @@
 //!
 //! Modules, general first: the inputs ([`scenario`], [`toml_file`], [`duration`],
 //! [`thresholds`], [`target`]); the wire ([`connection`], [`stamp`]); measuring
-//! ([`record`], [`checks`], [`resources`]); the server under test ([`server_process`],
-//! [`serve`]); then one module per subcommand: [`run`], [`conform`], [`client`], [`gate`],
-//! [`capacity`]; and what they write ([`report`], [`progress`]).
+//! ([`record`], [`checks`], [`resources`]); this machine's limits ([`nofile`], [`ports`]);
+//! the server under test ([`server_process`], [`serve`]); then one module per subcommand:
+//! [`run`], [`conform`], [`client`], [`gate`], [`capacity`]; and what they write
+//! ([`report`], [`progress`]).
 
 pub mod capacity;
 pub mod checks;
@@ -43,6 +45,7 @@ pub mod fleet;
 pub mod gate;
 pub mod lag;
 pub mod nofile;
+pub mod ports;
 pub mod progress;
 pub mod random;
 pub mod record;

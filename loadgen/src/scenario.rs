@@ -4,6 +4,8 @@
 //! mistake is reported as the file, the field and the reason (exit code 2) before any
 //! connection is made. `scenarios/README.md` documents every field.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::Path;
 
 use crate::segment::{Segment, MAX_SEGMENTS};
@@ -103,6 +105,23 @@ pub struct Users {
     /// the list (a relogin on another node of a cluster).
     #[serde(default)]
     pub relogin_target: ReloginTarget,
+    /// Local IP addresses the connections leave from: user `i` (the probe user too) uses
+    /// entry `i % len` for all its connections. Empty: the kernel chooses, as for any
+    /// client. One source/destination pair has only the ephemeral port range (about
+    /// 28,000 ports), so a bigger run spreads over several (all of 127.0.0.0/8 is local on
+    /// Linux); [`crate::ports`] refuses a run that would run out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_addresses: Vec<String>,
+}
+
+impl Users {
+    /// `source_addresses` as addresses (validation has refused any that is not one).
+    pub fn source_ips(&self) -> Vec<IpAddr> {
+        self.source_addresses
+            .iter()
+            .filter_map(|text| text.parse().ok())
+            .collect()
+    }
 }
 
 /// `[users] relogin_target`.
@@ -397,6 +416,22 @@ impl Scenario {
         if users.connect_timeout.0.is_zero() {
             return fail("users.connect_timeout", "must be above zero".into());
         }
+        let mut sources = HashSet::new();
+        for (i, text) in users.source_addresses.iter().enumerate() {
+            let field = format!("users.source_addresses[{i}]");
+            let Ok(ip) = text.parse::<IpAddr>() else {
+                return fail(
+                    &field,
+                    format!("{text:?} is not an IP address (e.g. \"127.0.0.2\" or \"::1\")"),
+                );
+            };
+            if ip.is_unspecified() || ip.is_multicast() {
+                return fail(&field, format!("{ip} is not an address of one interface"));
+            }
+            if !sources.insert(ip) {
+                return fail(&field, format!("{ip} is listed twice"));
+            }
+        }
         let v = &self.verify;
         for (field, span) in [
             ("verify.deadline", v.deadline),
@@ -567,6 +602,9 @@ mod tests {
             ("target = \"http://x/\"\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "target[0]"),
             ("target = []\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "target"),
             ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\n[thresholds]\nmin_delivery_ratio = 2", "thresholds.min_delivery_ratio"),
+            ("[users]\ncount = 2\nsource_addresses = [\"127.0.0.2\", \"localhost\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[1]"),
+            ("[users]\ncount = 2\nsource_addresses = [\"127.0.0.2\", \"127.0.0.2\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[1]"),
+            ("[users]\ncount = 2\nsource_addresses = [\"0.0.0.0\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[0]"),
         ];
         for (text, field) in cases {
             assert_eq!(invalid(text).0, *field, "for {text}");
@@ -645,5 +683,22 @@ mod tests {
         assert_eq!(storm(10).peak_connections(), 3000 + 1 + 60);
         // 10,000/s would be 30,000 at a time, but only 3,000 users can relog at once.
         assert_eq!(storm(10_000).peak_connections(), 3000 + 1 + 6000);
+    }
+
+    #[test]
+    fn source_addresses_parse_in_order_and_default_to_none() {
+        let base = "[users]\ncount = 2\n{}\n[[phase]]\nduration = \"1s\"\n";
+        let with = |line: &str| base.replace("{}", line);
+        let parsed = parse(&with("")).expect("default");
+        assert!(parsed.users.source_ips().is_empty());
+        let parsed = parse(&with("source_addresses = [\"127.0.0.3\", \"::1\"]")).expect("two");
+        let expected: Vec<IpAddr> = vec!["127.0.0.3".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(parsed.users.source_ips(), expected);
+        let (field, reason) = invalid(&with("source_addresses = [\"127.0.0.300\"]"));
+        assert_eq!(field, "users.source_addresses[0]");
+        assert!(
+            reason.contains("127.0.0.300") && reason.contains("not an IP"),
+            "{reason}"
+        );
     }
 }

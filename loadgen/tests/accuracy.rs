@@ -264,6 +264,7 @@ async fn a_server_frozen_for_1s_shows_as_10_percent_late_deliveries() {
         targets: vec![format!("ws://{}/", server.addr)],
         quiet: true,
         segment: None,
+        source_addresses: Vec::new(),
     };
     let pid = server.pid();
     let freeze = async {

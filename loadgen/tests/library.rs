@@ -40,6 +40,7 @@ async fn run_against(fault: Option<Fault>) -> (loadgen::report::RunReport, Compl
         targets: vec![format!("ws://{}/", server.local_addr())],
         quiet: true,
         segment: None,
+        source_addresses: Vec::new(),
     })
     .await
     .expect("the run starts");

@@ -70,8 +70,7 @@ fn url(server: &ServerHandle) -> String {
 }
 
 fn json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("valid JSON")
 }
 
@@ -83,7 +82,13 @@ fn total(summary: &Value, field: &str) -> u64 {
 
 /// Runs `scenario` against `server` with extra arguments; returns the exit code and the
 /// report folder.
-async fn run(dir: &TempDir, tag: &str, scenario: &str, server: &ServerHandle, extra: &[&str]) -> (i32, std::path::PathBuf) {
+async fn run(
+    dir: &TempDir,
+    tag: &str,
+    scenario: &str,
+    server: &ServerHandle,
+    extra: &[&str],
+) -> (i32, std::path::PathBuf) {
     let file = dir.path().join(format!("{tag}.toml"));
     std::fs::write(&file, scenario).unwrap();
     let out = dir.path().join(tag);
@@ -109,7 +114,9 @@ fn hlog_count(path: &Path) -> u64 {
         .filter(|l| !l.starts_with('#') && !l.starts_with('"') && !l.trim().is_empty())
         .map(|l| {
             let encoded = l.rsplit(',').next().unwrap();
-            histogram_from_text(encoded).expect("an interval histogram").len()
+            histogram_from_text(encoded)
+                .expect("an interval histogram")
+                .len()
         })
         .sum()
 }
@@ -141,8 +148,13 @@ async fn four_workers_send_and_expect_what_one_process_does_and_add_histograms_e
     assert_eq!(four.metrics().deliveries_out, total(&merged, "delivered"));
     assert_eq!(merged["segments"]["kind"], "merged");
     assert_eq!(merged["segments"]["count"], 4);
-    assert_eq!(merged["segments"]["merged"], serde_json::json!([0, 1, 2, 3]));
-    assert!(merged["segments"]["clock_offset_worst_ms"].as_f64().is_some());
+    assert_eq!(
+        merged["segments"]["merged"],
+        serde_json::json!([0, 1, 2, 3])
+    );
+    assert!(merged["segments"]["clock_offset_worst_ms"]
+        .as_f64()
+        .is_some());
 
     // The merged interval log decodes to the merged count ...
     let count = merged["latency_us"]["count"].as_u64().unwrap();
@@ -151,14 +163,26 @@ async fn four_workers_send_and_expect_what_one_process_does_and_add_histograms_e
     // ... and its percentiles are those of the segments' histograms added.
     let mut added = loadgen::record::new_histogram();
     for i in 0..4 {
-        let segment = json(&out.join("segments").join(i.to_string()).join("segment.json"));
+        let segment = json(
+            &out.join("segments")
+                .join(i.to_string())
+                .join("segment.json"),
+        );
         let h = histogram_from_text(segment["latency"].as_str().unwrap()).unwrap();
         added.add(&h).unwrap();
     }
     assert_eq!(added.len(), count);
     for (field, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
-        let expected = if q == 1.0 { added.max() } else { added.value_at_quantile(q) };
-        assert_eq!(merged["latency_us"][field].as_u64(), Some(expected), "{field}");
+        let expected = if q == 1.0 {
+            added.max()
+        } else {
+            added.value_at_quantile(q)
+        };
+        assert_eq!(
+            merged["latency_us"][field].as_u64(),
+            Some(expected),
+            "{field}"
+        );
     }
 }
 
@@ -177,14 +201,27 @@ async fn loss_only_one_segment_sees_is_counted_exactly_over_all_senders() {
     let sent = total(&merged, "sent");
     let dropped = sent * 39 - lossy.metrics().deliveries_out;
     assert!(dropped > 0);
-    assert_eq!(total(&merged, "lost"), dropped, "every dropped delivery, no more");
+    assert_eq!(
+        total(&merged, "lost"),
+        dropped,
+        "every dropped delivery, no more"
+    );
     assert_eq!(total(&merged, "expected"), sent * 39);
     // Each segment alone sees only part of it: segment 0 none, segment 1 only what its
     // own senders sent. The merge finds the rest.
-    let part = |i: u32| json(&out.join("segments").join(i.to_string()).join("summary.json"));
+    let part = |i: u32| {
+        json(
+            &out.join("segments")
+                .join(i.to_string())
+                .join("summary.json"),
+        )
+    };
     assert_eq!(total(&part(0), "lost"), 0);
     let own = total(&part(1), "lost");
-    assert!(own > 0 && own < dropped, "segment 1 alone: {own} of {dropped}");
+    assert!(
+        own > 0 && own < dropped,
+        "segment 1 alone: {own} of {dropped}"
+    );
     assert_eq!(part(1)["segments"]["kind"], "part");
 }
 
@@ -212,9 +249,20 @@ max_eviction_failures = 0
     assert_eq!(total(&merged, "relogins"), 8);
     let mut zombies = 0;
     for i in 0..2 {
-        let part = json(&out.join("segments").join(i.to_string()).join("summary.json"));
-        assert_eq!(total(&part, "relogins"), 4, "segment {i} plays every other relogin");
-        assert!(total(&part, "evictions_zombie") > 0, "segment {i} finds zombies");
+        let part = json(
+            &out.join("segments")
+                .join(i.to_string())
+                .join("summary.json"),
+        );
+        assert_eq!(
+            total(&part, "relogins"),
+            4,
+            "segment {i} plays every other relogin"
+        );
+        assert!(
+            total(&part, "evictions_zombie") > 0,
+            "segment {i} finds zombies"
+        );
         zombies += total(&part, "evictions_zombie");
     }
     assert_eq!(total(&merged, "evictions_zombie"), zombies);
@@ -288,7 +336,11 @@ async fn a_worker_that_dies_mid_run_is_named_and_the_run_is_incomplete() {
         .await
         .expect("loadgen ends by itself")
         .unwrap();
-    assert_eq!(status.code(), Some(3), "a dead worker makes the run incomplete");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "a dead worker makes the run incomplete"
+    );
     let merged = json(&out.join("summary.json"));
     assert_eq!(merged["complete"], false);
     let why = merged["incomplete_reason"].as_str().unwrap();
@@ -353,7 +405,10 @@ async fn two_segments_started_by_hand_merge_into_one_report() {
     assert_eq!(total(&summary, "sent"), 160);
     assert_eq!(total(&summary, "expected"), 160 * 39);
     assert_eq!(total(&summary, "lost"), 0);
-    assert_eq!(target.metrics().deliveries_out, total(&summary, "delivered"));
+    assert_eq!(
+        target.metrics().deliveries_out,
+        total(&summary, "delivered")
+    );
     assert_eq!(summary["segments"]["count"], 2);
     for file in ["timeseries.csv", "latency.hlog", "latency.hgrm"] {
         assert!(merged.join(file).exists(), "{file}");
@@ -361,7 +416,13 @@ async fn two_segments_started_by_hand_merge_into_one_report() {
 
     // One segment alone: written, but incomplete, and says which one is missing.
     let alone = dir.path().join("alone");
-    let output = loadgen(&["merge", seg0.to_str().unwrap(), "--out", alone.to_str().unwrap()]).await;
+    let output = loadgen(&[
+        "merge",
+        seg0.to_str().unwrap(),
+        "--out",
+        alone.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(output.status.code(), Some(3));
     let summary = json(&alone.join("summary.json"));
     let why = summary["incomplete_reason"].as_str().unwrap();
@@ -384,10 +445,26 @@ async fn segment_flags_are_checked_before_anything_runs() {
     for (args, says) in [
         (vec!["--segment", "2/2", "--start-at", "+5s"], "below 2"),
         (vec!["--segment", "0/2"], "needs --start-at"),
-        (vec!["--segment", "0/2", "--start-at", "soon", "--target", "ws://127.0.0.1:9/"], "not a start time"),
-        (vec!["--segment", "0/2", "--start-at", "+5s"], "needs a target"),
+        (
+            vec![
+                "--segment",
+                "0/2",
+                "--start-at",
+                "soon",
+                "--target",
+                "ws://127.0.0.1:9/",
+            ],
+            "not a start time",
+        ),
+        (
+            vec!["--segment", "0/2", "--start-at", "+5s"],
+            "needs a target",
+        ),
         (vec!["--workers", "0"], "at least 1"),
-        (vec!["--workers", "2", "--segment", "0/2"], "cannot be used with"),
+        (
+            vec!["--workers", "2", "--segment", "0/2"],
+            "cannot be used with",
+        ),
     ] {
         let mut all = vec!["run", scenario];
         all.extend(&args);

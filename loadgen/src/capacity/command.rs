@@ -147,7 +147,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
         let path = format!("{} (step {number})", args.file.display());
         let measured = match step::measure(&source, scenario, &path, true).await {
             Ok(measured) => measured,
-            Err(StepError::Limits(error)) => {
+            Err(error @ (StepError::Limits(_) | StepError::Ports(_))) => {
                 stopped = Some((error.to_string(), Exit::Usage));
                 break;
             }

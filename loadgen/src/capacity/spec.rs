@@ -348,6 +348,7 @@ impl CapacitySpec {
                 connect_over: None,
                 connect_timeout: load.connect_timeout,
                 relogin_target: Default::default(),
+                source_addresses: Vec::new(),
             },
             verify: self.verify.clone(),
             phases: vec![

@@ -56,6 +56,10 @@ pub enum StepError {
     /// The step cannot run on this machine (too many connections for the open-file limit).
     #[error(transparent)]
     Limits(#[from] crate::nofile::TooManyConnections),
+    /// The step's connections would run out of ephemeral ports (or a source cannot reach
+    /// its target).
+    #[error(transparent)]
+    Ports(#[from] crate::ports::PortsError),
     /// The server could not be started or reached.
     #[error("{0}")]
     Unreachable(String),
@@ -102,6 +106,7 @@ pub async fn measure(
         targets: urls,
         quiet,
         segment: None,
+        source_addresses: Vec::new(),
     })
     .await;
     let samples = sampler.finish().await;
@@ -110,6 +115,7 @@ pub async fn measure(
     }
     let (report, completion) = outcome.map_err(|error| match error {
         RunError::Limits(limits) => StepError::Limits(limits),
+        RunError::Ports(ports) => StepError::Ports(ports),
         RunError::Unreachable(why) => StepError::Unreachable(why),
     })?;
     let from = report.started_at + warmup;

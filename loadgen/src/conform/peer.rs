@@ -130,7 +130,8 @@ impl Peer {
         name: &str,
     ) -> Result<Peer, ConnectError> {
         let (target, addr) = &endpoint.nodes[node % endpoint.nodes.len()];
-        let connected = connection::connect(target, *addr, name, endpoint.connect_timeout).await?;
+        let connected =
+            connection::connect(target, *addr, name, endpoint.connect_timeout, None).await?;
         Ok(Peer::from_connected(name, connected))
     }
 

@@ -53,9 +53,14 @@ pub async fn run_workers(
         targets,
         quiet,
         segment: _,
+        source_addresses,
     } = request;
     if !targets.is_empty() {
         scenario.target = Targets::Many(targets);
+    }
+    if !source_addresses.is_empty() {
+        scenario.users.source_addresses =
+            source_addresses.iter().map(|ip| ip.to_string()).collect();
     }
     let widest = Segment {
         index: 0,

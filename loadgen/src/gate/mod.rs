@@ -152,6 +152,7 @@ async fn measure(
         targets: vec![format!("ws://{}/", server.addr)],
         quiet: true,
         segment: None,
+        source_addresses: Vec::new(),
     })
     .await;
     let after = server.cpu_seconds();

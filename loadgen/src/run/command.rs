@@ -58,12 +58,22 @@ pub async fn main(args: RunArgs) -> Exit {
             std::time::SystemTime::now(),
         )
     });
+    let sources = &args.source_addresses;
+    if let Some(twice) = sources
+        .iter()
+        .enumerate()
+        .find_map(|(i, ip)| sources[..i].contains(ip).then_some(ip))
+    {
+        eprintln!("loadgen: --source-address {twice} is given twice");
+        return Exit::Usage;
+    }
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
         targets: args.targets,
         quiet: args.quiet,
         segment: None,
+        source_addresses: args.source_addresses,
     };
     match fleet::run(request, workers, &dir.join("segments")).await {
         Ok((report, completion)) => conclude(&report, &completion, &dir),
@@ -75,7 +85,7 @@ pub async fn main(args: RunArgs) -> Exit {
 fn run_error(error: RunError) -> Exit {
     eprintln!("loadgen: {error}");
     match error {
-        RunError::Limits(_) => Exit::Usage,
+        RunError::Limits(_) | RunError::Ports(_) => Exit::Usage,
         RunError::Unreachable(_) => Exit::CouldNotRun,
     }
 }
@@ -156,6 +166,7 @@ async fn segment_main(args: RunArgs, scenario: Scenario) -> Exit {
             start,
             run_id,
         }),
+        source_addresses: args.source_addresses,
     };
     let output = match run_part(request).await {
         Ok(output) => output,

@@ -22,7 +22,7 @@ pub mod state;
 pub mod user;
 pub mod worker_io;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,7 +38,7 @@ use crate::scenario::{Scenario, Targets};
 use crate::segment::{Segment, WorkerLine, START_TOLERANCE};
 use crate::server_process::{Launch, ServerProcess};
 use crate::target::Target;
-use crate::{nofile, scrape};
+use crate::{nofile, ports, scrape};
 use state::{RunSetup, RunState};
 
 /// How a run went, beyond its thresholds.
@@ -66,6 +66,10 @@ pub enum RunError {
     /// The scenario cannot run on this machine (exit 2).
     #[error(transparent)]
     Limits(#[from] nofile::TooManyConnections),
+    /// The connections would run out of ephemeral ports, or a source cannot reach its
+    /// target (exit 2).
+    #[error(transparent)]
+    Ports(#[from] ports::PortsError),
     /// The target could not be reached or started (exit 3).
     #[error("{0}")]
     Unreachable(String),
@@ -116,6 +120,8 @@ pub struct RunRequest {
     pub quiet: bool,
     /// The part of a split run this process plays; `None` for the whole run.
     pub segment: Option<SegmentRun>,
+    /// `--source-address` overrides of `[users] source_addresses`, if any.
+    pub source_addresses: Vec<IpAddr>,
 }
 
 /// Everything a run leaves behind: the report, how it ended, and what a merge of the
@@ -168,6 +174,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         targets,
         quiet,
         segment: segment_run,
+        source_addresses,
     } = request;
     if !targets.is_empty() {
         scenario.target = Targets::Many(targets);
@@ -178,7 +185,23 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     } else {
         nofile::ensure(scenario.peak_connections())?;
     }
+    if !source_addresses.is_empty() {
+        scenario.users.source_addresses =
+            source_addresses.iter().map(|ip| ip.to_string()).collect();
+    }
     let (mut server, resolved) = locate_server(&scenario).await?;
+    let destinations: Vec<SocketAddr> = resolved.iter().map(|(_, addr)| *addr).collect();
+    if let Err(error) = ports::ensure(
+        scenario.users.count,
+        scenario.peak_connections(),
+        &destinations,
+        &scenario.users.source_ips(),
+    ) {
+        if let Some(server) = server {
+            server.stop(Duration::from_secs(5)).await;
+        }
+        return Err(error.into());
+    }
     let placement = match &server {
         Some(server) => ServerPlacement::EmbeddedChild {
             pid: server.pid(),

@@ -9,7 +9,7 @@
 //! nothing above it: not on the users, not on the checks, not on the run's orchestration.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -101,6 +101,8 @@ pub struct RunState {
     /// User names; index `users.count` is the probe user.
     names: Vec<String>,
     targets: Vec<(Target, SocketAddr)>,
+    /// Local addresses the users' connections leave from (empty: the kernel chooses).
+    sources: Vec<IpAddr>,
     next_conn_id: AtomicU64,
     /// Connections open now.
     online: AtomicU64,
@@ -168,6 +170,7 @@ impl RunState {
             recorder: Recorder::new(16),
             names,
             targets,
+            sources: scenario.users.source_ips(),
             connect_timeout: scenario.users.connect_timeout.0,
             settle_ns: scenario.verify.settle.0.as_nanos() as u64,
             max_frame: (max_message + 256).max(1 << 16) * 2,
@@ -256,6 +259,14 @@ impl RunState {
     fn nth_target(&self, n: usize) -> (&Target, SocketAddr) {
         let (target, addr) = &self.targets[n % self.targets.len()];
         (target, *addr)
+    }
+
+    /// The local address every connection of user `index` leaves from (`[users]
+    /// source_addresses` round-robin by index, the probe user included), or `None` when
+    /// the kernel chooses.
+    pub fn source_for(&self, index: u32) -> Option<IpAddr> {
+        let n = self.sources.len().max(1);
+        self.sources.get(index as usize % n).copied()
     }
 
     /// A new connection id, unique within the run.

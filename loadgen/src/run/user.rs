@@ -31,8 +31,9 @@ pub async fn open(
     } else {
         run.target_for_relogin(user)
     };
+    let source = run.source_for(user);
     let Connected { read, write } =
-        connection::connect(target, addr, run.name(user), run.connect_timeout).await?;
+        connection::connect(target, addr, run.name(user), run.connect_timeout, source).await?;
     let conn = Arc::new(Conn::new(
         run.next_conn_id(),
         user,
