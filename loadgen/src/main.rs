@@ -35,5 +35,8 @@ fn main() -> ExitCode {
         Command::Merge(args) => loadgen::fleet::command::main(args),
         Command::Serve(args) => runtime.block_on(loadgen::serve::main(args)),
     };
+    // A task blocked reading stdin (a worker listening to its coordinator) must not keep
+    // the process alive once the command is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     exit.into()
 }

@@ -238,7 +238,7 @@ async fn coordinate(
             }
             _ = &mut interrupt, if !interrupted => {
                 interrupted = true;
-                stdins.clear();
+                stdins.iter_mut().for_each(|stdin| drop(stdin.take()));
                 continue;
             }
         };
@@ -273,6 +273,10 @@ async fn coordinate(
             Some(Event::Line(i, WorkerLine::Done { .. })) => {
                 if let Some(slot) = done.get_mut(i as usize) {
                     *slot = true;
+                }
+                // Nothing more to say to it: closing its stdin lets it exit.
+                if let Some(stdin) = stdins.get_mut(i as usize) {
+                    stdin.take();
                 }
             }
             Some(Event::Line(_, WorkerLine::Ready { .. })) => {}
