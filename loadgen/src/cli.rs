@@ -266,6 +266,11 @@ pub struct CapacityArgs {
     /// memory from /proc rather than its /metrics.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Run each step as N cooperating loadgen processes (see `loadgen run --workers`), so
+    /// the search can go past one process's open-file limit (~19,900 connections); their
+    /// CPU and memory count as loadgen's. knee.toml then says `workers = N`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
     /// Exit 1 when the highest load that met the objective is below this level (users, or
     /// msg/s when the rate grows).
     #[arg(long, value_name = "LEVEL")]
@@ -413,6 +418,10 @@ pub struct GateArgs {
     /// Scenario to run against each server (its `target` is ignored).
     #[arg(long, default_value = "scenarios/gate.toml")]
     pub scenario: PathBuf,
+    /// Run each side's load as N cooperating loadgen processes (see `loadgen run
+    /// --workers`); default: the scenario's `workers`, else 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
     /// Number of base/candidate pairs.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(2..=100))]
     pub pairs: u32,

@@ -83,6 +83,18 @@ pub fn process(pid: u32) -> Option<ProcessSample> {
     })
 }
 
+/// loadgen's CPU and memory: this process and its local workers (`--workers`), summed.
+fn loadgen_usage(own: u32) -> Option<ProcessSample> {
+    let mut total = process(own)?;
+    for pid in crate::segment::live_workers() {
+        if let Some(worker) = process(pid) {
+            total.cpu_seconds += worker.cpu_seconds;
+            total.rss_bytes += worker.rss_bytes;
+        }
+    }
+    Some(total)
+}
+
 // The workspace's one `/proc` reader, under the names loadgen's callers use.
 pub use procstat::{cpu_seconds, machine_busy_seconds, memory_total};
 
@@ -93,7 +105,8 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `server` and this process every [`SAMPLE_EVERY`].
+    /// Starts sampling `server` and loadgen (this process and its `--workers`) every
+    /// [`SAMPLE_EVERY`].
     pub fn start(server: ServerProbe) -> Sampler {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -110,7 +123,7 @@ impl Sampler {
                 samples.push(Sample {
                     at: SystemTime::now(),
                     server,
-                    loadgen: process(own),
+                    loadgen: loadgen_usage(own),
                     machine_busy_seconds: machine_busy_seconds(),
                 });
             }

@@ -25,6 +25,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -229,6 +230,34 @@ pub fn release_line(start_ns: u64) -> String {
 pub fn parse_release(line: &str) -> Option<u64> {
     let (word, ns) = line.trim().split_once(' ')?;
     (word == RELEASE).then(|| ns.trim().parse().ok()).flatten()
+}
+
+/// Process ids of the local workers running now (for counting their CPU and memory as
+/// loadgen's: `crate::resources`).
+static LIVE_WORKERS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Notes that worker process `pid` started.
+pub fn worker_started(pid: u32) {
+    LIVE_WORKERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(pid);
+}
+
+/// Notes that worker process `pid` ended.
+pub fn worker_ended(pid: u32) {
+    LIVE_WORKERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|&p| p != pid);
+}
+
+/// The local workers running now.
+pub fn live_workers() -> Vec<u32> {
+    LIVE_WORKERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 /// How late a process may start measuring after `--start-at` before the run is called

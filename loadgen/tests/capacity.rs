@@ -153,6 +153,41 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
 }
 
 #[test]
+fn a_search_with_workers_splits_every_step_and_its_knee_says_so() {
+    let dir = temp_dir("workers");
+    let file = write(&dir, "small.toml", SMALL);
+    let out = dir.join("out");
+    let output = capacity(&[&file, "--workers", "2", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json(&out.join("capacity.json"));
+    let steps = report["steps"].as_array().unwrap();
+    assert!(!steps.is_empty());
+    for step in steps {
+        assert_eq!(step["met"], true, "{step}");
+        assert!(step["lost"].as_u64() == Some(0), "{step}");
+    }
+    // Every step ran as two workers; their CPU counts as loadgen's.
+    let first = std::fs::read_dir(out.join("steps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .min()
+        .unwrap();
+    for i in 0..2 {
+        assert!(first
+            .join("segments")
+            .join(i.to_string())
+            .join("segment.json")
+            .exists());
+    }
+    let summary = json(&first.join("summary.json"));
+    assert_eq!(summary["segments"]["count"], 2);
+    let knee = std::fs::read_to_string(out.join("knee.toml")).unwrap();
+    assert!(knee.contains("workers = 2"), "{knee}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_lossy_server_misses_the_objective_at_the_first_step() {
     let dir = temp_dir("lossy");
     let file = write(&dir, "small.toml", SMALL);

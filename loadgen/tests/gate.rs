@@ -114,7 +114,7 @@ fn a_server_compared_with_itself_passes_and_writes_both_files() {
 }
 
 #[test]
-fn a_candidate_that_breaks_correctness_fails_the_gate_with_exit_1() {
+fn a_candidate_that_breaks_correctness_fails_the_gate_with_exit_1_also_with_workers() {
     let dir = temp_dir("broken");
     let scenario = dir.join("tiny.toml");
     std::fs::write(&scenario, TINY).unwrap();
@@ -130,11 +130,20 @@ fn a_candidate_that_breaks_correctness_fails_the_gate_with_exit_1() {
         scenario.to_str().unwrap(),
         "--pairs",
         "2",
+        "--workers",
+        "2",
         "--quiet",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(1));
+    // Each run was played by two worker processes, whose segments were merged.
+    assert!(out
+        .join("segments")
+        .join("1-candidate")
+        .join("1")
+        .join("segment.json")
+        .exists());
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
     assert!(
         md.starts_with("# Performance gate: FAIL (correctness)"),

@@ -84,8 +84,18 @@ pub async fn main(args: CapacityArgs) -> Exit {
     };
     // The largest step must fit this process's open-file limit: say so now, not after
     // ten minutes of steps.
+    let workers = args.workers.unwrap_or(1);
     let largest = spec.scenario_at(spec.last_k());
-    if let Err(error) = crate::nofile::ensure(largest.peak_connections()) {
+    let largest_peak = if workers > 1 {
+        let widest = crate::segment::Segment {
+            index: 0,
+            count: workers,
+        };
+        crate::run::segment_peak_connections(&largest, widest)
+    } else {
+        largest.peak_connections()
+    };
+    if let Err(error) = crate::nofile::ensure(largest_peak) {
         eprintln!(
             "loadgen: the limit of the search ({}) cannot run here: {error}",
             spec.describe(spec.point(spec.last_k()))
@@ -145,26 +155,28 @@ pub async fn main(args: CapacityArgs) -> Exit {
         let point = spec.point(k);
         let scenario = spec.scenario_at(k);
         let path = format!("{} (step {number})", args.file.display());
-        let measured = match step::measure(&source, scenario, &path, true).await {
-            Ok(measured) => measured,
-            Err(error @ (StepError::Limits(_) | StepError::Ports(_))) => {
-                stopped = Some((error.to_string(), Exit::Usage));
-                break;
-            }
-            Err(StepError::Unreachable(why)) => {
-                stopped = Some((why, Exit::CouldNotRun));
-                break;
-            }
-        };
-        let mut record = measured.record;
-        record.number = number;
-        record.stage = stage.as_str();
-        record.level = spec.level(k);
         let step_dir = dir.join("steps").join(format!(
             "{number:02}-{}u-{}mps",
             point.users,
             super::spec::trim_rate(point.rate)
         ));
+        let segments_dir = step_dir.join("segments");
+        let measured =
+            match step::measure(&source, scenario, &path, true, workers, &segments_dir).await {
+                Ok(measured) => measured,
+                Err(error @ (StepError::Limits(_) | StepError::Ports(_))) => {
+                    stopped = Some((error.to_string(), Exit::Usage));
+                    break;
+                }
+                Err(StepError::Unreachable(why)) => {
+                    stopped = Some((why, Exit::CouldNotRun));
+                    break;
+                }
+            };
+        let mut record = measured.record;
+        record.number = number;
+        record.stage = stage.as_str();
+        record.level = spec.level(k);
         if let Err(error) =
             report::write_all(&step_dir, &measured.report, &measured.report.verdicts())
         {
@@ -269,7 +281,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
         return Exit::CouldNotRun;
     }
     let knee_point = knee.map(|i| spec.point(steps[i].0));
-    if let Err(error) = write_reproductions(&dir, &args.file, &spec, knee_point) {
+    if let Err(error) = write_reproductions(&dir, &args.file, &spec, knee_point, workers) {
         eprintln!("loadgen: {error}");
         return Exit::CouldNotRun;
     }
@@ -359,6 +371,7 @@ fn write_reproductions(
     file: &Path,
     spec: &CapacitySpec,
     knee: Option<Point>,
+    workers: u32,
 ) -> Result<(), report::ReportError> {
     let Some(knee) = knee else {
         return Ok(());
@@ -369,12 +382,14 @@ fn write_reproductions(
         (ABOVE_KNEE_TOML, above, "20% above the knee"),
     ] {
         let path: PathBuf = dir.join(name);
+        let mut scenario = spec.scenario_for(point);
+        scenario.workers = (workers > 1).then_some(workers);
         let text = format!(
             "# Written by `loadgen capacity {}`: {what}, {}.\n# Reproduce with: loadgen run {}\n\n{}",
             file.display(),
             spec.describe(point),
             path.display(),
-            toml_of(&spec.scenario_for(point))
+            toml_of(&scenario)
         );
         std::fs::write(&path, text)
             .map_err(|source| report::ReportError::Write { path, source })?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::StepRecord;
 use crate::report::RunReport;
 use crate::resources::{self, Sampler, ServerProbe};
-use crate::run::{self, Completion, RunError, RunRequest};
+use crate::run::{Completion, RunError, RunRequest};
 use crate::scenario::Scenario;
 use crate::server_process::{Launch, ServerProcess};
 use crate::thresholds::{delivery_ratio, ThresholdVerdict};
@@ -74,11 +74,15 @@ pub struct Measured {
 }
 
 /// Runs one step's scenario and measures it.
+/// With `workers` above 1 the step runs as that many worker processes, their segment
+/// folders under `segments_dir`.
 pub async fn measure(
     source: &ServerSource,
     scenario: Scenario,
     scenario_path: &str,
     quiet: bool,
+    workers: u32,
+    segments_dir: &std::path::Path,
 ) -> Result<Measured, StepError> {
     let (urls, probe, running) = match source {
         ServerSource::Fresh(launch) => {
@@ -100,15 +104,15 @@ pub async fn measure(
     let phases: Duration = scenario.phases.iter().map(|p| p.duration.0).sum();
     let offered = Offered::of(&scenario);
     let sampler = Sampler::start(probe);
-    let outcome = run::run(RunRequest {
+    let request = RunRequest {
         scenario,
         scenario_path: scenario_path.to_string(),
         targets: urls,
         quiet,
         segment: None,
         source_addresses: Vec::new(),
-    })
-    .await;
+    };
+    let outcome = crate::fleet::run(request, workers, segments_dir).await;
     let samples = sampler.finish().await;
     if let Some(server) = running {
         server.stop(Duration::from_secs(10)).await;

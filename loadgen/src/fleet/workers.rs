@@ -35,6 +35,15 @@ use crate::run::{self, plan, Completion, RunError, RunRequest};
 use crate::scenario::Targets;
 use crate::segment::{self, Segment, WorkerLine};
 
+/// A worker's pid in [`segment::live_workers`] for as long as this lives.
+struct WorkerPid(u32);
+
+impl Drop for WorkerPid {
+    fn drop(&mut self) {
+        segment::worker_ended(self.0);
+    }
+}
+
 /// What the coordinator hears.
 enum Event {
     Line(u32, WorkerLine),
@@ -140,7 +149,11 @@ async fn coordinate(
         folders.push(folder);
         let stdout = child.stdout.take();
         let tx = tx.clone();
+        let pid = child.id().unwrap_or(0);
+        segment::worker_started(pid);
+        let registered = WorkerPid(pid);
         children.spawn(async move {
+            let _registered = registered;
             if let Some(stdout) = stdout {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {

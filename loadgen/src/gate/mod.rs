@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::cli::GateArgs;
 use crate::exit::Exit;
-use crate::run::{self, Completion, RunRequest};
+use crate::run::{Completion, RunRequest};
 use crate::scenario::Scenario;
 use crate::server_process::{Launch, ServerProcess};
 use crate::{report, thresholds};
@@ -84,6 +84,10 @@ pub async fn command(args: GateArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    let dir = args.out.clone().unwrap_or_else(|| {
+        report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
+    });
+    let workers = args.workers.or(scenario.workers).unwrap_or(1);
     let mut runs = Vec::new();
     for pair in 1..=args.pairs {
         // Counterbalanced order (base first in odd pairs, candidate first in even ones):
@@ -95,7 +99,16 @@ pub async fn command(args: GateArgs) -> Exit {
             [(Side::Candidate, &args.candidate), (Side::Base, &args.base)]
         };
         for (side, command) in order {
-            match measure(pair, side, command, &scenario, &args.scenario).await {
+            let segments = dir
+                .join("segments")
+                .join(format!("{pair}-{side:?}").to_lowercase());
+            let load = Load {
+                scenario: &scenario,
+                path: &args.scenario,
+                workers,
+                segments: &segments,
+            };
+            match measure(pair, side, command, &load).await {
                 Ok(run) => {
                     if !args.quiet {
                         eprintln!(
@@ -119,9 +132,6 @@ pub async fn command(args: GateArgs) -> Exit {
         }
     }
     let result = judge(&args, &runs);
-    let dir = args.out.clone().unwrap_or_else(|| {
-        report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
-    });
     let markdown = markdown(&result);
     if let Err(error) = write(&dir, &result, &markdown) {
         eprintln!("loadgen gate: {error}");
@@ -136,25 +146,29 @@ pub async fn command(args: GateArgs) -> Exit {
     }
 }
 
+/// The load every run of the gate offers.
+struct Load<'a> {
+    scenario: &'a Scenario,
+    path: &'a Path,
+    /// loadgen processes per run (`--workers`).
+    workers: u32,
+    /// Where a run's worker segments go.
+    segments: &'a Path,
+}
+
 /// One run of one side on a fresh server.
-async fn measure(
-    pair: u32,
-    side: Side,
-    command: &str,
-    scenario: &Scenario,
-    path: &Path,
-) -> anyhow::Result<GateRun> {
+async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> anyhow::Result<GateRun> {
     let server = ServerProcess::start(&Launch::Command(command.to_string())).await?;
     let before = server.cpu_seconds();
-    let outcome = run::run(RunRequest {
-        scenario: scenario.clone(),
-        scenario_path: path.display().to_string(),
+    let request = RunRequest {
+        scenario: load.scenario.clone(),
+        scenario_path: load.path.display().to_string(),
         targets: vec![format!("ws://{}/", server.addr)],
         quiet: true,
         segment: None,
         source_addresses: Vec::new(),
-    })
-    .await;
+    };
+    let outcome = crate::fleet::run(request, load.workers, load.segments).await;
     let after = server.cpu_seconds();
     server.stop(std::time::Duration::from_secs(10)).await;
     let (report, completion) = outcome?;
