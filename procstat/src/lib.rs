@@ -40,6 +40,25 @@ impl Usage {
     }
 }
 
+/// The most memory the calling process has held resident so far, in bytes (`VmHWM` of
+/// `/proc/self/status`).
+pub fn peak_resident_bytes_of_self() -> Option<u64> {
+    status_peak_resident_bytes(&read_proc("/proc/self/status")?)
+}
+
+/// The same for process `pid` (`None` once it is gone).
+pub fn peak_resident_bytes(pid: u32) -> Option<u64> {
+    status_peak_resident_bytes(&read_proc(&format!("/proc/{pid}/status"))?)
+}
+
+/// `VmHWM:   12345 kB` of a `/proc/PID/status` text, in bytes.
+fn status_peak_resident_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let mut words = line["VmHWM:".len()..].split_whitespace();
+    let kib: u64 = words.next()?.parse().ok()?;
+    (words.next()? == "kB").then(|| kib.checked_mul(1024))?
+}
+
 /// CPU seconds (user + system) process `pid` has used, from `/proc/PID/stat` alone.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     cpu_seconds_in(&format!("/proc/{pid}"))
@@ -185,6 +204,19 @@ pub fn raise_open_file_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_resident_memory_is_read_from_vmhwm() {
+        let status = "Name:\tcat\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(status_peak_resident_bytes(status), Some(1234 * 1024));
+        assert_eq!(status_peak_resident_bytes("VmHWM: lots kB\n"), None);
+        assert_eq!(status_peak_resident_bytes("VmHWM: 12 MB\n"), None);
+        assert_eq!(status_peak_resident_bytes("Name: x\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_resident_bytes_of_self().is_some_and(|b| b > 0));
+            assert_eq!(peak_resident_bytes(u32::MAX), None);
+        }
+    }
 
     /// A real line from a process named `cat`, utime 7 and stime 3.
     const PLAIN: &str = "4242 (cat) R 1 4242 4242 34816 4242 4194304 120 0 0 0 7 3 0 0 20 0 \

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::delivery::{ReceivedSet, SentLog, SeqRange, SessionLedger};
 use crate::record::{histogram_from_text, histogram_text, Counters, IntervalRecord};
-use crate::report::ServerPlacement;
+use crate::report::{LoadgenResources, ServerPlacement};
 use crate::run::{Completion, RunOutput};
 use crate::segment::Segment;
 
@@ -68,6 +68,8 @@ pub struct SegmentFile {
     /// senders to this segment's users.
     pub least_latency_from: Vec<Option<u64>>,
     pub start_late_ns: u64,
+    /// This segment's loadgen process: CPU and peak memory.
+    pub loadgen_resources: LoadgenResources,
     pub senders: Vec<SenderEntry>,
     pub sessions: Vec<SessionEntry>,
 }
@@ -172,6 +174,7 @@ impl SegmentFile {
             server_deliveries_out: report.server_deliveries_out,
             least_latency_from: output.least_latency_from.clone(),
             start_late_ns: output.start_late_ns,
+            loadgen_resources: report.loadgen_resources,
             senders: output
                 .sent
                 .iter()

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::checks::delivery::{tally_loss, SentLog};
 use crate::lag::LoadgenLag;
 use crate::record::{new_histogram, Counters, IntervalRecord};
-use crate::report::{RunReport, SegmentProblem, SegmentsInfo};
+use crate::report::{LoadgenResources, RunReport, SegmentProblem, SegmentsInfo};
 use crate::run::Completion;
 use crate::scenario::Scenario;
 
@@ -200,7 +200,16 @@ fn merged_report(
         incomplete: problems,
         clock_offset_worst_ms: clock_offset_worst_ns(files).map(|ns| ns as f64 / 1e6),
         start_late_worst_ms: files.iter().map(|f| f.start_late_ns).max().unwrap_or(0) as f64 / 1e6,
+        per_segment: files.iter().map(|f| f.loadgen_resources).collect(),
     };
+    let mut loadgen_resources = LoadgenResources {
+        processes: 0,
+        cpu_seconds: Some(0.0),
+        peak_rss_bytes: Some(0),
+    };
+    for file in files {
+        loadgen_resources.add(&file.loadgen_resources);
+    }
     RunReport {
         scenario_name: first.scenario_name.clone(),
         scenario_path: first.scenario_path.clone(),
@@ -234,6 +243,7 @@ fn merged_report(
         loadgen_lag: LoadgenLag::of(&lag_send, &lag_timer),
         probes_sent: files.iter().map(|f| f.probes_sent).sum(),
         segments: Some(segments),
+        loadgen_resources,
     }
 }
 

@@ -342,6 +342,10 @@ async fn coordinate(
     let (mut report, mut completion) =
         merge::merge(found, problems).map_err(|e| could_not(e.to_string()))?;
     report.scenario_path = scenario_path.to_string();
+    // The coordinator is part of the run's cost too.
+    report
+        .loadgen_resources
+        .add(&crate::report::LoadgenResources::of_self());
     if interrupted && completion == Completion::Complete {
         completion = Completion::Incomplete(run::INTERRUPTED.into());
         report.incomplete = Some(run::INTERRUPTED.into());

@@ -16,7 +16,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub use run_report::{measured_secs, RunReport, SegmentProblem, SegmentsInfo, ServerPlacement};
+pub use run_report::{
+    measured_secs, LoadgenResources, RunReport, SegmentProblem, SegmentsInfo, ServerPlacement,
+};
 
 use crate::thresholds::ThresholdVerdict;
 
@@ -241,6 +243,7 @@ pub(super) mod tests {
             loadgen_lag: Default::default(),
             probes_sent: 2,
             segments: None,
+            loadgen_resources: LoadgenResources::default(),
             thresholds: Thresholds {
                 p99: Some(duration::Span(Duration::from_millis(100))),
                 min_delivery_ratio: 0.9,

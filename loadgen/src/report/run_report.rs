@@ -54,7 +54,42 @@ pub enum SegmentsInfo {
         clock_offset_worst_ms: Option<f64>,
         /// The latest any segment began measuring after the common start.
         start_late_worst_ms: f64,
+        /// Each merged segment's own loadgen process: CPU and peak memory.
+        per_segment: Vec<LoadgenResources>,
     },
+}
+
+/// What loadgen itself used over the whole run: CPU and peak resident memory, of every
+/// loadgen process of it (workers and the coordinator summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadgenResources {
+    /// loadgen processes of the run.
+    pub processes: u32,
+    /// User + system CPU seconds, from the process start to the end of the run.
+    pub cpu_seconds: Option<f64>,
+    /// Peak resident memory (VmHWM), summed over the processes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl LoadgenResources {
+    /// This process, now.
+    pub fn of_self() -> LoadgenResources {
+        LoadgenResources {
+            processes: 1,
+            cpu_seconds: procstat::Usage::of_self().cpu_seconds,
+            peak_rss_bytes: procstat::peak_resident_bytes_of_self(),
+        }
+    }
+
+    /// Adds another process's figures (a figure missing in either is missing).
+    pub fn add(&mut self, other: &LoadgenResources) {
+        self.processes += other.processes;
+        self.cpu_seconds = self.cpu_seconds.zip(other.cpu_seconds).map(|(a, b)| a + b);
+        self.peak_rss_bytes = self
+            .peak_rss_bytes
+            .zip(other.peak_rss_bytes)
+            .map(|(a, b)| a + b);
+    }
 }
 
 /// A segment that is missing from a merge or did not complete.
@@ -107,6 +142,8 @@ pub struct RunReport {
     pub probes_sent: u64,
     /// A segment of a split run, or a merge of one; `None` for a run in one process.
     pub segments: Option<SegmentsInfo>,
+    /// loadgen's own CPU and memory over the run.
+    pub loadgen_resources: LoadgenResources,
 }
 
 impl RunReport {

@@ -9,7 +9,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::clock;
-use super::run_report::{measured_secs, RunReport, SegmentsInfo, ServerPlacement};
+use super::run_report::{
+    measured_secs, LoadgenResources, RunReport, SegmentsInfo, ServerPlacement,
+};
 use crate::lag::LoadgenLag;
 use crate::record::Counters;
 use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
@@ -48,6 +50,10 @@ struct Summary<'a> {
     instrument_note: Option<String>,
     /// Relogin probes broadcast; each verifies every relogin that waited for it.
     probes_sent: u64,
+    /// loadgen's own CPU and peak memory over the run (all its processes).
+    loadgen_resources: &'a LoadgenResources,
+    /// loadgen's CPU per delivery received, µs (`None`: not measurable).
+    loadgen_cpu_us_per_delivery: Option<f64>,
     /// A segment of a split run, or the merge of one (absent for one process).
     #[serde(skip_serializing_if = "Option::is_none")]
     segments: Option<&'a SegmentsInfo>,
@@ -141,6 +147,12 @@ pub fn summary_json(
         instrument_note: report.loadgen_lag.statement(totals),
         probes_sent: report.probes_sent,
         segments: report.segments.as_ref(),
+        loadgen_resources: &report.loadgen_resources,
+        loadgen_cpu_us_per_delivery: report
+            .loadgen_resources
+            .cpu_seconds
+            .filter(|_| totals.delivered > 0)
+            .map(|cpu| cpu * 1e6 / totals.delivered as f64),
         thresholds: verdicts,
         passed: verdicts.iter().all(|v| v.passed),
     };

@@ -149,6 +149,7 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     if let Some(segments) = &report.segments {
         row("segments", segments_line(segments));
     }
+    row("loadgen itself", resources_line(report));
     row(
         "server out",
         match report.server_deliveries_out {
@@ -184,6 +185,31 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     out
 }
 
+/// loadgen's own CPU and memory in words.
+fn resources_line(report: &RunReport) -> String {
+    let r = &report.loadgen_resources;
+    let delivered = report.totals.delivered;
+    let users = report
+        .scenario
+        .pointer("/users/count")
+        .and_then(|c| c.as_u64())
+        .unwrap_or(0);
+    let mut line = format!("{} process(es)", r.processes);
+    if let Some(cpu) = r.cpu_seconds {
+        line += &format!(", CPU {cpu:.2} s");
+        if delivered > 0 {
+            line += &format!(" ({:.2} µs per delivery)", cpu * 1e6 / delivered as f64);
+        }
+    }
+    if let Some(rss) = r.peak_rss_bytes {
+        line += &format!(", peak memory {:.1} MB", rss as f64 / 1e6);
+        if users > 0 {
+            line += &format!(" ({:.1} KB per user)", rss as f64 / 1e3 / users as f64);
+        }
+    }
+    line
+}
+
 /// A split run in words.
 fn segments_line(segments: &SegmentsInfo) -> String {
     match segments {
@@ -200,6 +226,7 @@ fn segments_line(segments: &SegmentsInfo) -> String {
             incomplete,
             clock_offset_worst_ms,
             start_late_worst_ms,
+            per_segment: _,
         } => {
             let mut line = format!("{} of {count} merged", merged.len());
             for problem in incomplete {

@@ -33,7 +33,7 @@ use crate::checks::delivery::{tally_loss, SentLog, SessionLedger};
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{new_histogram, Counters, IntervalRecord};
-use crate::report::{RunReport, SegmentsInfo, ServerPlacement};
+use crate::report::{LoadgenResources, RunReport, SegmentsInfo, ServerPlacement};
 use crate::scenario::{Scenario, Targets};
 use crate::segment::{Segment, WorkerLine, START_TOLERANCE};
 use crate::server_process::{Launch, ServerProcess};
@@ -393,6 +393,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             segment,
             start_late_ms: start_late_ns as f64 / 1e6,
         }),
+        loadgen_resources: LoadgenResources::of_self(),
     };
     Ok(RunOutput {
         report,
