@@ -166,10 +166,9 @@ impl ReceivedSet {
 pub enum Delivery {
     /// Not a message of this run, or its ` -- FROM ` does not name its stamped sender.
     Foreign,
-    /// A relogin probe of this process's probe user, with its id.
-    Probe(u64),
-    /// A probe of another segment's probe user (a split run): delivered, not judged here.
-    OtherProbe,
+    /// A relogin probe of any segment's probe user: its id (unique in the run) and its
+    /// send time (run clock, ns).
+    Probe { id: u64, sent_ns: u64 },
     /// The receiver's own message (M2 says it must not come back).
     OwnMessage,
     /// Another user's chat message.
@@ -182,13 +181,13 @@ pub enum Delivery {
 }
 
 /// Classifies a Text frame that `receiver` got in run `run_id` of `users` users, where
-/// `name_of` gives each user's name, users from `users` on are the segments' probe users
-/// (a name of `""`: no such user) and `probe_user` is this process's.
+/// `name_of` gives each user's name and users from `users` on are the segments' probe
+/// users (a name of `""`: no such user).
 pub fn classify_text<'n>(
     bytes: &[u8],
     run_id: u32,
     receiver: u32,
-    (users, probe_user): (u32, u32),
+    users: u32,
     name_of: impl Fn(u32) -> &'n str,
 ) -> Delivery {
     let decoded = std::str::from_utf8(bytes)
@@ -199,15 +198,15 @@ pub fn classify_text<'n>(
         return Delivery::Foreign;
     };
     match stamp.kind {
-        Kind::Probe if stamp.sender == probe_user && from == name_of(probe_user) => {
-            Delivery::Probe(stamp.seq)
-        }
         Kind::Probe
             if stamp.sender >= users
                 && !name_of(stamp.sender).is_empty()
                 && from == name_of(stamp.sender) =>
         {
-            Delivery::OtherProbe
+            Delivery::Probe {
+                id: stamp.seq,
+                sent_ns: stamp.intended_ns,
+            }
         }
         Kind::Chat if stamp.sender < users && stamp.seq > 0 && from == name_of(stamp.sender) => {
             if stamp.sender == receiver {
@@ -512,7 +511,7 @@ mod tests {
             seq: 3,
             intended_ns: 42,
         };
-        let got = |bytes: &[u8], receiver| classify_text(bytes, 7, receiver, (2, 2), names);
+        let got = |bytes: &[u8], receiver| classify_text(bytes, 7, receiver, 2, names);
         assert_eq!(
             got(&delivery(chat, "bob"), 0),
             Delivery::Chat {
@@ -542,11 +541,17 @@ mod tests {
             sender: 2,
             ..chat
         };
-        assert_eq!(got(&delivery(probe, "probe"), 0), Delivery::Probe(3));
+        assert_eq!(
+            got(&delivery(probe, "probe"), 0),
+            Delivery::Probe { id: 3, sent_ns: 42 }
+        );
         assert_eq!(got(&delivery(probe, "bob"), 0), Delivery::Foreign);
-        // Another segment's probe user: delivered, not ours to judge.
+        // Another segment's probe user: a probe too.
         let other = Stamp { sender: 3, ..probe };
-        assert_eq!(got(&delivery(other, "probe2"), 0), Delivery::OtherProbe);
+        assert_eq!(
+            got(&delivery(other, "probe2"), 0),
+            Delivery::Probe { id: 3, sent_ns: 42 }
+        );
         assert_eq!(got(&delivery(other, "probe"), 0), Delivery::Foreign);
         let nobody = Stamp { sender: 4, ..probe };
         assert_eq!(got(&delivery(nobody, ""), 0), Delivery::Foreign);

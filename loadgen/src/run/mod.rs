@@ -250,9 +250,13 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             Ok(conn) => {
                 run.set_prober(conn);
                 let run = run.clone();
-                tokio::spawn(
-                    async move { run.probes.serve(|| run.send_probe(), run.stopped()).await },
-                );
+                tokio::spawn(async move {
+                    let stagger =
+                        run.probes.interval() * run.segment.index / run.segment.count.max(1);
+                    run.probes
+                        .serve(|| run.send_probe(), run.stopped(), stagger)
+                        .await
+                });
             }
             Err(error) => {
                 completion =

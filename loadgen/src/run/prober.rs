@@ -12,9 +12,20 @@
 //! The line also counts, per probe, how many sessions received it, so that a relogin
 //! whose survivor missed a probe can tell "the server delivered it, only not to this
 //! session" (a zombie) from "nobody got it" (the probe was not delivered at all).
+//!
+//! **Across segments.** In a split run ([`crate::segment`]) every segment has its own probe
+//! user, and every segment's users receive every probe. A probe is a probe whoever sent
+//! it: its stamp carries its send time on the run's common clock, so a relogin waiting in
+//! one segment is served by a probe another segment sent after its time, as soon as one of
+//! this segment's users has received it ([`ProbeLine::heard`]). The probe users take turns
+//! by staggering: a segment sends only if nobody's probe was heard within `interval` plus
+//! its own offset (`interval × index / segments`), and only while someone still waits. So a
+//! split run costs about as many probe broadcasts as one process would, not one per
+//! segment.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -42,6 +53,10 @@ pub struct ProbeLine {
     receipts: Box<[AtomicU64]>,
     /// Probes sent.
     sent: AtomicU64,
+    /// Relogins waiting for a probe now.
+    waiting: AtomicU64,
+    /// When the newest probe (anyone's) was sent or first heard here.
+    last_probe: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl ProbeLine {
@@ -52,6 +67,29 @@ impl ProbeLine {
             latest: watch::Sender::new(None),
             receipts: (0..RECEIPT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             sent: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            last_probe: Mutex::new(None),
+        }
+    }
+
+    /// At most one probe per this (this process's).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// A user of this process received probe `probe` (sent by any segment's probe user):
+    /// it serves every relogin waiting for a probe sent before it.
+    pub fn heard(&self, probe: SentProbe) {
+        let newer = self.latest.send_if_modified(|latest| {
+            let newer = latest.is_none_or(|l| l.sent_ns < probe.sent_ns);
+            if newer {
+                *latest = Some(probe);
+            }
+            newer
+        });
+        if newer {
+            *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(tokio::time::Instant::now());
         }
     }
 
@@ -60,18 +98,21 @@ impl ProbeLine {
     pub async fn after(&self, after_ns: u64, wait: Duration) -> Option<u64> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut latest = self.latest.subscribe();
-        loop {
+        self.waiting.fetch_add(1, Relaxed);
+        let found = loop {
             if let Some(probe) = *latest.borrow_and_update() {
                 if probe.sent_ns > after_ns {
-                    return Some(probe.id);
+                    break Some(probe.id);
                 }
             }
             self.wanted.notify_one();
             match tokio::time::timeout_at(deadline, latest.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return None,
+                _ => break None,
             }
-        }
+        };
+        self.waiting.fetch_sub(1, Relaxed);
+        found
     }
 
     /// Notes that a session received probe `id`.
@@ -102,32 +143,54 @@ impl ProbeLine {
     }
 
     /// Sends probes with `send` until `stop` completes: whenever someone waits for one,
-    /// but no sooner than `interval` after the previous one. `send` broadcasts one probe
-    /// and says which and when, or `None` if it could not.
-    pub async fn serve<F, P>(&self, mut send: F, stop: impl Future<Output = ()>)
+    /// but no sooner than `interval` plus `stagger` after the previous probe (this
+    /// process's or, in a split run, another segment's: see the module doc), and not at all
+    /// once nobody waits any more. `send` broadcasts one probe and says which and when, or
+    /// `None` if it could not.
+    pub async fn serve<F, P>(&self, mut send: F, stop: impl Future<Output = ()>, stagger: Duration)
     where
         F: FnMut() -> P,
         P: Future<Output = Option<SentProbe>>,
     {
         tokio::pin!(stop);
-        let mut last_sent: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = self.wanted.notified() => {}
             }
-            if let Some(last) = last_sent {
+            // Wait out the pace (before the first probe, the stagger alone); a probe heard
+            // meanwhile restarts it.
+            let mut first_turn = Some(tokio::time::Instant::now() + stagger);
+            loop {
+                let last = *self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+                let due = match (last, first_turn.take()) {
+                    (Some(last), _) => last + self.interval + stagger,
+                    (None, Some(turn)) => turn,
+                    (None, None) => break,
+                };
+                if tokio::time::Instant::now() >= due {
+                    break;
+                }
                 tokio::select! {
                     _ = &mut stop => return,
-                    _ = tokio::time::sleep_until(last + self.interval) => {}
+                    _ = tokio::time::sleep_until(due) => {}
                 }
             }
-            last_sent = Some(tokio::time::Instant::now());
-            let sent = send().await;
-            if sent.is_some() {
-                self.sent.fetch_add(1, Relaxed);
+            if self.waiting.load(Relaxed) == 0 {
+                continue;
             }
-            self.latest.send_replace(sent);
+            *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(tokio::time::Instant::now());
+            let sent = send().await;
+            match sent {
+                Some(probe) => {
+                    self.sent.fetch_add(1, Relaxed);
+                    self.heard(probe);
+                }
+                None => {
+                    self.latest.send_replace(None);
+                }
+            }
         }
     }
 }
@@ -185,10 +248,49 @@ mod tests {
             assert_eq!(line.after(later, wait).await, Some(2));
             assert!(started.elapsed() >= Duration::from_millis(20), "paced");
         };
-        tokio::join!(line.serve(send, stop), waiters);
+        tokio::join!(line.serve(send, stop, Duration::ZERO), waiters);
         // A request left over from a waiter that was served meanwhile may cost one more
         // probe, never one per waiter.
         assert!((2..=3).contains(&line.sent()), "{} probes", line.sent());
+    }
+
+    #[tokio::test]
+    async fn a_probe_another_segment_sent_serves_the_waiters_and_none_is_sent_here() {
+        let line = ProbeLine::new(Duration::from_millis(50));
+        let own = AtomicU64::new(0);
+        let send = || async {
+            own.fetch_add(1, Relaxed);
+            Some(SentProbe {
+                id: 100,
+                sent_ns: 1_000,
+            })
+        };
+        let stop = tokio::time::sleep(Duration::from_millis(300));
+        let waiter = async {
+            // Another segment's probe arrives before this segment's turn (its stagger).
+            let heard = async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                line.heard(SentProbe {
+                    id: 7,
+                    sent_ns: 500,
+                });
+            };
+            let (got, ()) = tokio::join!(line.after(400, Duration::from_secs(1)), heard);
+            assert_eq!(got, Some(7), "served by the other segment's probe");
+        };
+        tokio::join!(line.serve(send, stop, Duration::from_millis(40)), waiter);
+        assert_eq!(
+            own.load(Relaxed),
+            0,
+            "nobody waited any more: no probe of ours"
+        );
+        assert_eq!(line.sent(), 0);
+        // An older probe heard later does not replace a newer one.
+        line.heard(SentProbe {
+            id: 3,
+            sent_ns: 200,
+        });
+        assert_eq!(line.latest.borrow().map(|p| p.id), Some(7));
     }
 
     #[tokio::test]

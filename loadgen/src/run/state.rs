@@ -404,7 +404,10 @@ impl RunState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
-        let id = self.next_probe.fetch_add(1, Relaxed);
+        // Unique across the segments of a split run: every segment's users hear every
+        // segment's probes.
+        let id = self.next_probe.fetch_add(1, Relaxed) * u64::from(self.segment.count.max(1))
+            + u64::from(self.segment.index);
         let sent_ns = self.now_ns();
         let stamp = Stamp {
             run: self.run_id,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use fastwebsockets::{Frame, Payload};
 
 use super::conn::{Conn, Ended, NEVER};
+use super::prober::SentProbe;
 use super::state::RunState;
 use crate::checks::delivery::{self, Arrival, Delivery, ReceivedSet, SentLog, SessionLedger};
 use crate::connection::{self, Connected, FrameReader, Incoming, ReadStream};
@@ -123,43 +124,35 @@ fn on_text(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
     let now = run.now_ns();
     let key = conn.user as usize;
     let users = run.users();
-    let (sender, seq, intended_ns) = match delivery::classify_text(
-        bytes,
-        run.run_id,
-        conn.user,
-        (users, run.probe_user()),
-        |i| run.name(i),
-    ) {
-        Delivery::Foreign => {
-            run.recorder.count(key, |c| {
-                c.delivered += 1;
-                c.foreign += 1;
-            });
-            return;
-        }
-        Delivery::Probe(id) => {
-            conn.record_probe(id);
-            run.probes.received(id);
-            run.recorder.count(key, |c| c.delivered += 1);
-            return;
-        }
-        Delivery::OtherProbe => {
-            run.recorder.count(key, |c| c.delivered += 1);
-            return;
-        }
-        Delivery::OwnMessage => {
-            run.recorder.count(key, |c| {
-                c.delivered += 1;
-                c.self_deliveries += 1;
-            });
-            return;
-        }
-        Delivery::Chat {
-            sender,
-            seq,
-            intended_ns,
-        } => (sender, seq, intended_ns),
-    };
+    let (sender, seq, intended_ns) =
+        match delivery::classify_text(bytes, run.run_id, conn.user, users, |i| run.name(i)) {
+            Delivery::Foreign => {
+                run.recorder.count(key, |c| {
+                    c.delivered += 1;
+                    c.foreign += 1;
+                });
+                return;
+            }
+            Delivery::Probe { id, sent_ns } => {
+                conn.record_probe(id);
+                run.probes.received(id);
+                run.probes.heard(SentProbe { id, sent_ns });
+                run.recorder.count(key, |c| c.delivered += 1);
+                return;
+            }
+            Delivery::OwnMessage => {
+                run.recorder.count(key, |c| {
+                    c.delivered += 1;
+                    c.self_deliveries += 1;
+                });
+                return;
+            }
+            Delivery::Chat {
+                sender,
+                seq,
+                intended_ns,
+            } => (sender, seq, intended_ns),
+        };
     conn.record_chat(intended_ns);
     if conn.user < users {
         session.first_delivery_ns.get_or_insert(now);
