@@ -17,6 +17,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::segment::Segment;
+
 /// Where the kernel keeps its ephemeral port range (IPv6 uses the same one).
 const RANGE_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 
@@ -152,7 +154,7 @@ impl fmt::Display for TooFewPorts {
 
 /// Checks the run against this machine's ephemeral port range (see [`check`]).
 pub fn ensure(
-    users: u32,
+    users: Players,
     peak: u64,
     destinations: &[SocketAddr],
     sources: &[IpAddr],
@@ -166,24 +168,52 @@ pub fn ensure(
     )
 }
 
+/// The users whose connections leave from this machine: `segment`'s share of `count`
+/// ([`Segment::WHOLE`] for all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Players {
+    pub count: u32,
+    pub segment: Segment,
+}
+
+impl Players {
+    /// All `count` users.
+    pub fn all(count: u32) -> Players {
+        Players {
+            count,
+            segment: Segment::WHOLE,
+        }
+    }
+
+    fn indices(&self) -> impl Iterator<Item = u32> {
+        self.segment.users(self.count)
+    }
+
+    fn len(&self) -> u32 {
+        self.segment.user_count(self.count)
+    }
+}
+
 /// Checks that `users` users, holding `peak` connections at most, spread round-robin over
 /// `destinations` (user `i` to `destinations[i % len]`) and `sources` (from
 /// `sources[i % len]`; empty: the kernel chooses), fit in `range` on every pair, and that
 /// every pair's source and destination are of one IP family.
 pub fn check(
-    users: u32,
+    players: Players,
     peak: u64,
     destinations: &[SocketAddr],
     sources: &[IpAddr],
     range: PortRange,
 ) -> Result<(), PortsError> {
+    let users = players.len();
     if users == 0 || destinations.is_empty() {
         return Ok(());
     }
     if !sources.is_empty() {
         // The pairs repeat every sources x destinations users.
-        let period = (sources.len() * destinations.len()).min(users as usize);
-        for user in 0..period {
+        let period = sources.len() * destinations.len();
+        for user in players.indices().take(period) {
+            let user = user as usize;
             let local = sources[user % sources.len()];
             let destination = destinations[user % destinations.len()];
             if local.is_ipv4() != destination.is_ipv4() {
@@ -198,7 +228,7 @@ pub fn check(
     let source_ids = distinct_ids(sources);
     let destination_ids = distinct_ids(destinations);
     let busiest = at_peak(
-        busiest_pair(users, &source_ids, &destination_ids),
+        busiest_pair(players, &source_ids, &destination_ids),
         users,
         peak,
     );
@@ -212,7 +242,7 @@ pub fn check(
         .take(SUGGESTION_TRIES)
         .find(|&n| {
             let ids: Vec<usize> = (0..n).collect();
-            at_peak(busiest_pair(users, &ids, &destination_ids), users, peak) <= range.ports()
+            at_peak(busiest_pair(players, &ids, &destination_ids), users, peak) <= range.ports()
         });
     Err(TooFewPorts {
         peak,
@@ -251,11 +281,12 @@ fn distinct_ids<T: PartialEq>(items: &[T]) -> Vec<usize> {
 
 /// First logins on the busiest (source, destination) pair, counted user by user.
 /// No sources is one (the kernel's), for every destination.
-fn busiest_pair(users: u32, source_ids: &[usize], destination_ids: &[usize]) -> u64 {
+fn busiest_pair(players: Players, source_ids: &[usize], destination_ids: &[usize]) -> u64 {
     let source_count = source_ids.iter().max().map_or(1, |&id| id + 1);
     let destination_count = destination_ids.iter().max().map_or(1, |&id| id + 1);
     let mut counts = vec![0u64; source_count * destination_count];
-    for user in 0..users as usize {
+    for user in players.indices() {
+        let user = user as usize;
         let source = match source_ids {
             [] => 0,
             ids => ids[user % ids.len()],
@@ -277,6 +308,25 @@ mod tests {
     use super::*;
 
     const RANGE: PortRange = PortRange::LINUX_DEFAULT;
+
+    #[test]
+    fn a_segment_counts_only_its_own_users() {
+        let one = addrs(&["127.0.0.1:6789"]);
+        // 76,000 users over 4 hosts: 19,000 each, well inside one pair's range.
+        let segment = Players {
+            count: 76_000,
+            segment: Segment { index: 1, count: 4 },
+        };
+        assert!(check(segment, 19_001, &one, &[], RANGE).is_ok());
+        // The same on one machine would not fit.
+        assert!(check(Players::all(76_000), 76_001, &one, &[], RANGE).is_err());
+        // A segment with too many of its own still does.
+        let big = Players {
+            count: 120_000,
+            segment: Segment { index: 0, count: 2 },
+        };
+        assert!(check(big, 60_000, &one, &[], RANGE).is_err());
+    }
 
     fn addrs(list: &[&str]) -> Vec<SocketAddr> {
         list.iter()
@@ -312,14 +362,21 @@ mod tests {
     #[test]
     fn a_run_that_fits_one_pair_passes() {
         let one = addrs(&["127.0.0.1:6789"]);
-        assert!(check(28_000, 28_232, &one, &[], RANGE).is_ok());
-        assert!(check(20, 21, &one, &ips(&["127.0.0.2", "127.0.0.3"]), RANGE).is_ok());
+        assert!(check(Players::all(28_000), 28_232, &one, &[], RANGE).is_ok());
+        assert!(check(
+            Players::all(20),
+            21,
+            &one,
+            &ips(&["127.0.0.2", "127.0.0.3"]),
+            RANGE
+        )
+        .is_ok());
     }
 
     #[test]
     fn too_many_connections_on_one_pair_are_refused_with_the_arithmetic() {
         let one = addrs(&["127.0.0.1:6789"]);
-        let too_few = exhausted(check(120_000, 120_000, &one, &[], RANGE));
+        let too_few = exhausted(check(Players::all(120_000), 120_000, &one, &[], RANGE));
         assert_eq!(too_few.busiest, 120_000);
         assert_eq!(too_few.sources_needed, Some(5));
         let message = too_few.to_string();
@@ -343,9 +400,15 @@ mod tests {
             "127.0.0.4",
             "127.0.0.5",
         ]);
-        assert!(check(120_000, 120_000, &one, &five, RANGE).is_ok());
+        assert!(check(Players::all(120_000), 120_000, &one, &five, RANGE).is_ok());
         // Four are 30,000 each: too many, and five are suggested.
-        let too_few = exhausted(check(120_000, 120_000, &one, &five[..4], RANGE));
+        let too_few = exhausted(check(
+            Players::all(120_000),
+            120_000,
+            &one,
+            &five[..4],
+            RANGE,
+        ));
         assert_eq!((too_few.busiest, too_few.sources_needed), (30_000, Some(5)));
         assert!(too_few.to_string().contains("list more source_addresses"));
     }
@@ -354,12 +417,15 @@ mod tests {
     fn the_peak_beyond_the_users_scales_every_pair_rounding_up() {
         let one = addrs(&["127.0.0.1:6789"]);
         // 20,000 users, but relogins make the peak 30,000: 1.5 connections a user.
-        let too_few = exhausted(check(20_000, 30_000, &one, &[], RANGE));
+        let too_few = exhausted(check(Players::all(20_000), 30_000, &one, &[], RANGE));
         assert_eq!(too_few.busiest, 30_000);
         // 3 users over 2 sources: 2 on the first; a peak of 4 makes that ceil(2 x 4/3) = 3.
         let range = PortRange { first: 1, last: 2 };
         let two = ips(&["127.0.0.2", "127.0.0.3"]);
-        assert_eq!(exhausted(check(3, 4, &one, &two, range)).busiest, 3);
+        assert_eq!(
+            exhausted(check(Players::all(3), 4, &one, &two, range)).busiest,
+            3
+        );
     }
 
     #[test]
@@ -368,27 +434,34 @@ mod tests {
         // the four pairs are used, 30,000 connections each.
         let two_targets = addrs(&["127.0.0.1:1000", "127.0.0.1:2000"]);
         let two = ips(&["127.0.0.2", "127.0.0.3"]);
-        let too_few = exhausted(check(60_000, 60_000, &two_targets, &two, RANGE));
+        let too_few = exhausted(check(
+            Players::all(60_000),
+            60_000,
+            &two_targets,
+            &two,
+            RANGE,
+        ));
         assert_eq!(too_few.busiest, 30_000);
         // Three sources cover all six pairs: 10,000 each.
         assert_eq!(too_few.sources_needed, Some(3));
         let three = ips(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
-        assert!(check(60_000, 60_000, &two_targets, &three, RANGE).is_ok());
+        assert!(check(Players::all(60_000), 60_000, &two_targets, &three, RANGE).is_ok());
     }
 
     #[test]
     fn one_destination_named_twice_is_one_destination() {
         let same = addrs(&["127.0.0.1:6789", "127.0.0.1:6789"]);
-        let too_few = exhausted(check(40_000, 40_000, &same, &[], RANGE));
+        let too_few = exhausted(check(Players::all(40_000), 40_000, &same, &[], RANGE));
         assert_eq!((too_few.destinations, too_few.busiest), (1, 40_000));
         let two = addrs(&["127.0.0.1:6789", "127.0.0.1:6790"]);
-        assert!(check(40_000, 40_000, &two, &[], RANGE).is_ok());
+        assert!(check(Players::all(40_000), 40_000, &two, &[], RANGE).is_ok());
     }
 
     #[test]
     fn remote_targets_get_advice_without_loopback_addresses() {
         let remote = addrs(&["192.0.2.10:80"]);
-        let message = exhausted(check(60_000, 60_000, &remote, &[], RANGE)).to_string();
+        let message =
+            exhausted(check(Players::all(60_000), 60_000, &remote, &[], RANGE)).to_string();
         assert!(
             message.contains("3 local addresses of this machine"),
             "{message}"
@@ -399,8 +472,14 @@ mod tests {
     #[test]
     fn a_source_of_the_other_family_is_refused_naming_both() {
         let v4 = addrs(&["127.0.0.1:6789"]);
-        let error = check(10, 10, &v4, &ips(&["127.0.0.2", "::1"]), RANGE)
-            .expect_err("an IPv6 source for an IPv4 target");
+        let error = check(
+            Players::all(10),
+            10,
+            &v4,
+            &ips(&["127.0.0.2", "::1"]),
+            RANGE,
+        )
+        .expect_err("an IPv6 source for an IPv4 target");
         let message = error.to_string();
         assert!(
             message.contains("::1") && message.contains("127.0.0.1:6789"),
@@ -408,14 +487,21 @@ mod tests {
         );
         // Matched families, one of each, in step with the targets: fine.
         let mixed = addrs(&["127.0.0.1:6789", "[::1]:6789"]);
-        assert!(check(10, 10, &mixed, &ips(&["127.0.0.2", "::1"]), RANGE).is_ok());
+        assert!(check(
+            Players::all(10),
+            10,
+            &mixed,
+            &ips(&["127.0.0.2", "::1"]),
+            RANGE
+        )
+        .is_ok());
     }
 
     #[test]
     fn four_hundred_thousand_users_are_counted_quickly() {
         let three = addrs(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
         let started = std::time::Instant::now();
-        let too_few = exhausted(check(400_000, 400_000, &three, &[], RANGE));
+        let too_few = exhausted(check(Players::all(400_000), 400_000, &three, &[], RANGE));
         assert_eq!(too_few.sources_needed, Some(5));
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }

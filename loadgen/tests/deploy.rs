@@ -371,17 +371,23 @@ fn scenario_of_the_configmap_parses_and_fits_each_pod() {
             "segment {segment} holds up to {peak} connections, more than a pod is sized for"
         );
     }
-    // loadgen counts ephemeral ports over the whole scenario, as if every segment shared
-    // one machine; one Service is one destination address.
+    // Each pod has its own address: a segment counts its own users' ephemeral ports (one
+    // Service is one destination address).
     let service: SocketAddr = "127.0.0.1:6789".parse().expect("an address");
-    ports::check(
-        scenario.users.count,
-        scenario.peak_connections(),
-        &[service],
-        &[],
-        PortRange::LINUX_DEFAULT,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    for run in &runs {
+        let segment = run.segment.expect("checked");
+        ports::check(
+            ports::Players {
+                count: scenario.users.count,
+                segment,
+            },
+            loadgen::run::segment_peak_connections(&scenario, segment),
+            &[service],
+            &[],
+            PortRange::LINUX_DEFAULT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 #[test]

@@ -77,6 +77,19 @@ pub async fn run_workers(
     };
     nofile::ensure(run::segment_peak_connections(&scenario, widest))?;
     let (server, resolved) = run::locate_server(&scenario).await?;
+    // Every worker runs here: the whole scenario's connections share this machine's ports.
+    let destinations: Vec<_> = resolved.iter().map(|(_, addr)| *addr).collect();
+    if let Err(error) = crate::ports::ensure(
+        crate::ports::Players::all(scenario.users.count),
+        scenario.peak_connections(),
+        &destinations,
+        &scenario.users.source_ips(),
+    ) {
+        if let Some(server) = server {
+            server.stop(Duration::from_secs(5)).await;
+        }
+        return Err(error.into());
+    }
     let placement = match &server {
         Some(server) => ServerPlacement::EmbeddedChild {
             pid: server.pid(),

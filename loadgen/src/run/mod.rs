@@ -191,12 +191,25 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     }
     let (mut server, resolved) = locate_server(&scenario).await?;
     let destinations: Vec<SocketAddr> = resolved.iter().map(|(_, addr)| *addr).collect();
-    if let Err(error) = ports::ensure(
-        scenario.users.count,
-        scenario.peak_connections(),
-        &destinations,
-        &scenario.users.source_ips(),
-    ) {
+    // A segment started by hand (--start-at) may be on a host of its own: it counts its own
+    // users' ports. Local workers and whole runs share this machine's.
+    let (players, peak) = match segment_run {
+        Some(SegmentRun {
+            start: SegmentStart::At(_),
+            ..
+        }) => (
+            ports::Players {
+                count: scenario.users.count,
+                segment,
+            },
+            segment_peak_connections(&scenario, segment),
+        ),
+        _ => (
+            ports::Players::all(scenario.users.count),
+            scenario.peak_connections(),
+        ),
+    };
+    if let Err(error) = ports::ensure(players, peak, &destinations, &scenario.users.source_ips()) {
         if let Some(server) = server {
             server.stop(Duration::from_secs(5)).await;
         }
