@@ -258,6 +258,9 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             )));
         }
     };
+    // Probes are served until the last relogin has been checked, not only until the
+    // phases end: a relogin of the last seconds still needs one.
+    let (stop_probes, mut probes_stopped) = tokio::sync::watch::channel(false);
     if completion == Completion::Complete && run.scenario.has_relogins() {
         match user::open(&run, run.probe_user(), true).await {
             Ok(conn) => {
@@ -266,8 +269,11 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
                 tokio::spawn(async move {
                     let stagger =
                         run.probes.interval() * run.segment.index / run.segment.count.max(1);
+                    let stopped = async move {
+                        let _ = probes_stopped.wait_for(|stopped| *stopped).await;
+                    };
                     run.probes
-                        .serve(|| run.send_probe(), run.stopped(), stagger)
+                        .serve(|| run.send_probe(), stopped, stagger)
                         .await
                 });
             }
@@ -337,10 +343,12 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     // Wind down: stop sending, let relogins and churn finish, wait for stragglers.
     run.stop();
     let verify = &run.scenario.verify;
-    let wind_down = verify.eviction_deadline.0
-        + verify.probe_deadline.0
-        + run.connect_timeout
-        + Duration::from_secs(2);
+    // The longest a relogin takes: its logins, the evictions, a probe, the probe's
+    // delivery, and as long again for a late one.
+    let wind_down = run.connect_timeout
+        + verify.eviction_deadline.0
+        + verify.probe_deadline.0 * 3
+        + Duration::from_secs(3);
     let mut disruptor = disruptor;
     if tokio::time::timeout(wind_down, &mut disruptor)
         .await
@@ -348,6 +356,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     {
         disruptor.abort();
     }
+    stop_probes.send_replace(true);
     if completion == Completion::Complete {
         tokio::time::sleep(verify.deadline.0).await;
     }
