@@ -16,10 +16,26 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Local workers (`run --workers N`) share this machine's cores: each takes its share
+    // rather than one thread per core, which costs every worker CPU in contention; a
+    // share of one core is a single-threaded runtime, the cheapest per event.
+    let threads = match &cli.command {
+        Command::Run(args) if args.coordinated => args.segment.map(|segment| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / segment.count.max(1) as usize).max(1)
+        }),
+        _ => None,
+    };
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("loadgen: cannot start the tokio runtime: {error}");

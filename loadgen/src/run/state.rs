@@ -212,12 +212,10 @@ impl RunState {
         self.segment.owns(index)
     }
 
-    /// A chat message from `sender` arrived `latency_ns` after its stamp (split runs only).
-    pub fn note_latency(&self, sender: u32, latency_ns: u64) {
-        if let Some(least) = self
-            .least_latency_from
-            .get((sender % self.segment.count.max(1)) as usize)
-        {
+    /// A session saw chat messages from senders of segment `segment` arrive at least
+    /// `latency_ns` after their stamps (split runs only).
+    pub fn note_latency(&self, segment: u32, latency_ns: u64) {
+        if let Some(least) = self.least_latency_from.get(segment as usize) {
             least.fetch_min(latency_ns, Relaxed);
         }
     }

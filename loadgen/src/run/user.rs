@@ -56,6 +56,9 @@ async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
         ended = read_frames(&run, &conn, &mut read, &mut session) => ended,
     };
     let ended_at = ended.at_ns;
+    for (segment, &least) in session.least_latency_from.iter().enumerate() {
+        run.note_latency(segment as u32, least);
+    }
     // The ledger is handed in before the end is announced, so whoever waits for the end
     // (the run closing every connection) finds it.
     let ledger = (conn.user < run.users()).then(|| {
@@ -77,6 +80,9 @@ async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
 struct Session {
     received: HashMap<u32, ReceivedSet>,
     first_delivery_ns: Option<u64>,
+    /// In a split run: per segment, the least latency of a chat message from its senders
+    /// (handed to the run when the session ends, not per delivery).
+    least_latency_from: Vec<u64>,
 }
 
 async fn read_frames(
@@ -160,7 +166,12 @@ fn on_text(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
     let arrival = session.received.entry(sender).or_default().receive(seq);
     let latency_ns = now.saturating_sub(intended_ns);
     if run.segment.is_split() {
-        run.note_latency(sender, latency_ns);
+        let from = (sender % run.segment.count) as usize;
+        if session.least_latency_from.len() <= from {
+            session.least_latency_from.resize(from + 1, u64::MAX);
+        }
+        let least = &mut session.least_latency_from[from];
+        *least = (*least).min(latency_ns);
     }
     let latency_us = latency_ns / 1_000;
     run.recorder.with(key, |c, latency| {
