@@ -153,6 +153,12 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     row(
         "server out",
         match report.server_deliveries_out {
+            Some(n) if n < t.delivered => format!(
+                "{n} deliveries (loadgen received {}: more than the servers' /metrics \
+                 reported, so some target address is served by several nodes and answered \
+                 for one)",
+                t.delivered
+            ),
             Some(n) => format!("{n} deliveries (loadgen received {})", t.delivered),
             None => "unknown (metrics not scraped)".to_string(),
         },
