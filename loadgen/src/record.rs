@@ -111,7 +111,8 @@ pub struct Counters {
     /// The connection dropped without a Close.
     pub unexpected_tcp_drop: u64,
     /// Relogins and churn that were due but not started: every user tried was still busy
-    /// with an earlier one (the scenario asks more of its users than they can do).
+    /// with an earlier one (the scenario asks more of its users than they can do), or
+    /// loadgen reached them only after the phases had ended (it ran late).
     pub disruptions_skipped: u64,
     /// Churn disconnects (a user leaving on purpose).
     pub churn_leaves: u64,

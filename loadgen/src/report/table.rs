@@ -142,7 +142,7 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
     row(
         "connections",
         format!(
-            "{} opened, {} churn leaves; {} relogins or churns not started (every user tried was busy)",
+            "{} opened, {} churn leaves; {} relogins or churns due but not started (every user tried was busy, or loadgen reached them after the phases)",
             t.connects, t.churn_leaves, t.disruptions_skipped
         ),
     );

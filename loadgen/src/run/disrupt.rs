@@ -38,19 +38,26 @@ pub async fn disrupt(run: Arc<RunState>, first_eligible: u32) {
     });
     let mut tasks = JoinSet::new();
     let mut due = 0u64;
+    let mut stopping = false;
     for phase in run.plan().to_vec() {
         for (at, disruption) in phase.disruptions() {
             due += 1;
             if (due - 1) % u64::from(segment.count.max(1)) != u64::from(segment.index) {
                 continue;
             }
-            let stopped = tokio::select! {
-                _ = run.stopped() => true,
-                _ = tokio::time::sleep_until(run.clock.instant_at(at)) => false,
-            };
+            let stopped = stopping
+                || tokio::select! {
+                    _ = run.stopped() => true,
+                    _ = tokio::time::sleep_until(run.clock.instant_at(at)) => false,
+                };
             if stopped {
-                drain(&mut tasks).await;
-                return;
+                // Due in the phases, but loadgen reached it only after they ended (it ran
+                // late): not started, and said so.
+                stopping = true;
+                if at <= run.now_ns() {
+                    run.recorder.count(0, |c| c.disruptions_skipped += 1);
+                }
+                continue;
             }
             let chosen = (0..PICK_TRIES)
                 .map(|_| eligible[(random.next_u64() % span) as usize])
