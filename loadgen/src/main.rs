@@ -16,10 +16,12 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    // Local workers (`run --workers N`) share this machine's cores: each takes its share
-    // (at least one thread) rather than one thread per core. Measured at 10,000 users and
-    // 2 workers on 2 cores: 1.11x the CPU per delivery of one process, against 1.34x
-    // with a thread per core each (scripts/bench-workers.sh).
+    // Local workers (`run --workers N`) share this machine's cores: each takes its share,
+    // and a share of one core is a single-threaded runtime. Measured at 10,000 users, 2
+    // workers on 2 cores (scripts/bench-workers.sh, 5 pairs): 1.11x the CPU per delivery
+    // of one process; 1.17x with one thread of a multi-thread runtime; 1.34x with a thread
+    // per core each. The price: when one worker must read a broadcast to 16,000 users,
+    // its own timers wait behind those reads (loadgen_lag says so).
     let threads = match &cli.command {
         Command::Run(args) if args.coordinated => args.segment.map(|segment| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -27,10 +29,15 @@ fn main() -> ExitCode {
         }),
         _ => None,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = threads {
-        builder.worker_threads(threads);
-    }
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
