@@ -6,14 +6,13 @@
 #[allow(dead_code)]
 #[path = "support/delay_proxy.rs"]
 mod delay_proxy;
+mod launch;
 mod scratch;
 
+use launch::{loadgen, server, total};
 use scratch::TempDir;
-use std::process::Output;
 
-use chat_server::{Config, Fault, Server, ServerHandle};
-
-const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+use chat_server::{Fault, ServerHandle};
 
 /// A short relogin-and-broadcast scenario (no target: tests pass --target or none).
 const SHORT: &str = r#"
@@ -31,19 +30,6 @@ relogin_rate = 4
 min_delivery_ratio = 1.0
 max_eviction_failures = 0
 "#;
-
-async fn loadgen(args: &[&str]) -> Output {
-    let output = tokio::process::Command::new(LOADGEN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .await
-        .expect("loadgen runs");
-    eprintln!("--- loadgen {args:?} exited {:?}", output.status.code());
-    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
-}
 
 /// Runs `scenario` text, against `server` if given; returns (exit code, summary.json).
 async fn run_scenario(
@@ -71,22 +57,6 @@ async fn run_scenario(
         .map(|text| serde_json::from_str(&text).expect("summary.json parses"))
         .unwrap_or(serde_json::Value::Null);
     (output.status.code().unwrap_or(-1), summary, dir)
-}
-
-async fn server(fault: Option<Fault>) -> ServerHandle {
-    Server::start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        fault,
-        ..Config::default()
-    })
-    .await
-    .expect("server starts")
-}
-
-fn total(summary: &serde_json::Value, field: &str) -> u64 {
-    summary["totals"][field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("totals.{field} in {summary}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,18 +7,17 @@
 //! the messages of senders in all of them), latency histograms added, and a dead worker
 //! or a missing segment said plainly.
 
+mod launch;
 mod scratch;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use chat_server::{Config, Fault, Server, ServerHandle};
+use chat_server::{Fault, ServerHandle};
+use launch::{loadgen, server, total, LOADGEN};
 use loadgen::record::histogram_from_text;
 use scratch::TempDir;
 use serde_json::Value;
-
-const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
 /// 40 users, 8 of them sending 80 msg/s for 2 s, after an idle half second in which every
 /// session settles: every message is expected by all 39 other users.
@@ -42,29 +41,6 @@ senders = 8
 min_delivery_ratio = 1.0
 "#;
 
-async fn loadgen(args: &[&str]) -> Output {
-    let output = tokio::process::Command::new(LOADGEN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .await
-        .expect("loadgen runs");
-    eprintln!("--- loadgen {args:?} exited {:?}", output.status.code());
-    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-async fn server(fault: Option<Fault>) -> ServerHandle {
-    Server::start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        fault,
-        ..Config::default()
-    })
-    .await
-    .expect("server starts")
-}
-
 fn url(server: &ServerHandle) -> String {
     format!("ws://{}/", server.local_addr())
 }
@@ -72,12 +48,6 @@ fn url(server: &ServerHandle) -> String {
 fn json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn total(summary: &Value, field: &str) -> u64 {
-    summary["totals"][field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("totals.{field} in {summary}"))
 }
 
 /// Runs `scenario` against `server` with extra arguments; returns the exit code and the

@@ -3,6 +3,7 @@
 //! address each login came from (chat-server does not say), and the ways a source can
 //! be refused: not an address, given twice, of the other family, not on this machine.
 
+mod launch;
 mod scratch;
 
 use std::collections::BTreeMap;
@@ -11,11 +12,10 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use chat_server::{Config, Server, ServerHandle};
+use launch::loadgen;
 use scratch::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
 /// 20 users, broadcast and relogins (so the probe user logs in too), two sources.
 const TWO_SOURCES: &str = r#"
@@ -35,19 +35,6 @@ min_delivery_ratio = 1.0
 max_eviction_failures = 0
 max_connect_errors = 0
 "#;
-
-async fn loadgen(args: &[&str]) -> Output {
-    let output = tokio::process::Command::new(LOADGEN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .await
-        .expect("loadgen runs");
-    eprintln!("--- loadgen {args:?} exited {:?}", output.status.code());
-    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
-}
 
 /// Writes `scenario` to a scratch file and runs it against `target` with `extra` flags.
 async fn run(scenario: &str, target: &str, extra: &[&str]) -> (Output, TempDir) {

@@ -32,7 +32,7 @@ use crate::nofile;
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{histogram_from_text, new_histogram, Counters, IntervalRecord};
-use crate::report::{LoadgenResources, RunReport, SegmentProblem, ServerPlacement};
+use crate::report::{LoadgenResources, RunReport, SegmentProblem};
 use crate::run::{self, plan, Completion, RunError, RunRequest};
 use crate::scenario::{Scenario, Targets};
 use crate::segment::{self, Segment, WorkerLine};
@@ -86,28 +86,10 @@ pub async fn run_workers(
         count: workers,
     };
     nofile::ensure(run::segment_peak_connections(&scenario, widest))?;
-    let (server, resolved) = run::locate_server(&scenario).await?;
     // Every worker runs here: the whole scenario's connections share this machine's ports.
-    let destinations: Vec<_> = resolved.iter().map(|(_, addr)| *addr).collect();
-    if let Err(error) = crate::ports::ensure(
-        crate::ports::Players::all(scenario.users.count),
-        scenario.peak_connections(),
-        &destinations,
-        &scenario.users.source_ips(),
-    ) {
-        if let Some(server) = server {
-            server.stop(Duration::from_secs(5)).await;
-        }
-        return Err(error.into());
-    }
-    let placement = match &server {
-        Some(server) => ServerPlacement::EmbeddedChild {
-            pid: server.pid(),
-            address: server.addr.to_string(),
-            command: server.command.clone(),
-        },
-        None => ServerPlacement::External,
-    };
+    let players = crate::ports::Players::all(scenario.users.count);
+    let (server, resolved, placement) =
+        run::prepare_server(&scenario, players, scenario.peak_connections()).await?;
     let outcome = coordinate(scenario, &scenario_path, &resolved, workers, dir, quiet).await;
     let deliveries_out = run::deliveries_out(&resolved).await;
     if let Some(server) = server {

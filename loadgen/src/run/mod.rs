@@ -189,8 +189,6 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         scenario.users.source_addresses =
             source_addresses.iter().map(|ip| ip.to_string()).collect();
     }
-    let (mut server, resolved) = locate_server(&scenario).await?;
-    let destinations: Vec<SocketAddr> = resolved.iter().map(|(_, addr)| *addr).collect();
     // A segment started by hand (--start-at) may be on a host of its own: it counts its own
     // users' ports. Local workers and whole runs share this machine's.
     let (players, peak) = match segment_run {
@@ -209,20 +207,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             scenario.peak_connections(),
         ),
     };
-    if let Err(error) = ports::ensure(players, peak, &destinations, &scenario.users.source_ips()) {
-        if let Some(server) = server {
-            server.stop(Duration::from_secs(5)).await;
-        }
-        return Err(error.into());
-    }
-    let placement = match &server {
-        Some(server) => ServerPlacement::EmbeddedChild {
-            pid: server.pid(),
-            address: server.addr.to_string(),
-            command: server.command.clone(),
-        },
-        None => ServerPlacement::External,
-    };
+    let (mut server, resolved, placement) = prepare_server(&scenario, players, peak).await?;
     let run_id = segment_run.map_or_else(run_id, |s| s.run_id);
     let run = Arc::new(RunState::new(RunSetup {
         scenario,
@@ -472,8 +457,43 @@ async fn wait_for_start(
     }
 }
 
+/// The server the users will load, started (the embedded one) or resolved, once the
+/// connections of `players` (`peak` at most) are known to fit this machine's ephemeral
+/// ports; with where it runs, for the report. An embedded server is stopped again when
+/// they do not fit.
+pub async fn prepare_server(
+    scenario: &Scenario,
+    players: ports::Players,
+    peak: u64,
+) -> Result<
+    (
+        Option<ServerProcess>,
+        Vec<(Target, SocketAddr)>,
+        ServerPlacement,
+    ),
+    RunError,
+> {
+    let (server, resolved) = locate_server(scenario).await?;
+    let destinations: Vec<SocketAddr> = resolved.iter().map(|(_, addr)| *addr).collect();
+    if let Err(error) = ports::ensure(players, peak, &destinations, &scenario.users.source_ips()) {
+        if let Some(server) = server {
+            server.stop(Duration::from_secs(5)).await;
+        }
+        return Err(error.into());
+    }
+    let placement = match &server {
+        Some(server) => ServerPlacement::EmbeddedChild {
+            pid: server.pid(),
+            address: server.addr.to_string(),
+            command: server.command.clone(),
+        },
+        None => ServerPlacement::External,
+    };
+    Ok((server, resolved, placement))
+}
+
 /// Starts the embedded server when the scenario names no target, or resolves the targets.
-pub async fn locate_server(
+async fn locate_server(
     scenario: &Scenario,
 ) -> Result<(Option<ServerProcess>, Vec<(Target, SocketAddr)>), RunError> {
     let unreachable = |e: &dyn std::fmt::Display| RunError::Unreachable(e.to_string());
