@@ -45,6 +45,7 @@ pub mod fleet;
 pub mod gate;
 pub mod lag;
 pub mod nofile;
+pub mod page;
 pub mod ports;
 pub mod progress;
 pub mod random;

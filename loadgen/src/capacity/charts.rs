@@ -5,23 +5,15 @@
 //! plots the steps sorted by level (bisection steps ran interleaved with the others), draws
 //! a step that met the objective as a filled dot and one that missed it as a red ring, and
 //! marks the knee with a vertical line. The legend sits in its own column to the right of
-//! each plot, so it never covers data.
-//!
-//! The charts are SVG text drawn with `plotters` without any font crate: text stays
-//! `<text>` for the browser to set, so `report.html` can inline the charts with nothing to
-//! fetch. Each `<svg>` root carries an id ([`LATENCY_ID`], …) so tests and readers can find
-//! it. Every range is made drawable (finite, not empty) before plotters sees it, so a
-//! report with no steps, or with all-equal or missing figures, still gives a chart.
+//! each plot, so it never covers data. How a panel is drawn is [`crate::page::plot`]'s.
 
-use std::io;
-
-use plotters::prelude::{DrawingAreaErrorKind, IntoDrawingArea, SVGBackend, WHITE};
-
-use super::format::short;
-use super::plot::{
-    bounds, draw_panel, highest, Area, Axes, DrawResult, Guide, Panel, Series, C_BLUE, C_GREEN,
-    C_GUIDE, C_LIMIT, C_ORANGE, C_PURPLE, C_SLATE, C_TEAL,
+use crate::page::format::short;
+use crate::page::plot::{
+    bounds, draw_panel, highest, Axes, Dot, Guide, Marker, MarkerKind, Panel, Point, Series,
+    C_BLUE, C_GREEN, C_GUIDE, C_LIMIT, C_ORANGE, C_PURPLE, C_SLATE, C_TEAL,
 };
+use crate::page::{render, ChartError};
+
 use super::wording::steps_by_level;
 use super::{CapacityReport, StepRecord};
 
@@ -39,15 +31,42 @@ const SIZE: (u32, u32) = (960, 480);
 const RESOURCES_SIZE: (u32, u32) = (960, 880);
 const BYTES_PER_MIB: f64 = 1024.0 * 1024.0;
 
-/// Why a chart could not be drawn. Drawing into a string only fails on a bug (ours or
-/// plotters'), but the error is passed on rather than hidden.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot draw the {chart} chart: {source}")]
-pub struct ChartError {
-    /// Which chart: `"latency"`, `"throughput"` or `"resources"`.
-    chart: &'static str,
-    #[source]
-    source: DrawingAreaErrorKind<io::Error>,
+/// One series of the steps' figures: a filled dot for a step that met the objective, a
+/// red ring for one that missed it; steps without a (finite) figure are left out.
+fn step_series(
+    label: &str,
+    color: plotters::style::RGBColor,
+    steps: &[&StepRecord],
+    value: impl Fn(&StepRecord) -> Option<f64>,
+) -> Series {
+    Series::new(
+        label,
+        color,
+        steps.iter().filter_map(|step| {
+            value(step).map(|value| Point {
+                x: step.level,
+                value,
+                dot: if step.met { Dot::Met } else { Dot::Missed },
+            })
+        }),
+    )
+}
+
+/// The load axis of every chart, with the knee marked.
+fn load_axes(report: &CapacityReport, steps: &[&StepRecord]) -> Axes {
+    let knee = report
+        .knee_step
+        .and_then(|number| report.steps.iter().find(|s| s.number == number))
+        .map(|step| step.level)
+        .filter(|level| level.is_finite());
+    let levels = steps.iter().map(|s| s.level).chain(knee);
+    let mut axes = Axes::around(format!("offered load ({})", report.level_unit), levels);
+    axes.markers.extend(knee.map(|knee| Marker {
+        x: knee,
+        label: format!("knee at {}", short(knee)),
+        kind: MarkerKind::Knee,
+    }));
+    axes
 }
 
 /// Delivery latency percentiles (p50, p90, p99, p99.9) against the offered load, with the
@@ -59,10 +78,10 @@ pub fn latency_chart(report: &CapacityReport) -> Result<String, ChartError> {
         .p99_limit_ms
         .filter(|limit| limit.is_finite() && *limit > 0.0);
     let series = vec![
-        Series::new("p50", C_BLUE, &steps, |s| Some(s.p50_ms)),
-        Series::new("p90", C_TEAL, &steps, |s| Some(s.p90_ms)),
-        Series::new("p99", C_ORANGE, &steps, |s| Some(s.p99_ms)),
-        Series::new("p99.9", C_PURPLE, &steps, |s| Some(s.p999_ms)),
+        step_series("p50", C_BLUE, &steps, |s| Some(s.p50_ms)),
+        step_series("p90", C_TEAL, &steps, |s| Some(s.p90_ms)),
+        step_series("p99", C_ORANGE, &steps, |s| Some(s.p99_ms)),
+        step_series("p99.9", C_PURPLE, &steps, |s| Some(s.p999_ms)),
     ];
     let guides = limit
         .map(|limit| Guide {
@@ -79,7 +98,7 @@ pub fn latency_chart(report: &CapacityReport) -> Result<String, ChartError> {
         series,
         guides,
     };
-    let axes = Axes::new(report, &steps);
+    let axes = load_axes(report, &steps);
     render("latency", LATENCY_ID, SIZE, |root| {
         draw_panel(root, &axes, &panel)
     })
@@ -94,16 +113,16 @@ pub fn throughput_chart(report: &CapacityReport) -> Result<String, ChartError> {
         y_desc: "deliveries per second",
         y_cap: None,
         series: vec![
-            Series::new("offered", C_SLATE, &steps, |s| {
+            step_series("offered", C_SLATE, &steps, |s| {
                 Some(s.offered_deliveries_per_sec)
             }),
-            Series::new("achieved", C_BLUE, &steps, |s| {
+            step_series("achieved", C_BLUE, &steps, |s| {
                 Some(s.achieved_deliveries_per_sec)
             }),
         ],
         guides: Vec::new(),
     };
-    let axes = Axes::new(report, &steps);
+    let axes = load_axes(report, &steps);
     render("throughput", THROUGHPUT_ID, SIZE, |root| {
         draw_panel(root, &axes, &panel)
     })
@@ -115,9 +134,9 @@ pub fn throughput_chart(report: &CapacityReport) -> Result<String, ChartError> {
 pub fn resources_chart(report: &CapacityReport) -> Result<String, ChartError> {
     let steps = steps_by_level(report);
     let cpu_series = vec![
-        Series::new("server", C_BLUE, &steps, |s| s.server.cpu_percent),
-        Series::new("loadgen", C_ORANGE, &steps, |s| s.loadgen.cpu_percent),
-        Series::new("machine", C_GREEN, &steps, |s| s.machine_cpu_percent),
+        step_series("server", C_BLUE, &steps, |s| s.server.cpu_percent),
+        step_series("loadgen", C_ORANGE, &steps, |s| s.loadgen.cpu_percent),
+        step_series("machine", C_GREEN, &steps, |s| s.machine_cpu_percent),
     ];
     // "All cores busy" helps read the machine's line, but only when the figures come near
     // it; on a big machine it would flatten everything else.
@@ -144,40 +163,17 @@ pub fn resources_chart(report: &CapacityReport) -> Result<String, ChartError> {
         y_desc: "RSS (MiB)",
         y_cap: None,
         series: vec![
-            Series::new("server", C_BLUE, &steps, |s| mib(s.server.rss_bytes)),
-            Series::new("loadgen", C_ORANGE, &steps, |s| mib(s.loadgen.rss_bytes)),
+            step_series("server", C_BLUE, &steps, |s| mib(s.server.rss_bytes)),
+            step_series("loadgen", C_ORANGE, &steps, |s| mib(s.loadgen.rss_bytes)),
         ],
         guides: Vec::new(),
     };
-    let axes = Axes::new(report, &steps);
+    let axes = load_axes(report, &steps);
     render("resources", RESOURCES_ID, RESOURCES_SIZE, |root| {
         let (top, bottom) = root.split_vertically(RESOURCES_SIZE.1 / 2);
         draw_panel(&top, &axes, &cpu)?;
         draw_panel(&bottom, &axes, &memory)
     })
-}
-
-/// Draws into an SVG string of `size` and gives it the root element id `id`.
-fn render(
-    chart: &'static str,
-    id: &str,
-    size: (u32, u32),
-    draw: impl FnOnce(&Area<'_>) -> DrawResult,
-) -> Result<String, ChartError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        root.fill(&WHITE)
-            .and_then(|()| draw(&root))
-            .and_then(|()| root.present())
-            .map_err(|source| ChartError { chart, source })?;
-    }
-    Ok(with_id(&svg, id))
-}
-
-/// Puts `id="…"` on the root `<svg>` element, which plotters cannot do itself.
-fn with_id(svg: &str, id: &str) -> String {
-    svg.replacen("<svg ", &format!("<svg id=\"{id}\" "), 1)
 }
 
 /// Where the latency axis stops, so that the region around the objective stays readable:
@@ -197,7 +193,7 @@ fn latency_cap(steps: &[&StepRecord], limit: Option<f64>) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::capacity::fixtures::{empty_report, sample_report};
-    use crate::capacity::plot::{drawable, line_through_medians, Point};
+    use crate::page::plot::{drawable, line_through_medians, Point};
 
     fn root_id(svg: &str) -> Option<String> {
         let doc = roxmltree::Document::parse(svg).unwrap();
@@ -318,10 +314,10 @@ mod tests {
 
     #[test]
     fn repeated_measurements_give_one_vertex_at_their_median() {
-        let point = |level: f64, value: f64| Point {
-            level,
+        let point = |x: f64, value: f64| Point {
+            x,
             value,
-            met: true,
+            dot: Dot::Met,
         };
         let points = [
             point(100.0, 5.0),

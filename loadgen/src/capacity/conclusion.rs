@@ -8,9 +8,9 @@
 //! floor for the server. Otherwise memory, then loadgen's send schedule, are looked at; if
 //! nothing ran out, the conclusion says so and names the thresholds that failed.
 
-use super::format::thousands;
 use super::wording::bottleneck_text;
 use super::{Bottleneck, Conclusion, SearchOutcome, StepRecord};
+use crate::page::format::thousands;
 
 /// Share of all cores above which the machine's CPU counts as exhausted.
 const MACHINE_BUSY: f64 = 0.85;

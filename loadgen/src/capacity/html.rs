@@ -9,11 +9,13 @@
 
 use std::fmt::Write as _;
 
-use super::charts::{self, ChartError};
+use super::charts;
 use super::wording::{
     bottleneck_text, setup_rows, step_cells, step_mark, steps_by_level, STEPS_NOTE, STEP_COLUMNS,
 };
 use super::CapacityReport;
+use crate::page::html::{Document, Tone};
+use crate::page::ChartError;
 use crate::xml::escape;
 
 /// How to read each chart, one line under it.
@@ -27,151 +29,54 @@ const RESOURCES_CAPTION: &str = "CPU (percent of one core: 100 per busy core) an
      memory of the server and of loadgen at each load: the one that nears its limit first \
      is the bottleneck. Missing figures are left out.";
 
-const STYLE: &str = "
-body { margin: 0; background: #f6f7f9; color: #1d232b;
-  font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
-h1 { font-size: 26px; margin: 0 0 12px; }
-h2 { font-size: 19px; margin: 32px 0 10px; padding-bottom: 4px;
-  border-bottom: 1px solid #e3e6ea; }
-.headline { font-size: 20px; font-weight: 600; margin: 0 0 12px; padding: 14px 18px;
-  background: #eef5fc; border-left: 5px solid #1f77b4; border-radius: 4px; }
-.details { margin: 0 0 12px; }
-.bottleneck { margin: 0 0 8px; }
-.label { font-weight: 600; }
-table { border-collapse: collapse; }
-.setup th { text-align: left; font-weight: 600; padding: 3px 18px 3px 0; vertical-align: top; }
-.setup td { padding: 3px 0; }
-figure { margin: 18px 0 28px; }
-figure svg { display: block; width: 100%; height: auto; border: 1px solid #e3e6ea; }
-figcaption { color: #4a5361; font-size: 14px; margin-top: 6px; }
-.scroll { overflow-x: auto; }
-.steps { font-size: 12.5px; font-variant-numeric: tabular-nums; }
-.steps th, .steps td { border: 1px solid #dde1e6; padding: 4px 6px; text-align: right;
-  white-space: nowrap; }
-.steps th { background: #f0f2f5; white-space: normal; vertical-align: bottom;
-  min-width: 3em; }
-.steps td.text { text-align: left; }
-.steps td.failures { text-align: left; white-space: normal; min-width: 220px; }
-.steps tr.missed td.met { color: #b3261e; font-weight: 600; }
-.steps tr.knee td { background: #fff4c2; font-weight: 600; }
-.steps tr.first-bad td { background: #fdecea; }
-.tag { display: inline-block; white-space: nowrap; font-size: 11px; font-weight: 600;
-  padding: 0 5px; margin-left: 4px; border-radius: 3px; background: #1d232b; color: #fff; }
-.note { color: #4a5361; font-size: 14px; }
-footer { margin-top: 28px; color: #6a7382; font-size: 13px; }
-";
-
 /// The whole page.
 pub fn page(report: &CapacityReport) -> Result<String, ChartError> {
     let latency = charts::latency_chart(report)?;
     let throughput = charts::throughput_chart(report)?;
     let resources = charts::resources_chart(report)?;
-    let mut html = String::new();
-    // Writing into a String cannot fail.
-    let _ = write_page(
-        &mut html,
-        report,
-        [
-            (latency, LATENCY_CAPTION),
-            (throughput, THROUGHPUT_CAPTION),
-            (resources, RESOURCES_CAPTION),
-        ],
-    );
-    Ok(html)
-}
-
-fn write_page(
-    html: &mut String,
-    report: &CapacityReport,
-    charts: [(String, &str); 3],
-) -> std::fmt::Result {
-    let title = escape(&format!("Capacity: {}", report.name));
-    writeln!(html, "<!DOCTYPE html>")?;
-    writeln!(
-        html,
-        "<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">"
-    )?;
-    writeln!(html, "<head>")?;
-    writeln!(html, "<meta charset=\"utf-8\"/>")?;
-    writeln!(
-        html,
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>"
-    )?;
-    writeln!(html, "<title>{title}</title>")?;
-    writeln!(html, "<style>{STYLE}</style>")?;
-    writeln!(html, "</head>")?;
-    writeln!(html, "<body>")?;
-    writeln!(html, "<main>")?;
-    writeln!(html, "<h1>{title}</h1>")?;
-
+    let mut doc = Document::new(&format!("Capacity: {}", report.name), None);
     let conclusion = &report.conclusion;
-    writeln!(
-        html,
-        "<p class=\"headline\">{}</p>",
-        escape(&conclusion.headline)
-    )?;
+    doc.headline(&conclusion.headline, Tone::Neutral);
     if !conclusion.details.is_empty() {
-        writeln!(html, "<ul class=\"details\">")?;
-        for detail in &conclusion.details {
-            writeln!(html, "<li>{}</li>", escape(detail))?;
-        }
-        writeln!(html, "</ul>")?;
+        doc.list("details", &conclusion.details);
     }
-    writeln!(
-        html,
-        "<p class=\"bottleneck\"><span class=\"label\">Bottleneck:</span> {}</p>",
-        escape(bottleneck_text(conclusion.bottleneck))
-    )?;
+    doc.labelled(
+        "bottleneck",
+        "Bottleneck:",
+        bottleneck_text(conclusion.bottleneck),
+    );
 
-    writeln!(html, "<h2>Objective</h2>")?;
+    doc.heading("Objective");
     if report.objective.is_empty() {
-        writeln!(
-            html,
-            "<p>No thresholds: every step that ran to its end met it.</p>"
-        )?;
+        doc.paragraph(
+            "note",
+            "No thresholds: every step that ran to its end met it.",
+        );
     } else {
-        writeln!(html, "<ul class=\"objective\">")?;
-        for threshold in &report.objective {
-            writeln!(html, "<li>{}</li>", escape(threshold))?;
-        }
-        writeln!(html, "</ul>")?;
+        doc.list("objective", &report.objective);
     }
 
-    writeln!(html, "<h2>Setup</h2>")?;
-    writeln!(html, "<table class=\"setup\"><tbody>")?;
-    for (label, value) in setup_rows(report) {
-        writeln!(
-            html,
-            "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
-            escape(label),
-            escape(&value)
-        )?;
-    }
-    writeln!(html, "</tbody></table>")?;
+    doc.heading("Setup");
+    doc.setup(setup_rows(report));
 
-    writeln!(html, "<h2>Charts</h2>")?;
-    for (svg, caption) in charts {
-        writeln!(html, "<figure>")?;
-        html.push_str(svg.trim_end());
-        writeln!(html)?;
-        writeln!(html, "<figcaption>{}</figcaption>", escape(caption))?;
-        writeln!(html, "</figure>")?;
+    doc.heading("Charts");
+    for (svg, caption) in [
+        (latency, LATENCY_CAPTION),
+        (throughput, THROUGHPUT_CAPTION),
+        (resources, RESOURCES_CAPTION),
+    ] {
+        doc.figure(&svg, caption);
     }
 
-    writeln!(html, "<h2>Steps</h2>")?;
-    writeln!(html, "<p class=\"note\">{}</p>", escape(STEPS_NOTE))?;
-    write_steps_table(html, report)?;
+    doc.heading("Steps");
+    doc.paragraph("note", STEPS_NOTE);
+    // Writing into a String cannot fail.
+    let _ = write_steps_table(doc.markup(), report);
 
-    writeln!(
-        html,
-        "<footer>Written by loadgen {} from {}.</footer>",
-        escape(&report.loadgen_version),
-        escape(&report.path)
-    )?;
-    writeln!(html, "</main>")?;
-    writeln!(html, "</body>")?;
-    writeln!(html, "</html>")
+    Ok(doc.finish(&format!(
+        "Written by loadgen {} from {}.",
+        report.loadgen_version, report.path
+    )))
 }
 
 fn write_steps_table(html: &mut String, report: &CapacityReport) -> std::fmt::Result {
@@ -233,25 +138,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::capacity::fixtures::{empty_report, sample_report};
 
-    /// Parses `page` as XML (allowing its `<!DOCTYPE html>`), or fails the test.
-    pub(crate) fn parse(page: &str) -> roxmltree::Document<'_> {
-        let options = roxmltree::ParsingOptions {
-            allow_dtd: true,
-            ..roxmltree::ParsingOptions::default()
-        };
-        match roxmltree::Document::parse_with_options(page, options) {
-            Ok(doc) => doc,
-            Err(error) => panic!("not well-formed XML: {error}\n{page}"),
-        }
-    }
-
-    fn elements<'a, 'input>(
-        doc: &'a roxmltree::Document<'input>,
-        name: &'a str,
-    ) -> impl Iterator<Item = roxmltree::Node<'a, 'input>> + 'a {
-        doc.descendants()
-            .filter(move |n| n.is_element() && n.tag_name().name() == name)
-    }
+    pub(crate) use crate::page::html::tests::{elements, parse, text_of};
 
     /// The rows of the steps table's body.
     fn step_rows<'a, 'input>(
@@ -265,13 +152,6 @@ pub(crate) mod tests {
             .find(|n| n.tag_name().name() == "tbody")
             .unwrap();
         body.children().filter(|n| n.is_element()).collect()
-    }
-
-    fn text_of(node: roxmltree::Node) -> String {
-        node.descendants()
-            .filter(|n| n.is_text())
-            .filter_map(|n| n.text())
-            .collect()
     }
 
     #[test]
@@ -358,23 +238,7 @@ pub(crate) mod tests {
 
     #[test]
     fn page_fetches_nothing() {
-        let page = page(&sample_report()).unwrap();
-        let doc = parse(&page);
-        let namespaces = ["http://www.w3.org/1999/xhtml", "http://www.w3.org/2000/svg"];
-        let mut rest = page.clone();
-        for ns in namespaces {
-            rest = rest.replace(&format!("xmlns=\"{ns}\""), "");
-        }
-        assert!(
-            !rest.contains("http://") && !rest.contains("https://"),
-            "{rest}"
-        );
-        for name in [
-            "script", "link", "img", "iframe", "object", "embed", "image",
-        ] {
-            assert_eq!(elements(&doc, name).count(), 0, "<{name}> in the page");
-        }
-        assert!(!page.contains("@import") && !page.contains("url("));
+        crate::page::html::tests::assert_fetches_nothing(&page(&sample_report()).unwrap());
     }
 
     #[test]

@@ -18,9 +18,7 @@ pub mod command;
 pub mod conclusion;
 #[cfg(test)]
 mod fixtures;
-pub mod format;
 pub mod html;
-mod plot;
 pub mod report;
 pub mod search;
 pub mod spec;

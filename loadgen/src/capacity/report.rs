@@ -352,7 +352,7 @@ mod tests {
         let md = std::fs::read_to_string(dir.join(REPORT_MD)).unwrap();
         assert!(md.contains(&report.conclusion.headline));
         let page = std::fs::read_to_string(dir.join(REPORT_HTML)).unwrap();
-        crate::capacity::html::tests::parse(&page);
+        crate::page::html::tests::parse(&page);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! setup, the steps table, how the search ended and what ran out. Both say the same
 //! things in the same words because both take them from here.
 
-use super::format::{count, number, short, BYTES_PER_GIB, BYTES_PER_MIB, NONE};
 use super::{Bottleneck, CapacityReport, SearchOutcome, StepRecord, UsageSource};
+use crate::page::format::{count, number, short, BYTES_PER_GIB, BYTES_PER_MIB, NONE};
 
 /// What the steps table says above itself.
 pub const STEPS_NOTE: &str = "Sorted by offered load (bisection steps ran between \

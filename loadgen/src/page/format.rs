@@ -1,4 +1,4 @@
-//! How numbers read in the capacity reports: thousands separated by commas, settings
+//! How numbers read in the reports (capacity, run, gate): thousands separated by commas, settings
 //! without needless decimals, a dash for a missing figure. A leaf: it knows no report type.
 
 /// How a missing figure reads in the human reports.
