@@ -237,6 +237,15 @@ pub struct RunArgs {
     /// Example: --source-address 127.0.0.2 --source-address 127.0.0.3
     #[arg(long = "source-address", value_name = "IP")]
     pub source_addresses: Vec<IpAddr>,
+    /// Serve a live view of the run at http://ADDRESS/ while it runs: the page report.html
+    /// will be, drawn from the intervals so far, reloading every 2 s. It stops when the run
+    /// ends. Loopback only unless --dashboard-public. Port 0 picks a free port; the address
+    /// is printed on stderr. Example: --dashboard 127.0.0.1:8080
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "segment")]
+    pub dashboard: Option<SocketAddr>,
+    /// Allow --dashboard on an address other machines can reach (e.g. 0.0.0.0:8080).
+    #[arg(long, requires = "dashboard")]
+    pub dashboard_public: bool,
 }
 
 #[derive(Debug, clap::Args)]

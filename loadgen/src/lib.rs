@@ -19,6 +19,7 @@
 //!     quiet: true,
 //!     segment: None,
 //!     source_addresses: Vec::new(),
+//!     live: None,
 //! };
 //! let (report, completion) = run(request).await?;
 //! let failed = report.verdicts().iter().filter(|v| !v.passed).count();
@@ -39,6 +40,7 @@ pub mod cli;
 pub mod client;
 pub mod conform;
 pub mod connection;
+pub mod dashboard;
 pub mod duration;
 pub mod exit;
 pub mod fleet;

@@ -265,6 +265,7 @@ async fn a_server_frozen_for_1s_shows_as_10_percent_late_deliveries() {
         quiet: true,
         segment: None,
         source_addresses: Vec::new(),
+        live: None,
     };
     let pid = server.pid();
     let freeze = async {

@@ -41,6 +41,7 @@ async fn run_against(fault: Option<Fault>) -> (loadgen::report::RunReport, Compl
         quiet: true,
         segment: None,
         source_addresses: Vec::new(),
+        live: None,
     })
     .await
     .expect("the run starts");

@@ -111,6 +111,7 @@ pub async fn measure(
         quiet,
         segment: None,
         source_addresses: Vec::new(),
+        live: None,
     };
     let outcome = crate::fleet::run(request, workers, segments_dir).await;
     let samples = sampler.finish().await;

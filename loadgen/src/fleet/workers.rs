@@ -32,7 +32,8 @@ use crate::nofile;
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{histogram_from_text, new_histogram, Counters, IntervalRecord};
-use crate::report::{LoadgenResources, RunReport, SegmentProblem};
+use crate::report::live::LivePicture;
+use crate::report::{LoadgenResources, RunReport, SegmentProblem, SegmentsInfo, ServerPlacement};
 use crate::run::{self, plan, Completion, RunError, RunRequest};
 use crate::scenario::{Scenario, Targets};
 use crate::segment::{self, Segment, WorkerLine};
@@ -73,6 +74,7 @@ pub async fn run_workers(
         quiet,
         segment: _,
         source_addresses,
+        live,
     } = request;
     if !targets.is_empty() {
         scenario.target = Targets::Many(targets);
@@ -90,7 +92,15 @@ pub async fn run_workers(
     let players = crate::ports::Players::all(scenario.users.count);
     let (server, resolved, placement) =
         run::prepare_server(&scenario, players, scenario.peak_connections()).await?;
-    let outcome = coordinate(scenario, &scenario_path, &resolved, workers, dir, quiet).await;
+    let outcome = coordinate(
+        scenario,
+        &scenario_path,
+        (&resolved, &placement),
+        workers,
+        dir,
+        (quiet, live.as_ref()),
+    )
+    .await;
     let deliveries_out = run::deliveries_out(&resolved).await;
     if let Some(server) = server {
         server.stop(Duration::from_secs(10)).await;
@@ -107,10 +117,10 @@ pub async fn run_workers(
 async fn coordinate(
     mut scenario: Scenario,
     scenario_path: &str,
-    resolved: &[(Target, SocketAddr)],
+    (resolved, placement): (&[(Target, SocketAddr)], &ServerPlacement),
     workers: u32,
     dir: &Path,
-    quiet: bool,
+    (quiet, live): (bool, Option<&LivePicture>),
 ) -> Result<(RunReport, Completion), RunError> {
     scenario.target = Targets::Many(resolved.iter().map(|(t, _)| t.to_string()).collect());
     scenario.workers = None;
@@ -122,6 +132,7 @@ async fn coordinate(
     std::fs::write(&scenario_file, text)
         .map_err(|e| could_not(format!("cannot write {}: {e}", scenario_file.display())))?;
 
+    let ramp_started = std::time::Instant::now();
     let mut fleet = Fleet::start(&scenario_file, workers, dir)?;
     let progress = Progress::new(quiet, u64::from(scenario.users.count));
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
@@ -135,6 +146,26 @@ async fn coordinate(
         return Err(error);
     }
     let start_ns = fleet.release().await;
+    if let Some(live) = live {
+        let started_at = std::time::UNIX_EPOCH + Duration::from_nanos(start_ns);
+        let mut header = run::report_header(
+            &scenario,
+            resolved,
+            scenario_path.to_string(),
+            placement.clone(),
+            started_at,
+            ramp_started.elapsed(),
+        );
+        header.segments = Some(SegmentsInfo::Merged {
+            count: workers,
+            merged: (0..workers).collect(),
+            incomplete: Vec::new(),
+            clock_offset_worst_ms: None,
+            start_late_worst_ms: 0.0,
+            per_segment: Vec::new(),
+        });
+        live.begin(&header);
+    }
     let phases = plan::plan_phases(&scenario.phases, scenario.users.count, start_ns);
     let phases_end = phases.last().map_or(start_ns, |p| p.end_ns);
     let verify = &scenario.verify;
@@ -150,6 +181,9 @@ async fn coordinate(
         let at = start_ns + index as u64 * 1_000_000_000;
         let name = plan::phase_at(&phases, at).map_or("", |p| p.name.as_str());
         progress.tick(name, line, overall);
+        if let Some(live) = live {
+            live.tick(line);
+        }
     };
     let interrupted = fleet.until_done(give_up, shown, &mut interrupt).await;
     progress.finish();

@@ -167,6 +167,7 @@ async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> anyho
         quiet: true,
         segment: None,
         source_addresses: Vec::new(),
+        live: None,
     };
     let outcome = crate::fleet::run(request, load.workers, load.segments).await;
     let after = server.cpu_seconds();

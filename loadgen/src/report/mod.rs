@@ -1,12 +1,16 @@
 //! The files a run leaves behind, and the summary it prints.
 //!
-//! `reports/<scenario>-<UTC time>/` gets `summary.json`, `timeseries.csv`, `latency.hlog`
-//! and `latency.hgrm`; `reports/README.md` documents every file, column and field. Each
+//! `reports/<scenario>-<UTC time>/` gets `summary.json`, `timeseries.csv`, `latency.hlog`,
+//! `latency.hgrm` and `report.html` (charts: [`picture`], [`charts`], [`html`]); `reports/README.md` documents every file, column and field. Each
 //! file has its own module; this one decides where they go and writes them all.
 
+pub mod charts;
 pub mod clock;
 mod hgrm;
 mod hlog;
+pub mod html;
+pub mod live;
+pub mod picture;
 mod run_report;
 mod summary;
 mod table;
@@ -30,6 +34,8 @@ pub const TIMESERIES_CSV: &str = "timeseries.csv";
 pub const LATENCY_HLOG: &str = "latency.hlog";
 /// Percentile distribution of the whole run's latency.
 pub const LATENCY_HGRM: &str = "latency.hgrm";
+/// The run as one self-contained page with charts.
+pub const REPORT_HTML: &str = "report.html";
 
 /// Longest scenario-name part of a report folder's name, in characters.
 const MAX_NAME_CHARS: usize = 64;
@@ -125,7 +131,11 @@ pub fn write_all(
         hlog::interval_log(report.started_at, &report.intervals),
     )?;
     let hgrm = hgrm::percentile_distribution(&report.latency).into_bytes();
-    write_file(dir, LATENCY_HGRM, Ok::<_, EncodeError>(hgrm))
+    write_file(dir, LATENCY_HGRM, Ok::<_, EncodeError>(hgrm))?;
+    let page = html::page(&picture::RunPicture::of(report, verdicts))
+        .map(String::into_bytes)
+        .map_err(EncodeError::other);
+    write_file(dir, REPORT_HTML, page)
 }
 
 /// Writes one file of a report folder, naming the path in any error.

@@ -15,13 +15,48 @@ const LABEL: usize = 16;
 
 /// The summary text (several lines, newline-terminated).
 pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> String {
-    let t = &report.totals;
-    let measured = measured_secs(report);
     let mut out = String::from("summary\n");
     // `fmt::Write` for `String` cannot fail; results are ignored for that reason.
-    let mut row = |label: &str, value: String| {
+    for (label, value) in summary_rows(report) {
         let _ = writeln!(out, "  {label:<LABEL$} {value}");
-    };
+    }
+    let _ = writeln!(out, "thresholds");
+    let name_width = verdicts.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    for v in verdicts {
+        let _ = writeln!(
+            out,
+            "  {}  {:<name_width$}  {} {} {}",
+            if v.passed { "PASS" } else { "FAIL" },
+            v.name,
+            value(v.actual, v.unit),
+            v.relation(),
+            value(v.limit, v.unit),
+        );
+    }
+    if verdicts.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    let _ = writeln!(out, "result: {}", result_line(report, verdicts));
+    out
+}
+
+/// The outcome in a few words: `PASS (7 thresholds)`, `FAIL (2 of 7 thresholds failed)`
+/// or `INCOMPLETE: <why>`.
+pub fn result_line(report: &RunReport, verdicts: &[ThresholdVerdict]) -> String {
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    match &report.incomplete {
+        Some(why) => format!("INCOMPLETE: {why}"),
+        None if failed == 0 => format!("PASS ({} thresholds)", verdicts.len()),
+        None => format!("FAIL ({failed} of {} thresholds failed)", verdicts.len()),
+    }
+}
+
+/// The summary's figures as label/value rows, the same on stdout and in `report.html`.
+pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
+    let t = &report.totals;
+    let measured = measured_secs(report);
+    let mut rows = Vec::new();
+    let mut row = |label: &'static str, value: String| rows.push((label, value));
 
     let scenario = format!("{} ({})", report.scenario_name, report.scenario_path);
     row("scenario", scenario);
@@ -164,31 +199,7 @@ pub fn summary_table(report: &RunReport, verdicts: &[ThresholdVerdict]) -> Strin
         },
     );
 
-    let _ = writeln!(out, "thresholds");
-    let name_width = verdicts.iter().map(|v| v.name.len()).max().unwrap_or(0);
-    for v in verdicts {
-        let _ = writeln!(
-            out,
-            "  {}  {:<name_width$}  {} {} {}",
-            if v.passed { "PASS" } else { "FAIL" },
-            v.name,
-            value(v.actual, v.unit),
-            v.relation(),
-            value(v.limit, v.unit),
-        );
-    }
-    if verdicts.is_empty() {
-        let _ = writeln!(out, "  (none)");
-    }
-
-    let failed = verdicts.iter().filter(|v| !v.passed).count();
-    let result = match &report.incomplete {
-        Some(why) => format!("INCOMPLETE: {why}"),
-        None if failed == 0 => format!("PASS ({} thresholds)", verdicts.len()),
-        None => format!("FAIL ({failed} of {} thresholds failed)", verdicts.len()),
-    };
-    let _ = writeln!(out, "result: {result}");
-    out
+    rows
 }
 
 /// loadgen's own CPU and memory in words.
@@ -248,7 +259,7 @@ fn segments_line(segments: &SegmentsInfo) -> String {
 }
 
 /// Where the server ran, in words.
-fn placement(server: &ServerPlacement) -> String {
+pub(super) fn placement(server: &ServerPlacement) -> String {
     match server {
         ServerPlacement::EmbeddedChild { pid, address, .. } => {
             format!("embedded child process (pid {pid}) on {address}")
@@ -258,7 +269,7 @@ fn placement(server: &ServerPlacement) -> String {
 }
 
 /// A verdict figure with its unit.
-fn value(x: f64, unit: &str) -> String {
+pub(super) fn value(x: f64, unit: &str) -> String {
     match unit {
         "ms" => format!("{x:.3} ms"),
         "ratio" => format!("{x:.6}"),

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::{run_part, Completion, RunError, RunRequest, SegmentRun, SegmentStart};
 use crate::cli::RunArgs;
+use crate::dashboard::Dashboard;
 use crate::exit::Exit;
 use crate::fleet::{self, file::SegmentFile};
+use crate::report::live::LivePicture;
 use crate::report::{self, RunReport};
 use crate::scenario::Scenario;
 use crate::segment::{self, WorkerLine};
@@ -67,6 +69,25 @@ pub async fn main(args: RunArgs) -> Exit {
         eprintln!("loadgen: --source-address {twice} is given twice");
         return Exit::Usage;
     }
+    let live = args.dashboard.map(|_| LivePicture::new(scenario.name()));
+    let dashboard = match (args.dashboard, &live) {
+        (Some(address), Some(live)) => {
+            match Dashboard::start(address, args.dashboard_public, live.clone()).await {
+                Ok(dashboard) => {
+                    eprintln!(
+                        "loadgen: live view at http://{}/ while the run lasts",
+                        dashboard.address()
+                    );
+                    Some(dashboard)
+                }
+                Err(error) => {
+                    eprintln!("loadgen: --dashboard: {error}");
+                    return Exit::Usage;
+                }
+            }
+        }
+        _ => None,
+    };
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
@@ -74,8 +95,14 @@ pub async fn main(args: RunArgs) -> Exit {
         quiet: args.quiet,
         segment: None,
         source_addresses: args.source_addresses,
+        live,
     };
-    match fleet::run(request, workers, &dir.join("segments")).await {
+    let outcome = fleet::run(request, workers, &dir.join("segments")).await;
+    // The live view lasts exactly as long as the run.
+    if let Some(dashboard) = dashboard {
+        dashboard.stop().await;
+    }
+    match outcome {
         Ok((report, completion)) => conclude(&report, &completion, &dir),
         Err(error) => run_error(error),
     }
@@ -167,6 +194,7 @@ async fn segment_main(args: RunArgs, scenario: Scenario) -> Exit {
             run_id,
         }),
         source_addresses: args.source_addresses,
+        live: None,
     };
     let output = match run_part(request).await {
         Ok(output) => output,

@@ -33,6 +33,7 @@ use crate::checks::delivery::{tally_loss, SentLog, SessionLedger};
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{new_histogram, Counters, IntervalRecord};
+use crate::report::live::LivePicture;
 use crate::report::{LoadgenResources, RunReport, SegmentsInfo, ServerPlacement};
 use crate::scenario::{Scenario, Targets};
 use crate::segment::{Segment, WorkerLine, START_TOLERANCE};
@@ -122,6 +123,8 @@ pub struct RunRequest {
     pub segment: Option<SegmentRun>,
     /// `--source-address` overrides of `[users] source_addresses`, if any.
     pub source_addresses: Vec<IpAddr>,
+    /// The picture the live view serves (`--dashboard`), kept up to date as the run goes.
+    pub live: Option<LivePicture>,
 }
 
 /// Everything a run leaves behind: the report, how it ended, and what a merge of the
@@ -175,6 +178,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         quiet,
         segment: segment_run,
         source_addresses,
+        live,
     } = request;
     if !targets.is_empty() {
         scenario.target = Targets::Many(targets);
@@ -230,7 +234,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         };
 
     let ramp_started = Instant::now();
-    let mut completion = match ramp(&run, &progress, &mut interrupt).await {
+    let mut completion = match ramp(&run, &progress, live.as_ref(), &mut interrupt).await {
         Ok(completion) => completion,
         Err(why) => {
             if let Some(server) = server {
@@ -295,6 +299,17 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         tokio::spawn(async move { run.lag.watch_timer(run.stopped()).await });
     }
     let started_at = SystemTime::now();
+    let header = report_header(
+        &run.scenario,
+        &resolved,
+        scenario_path,
+        placement,
+        started_at,
+        ramp,
+    );
+    if let Some(live) = &live {
+        live.begin(&header);
+    }
     run.set_plan(plan::plan_phases(
         &run.scenario.phases,
         run.users(),
@@ -321,6 +336,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             server.as_mut(),
             &resolved,
             coordinator.as_ref(),
+            live.as_ref(),
         )
         .await;
     }
@@ -378,23 +394,12 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     progress.finish();
 
     let report = RunReport {
-        scenario_name: run.scenario.name().to_string(),
-        scenario_path,
-        scenario: serde_json::to_value(&run.scenario).unwrap_or(serde_json::Value::Null),
-        targets: resolved.iter().map(|(t, _)| t.to_string()).collect(),
-        server: placement,
-        loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_revision: git_revision(),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        started_at,
         ended_at,
-        ramp,
         intervals: records,
         loadgen_lag: run.lag.figures(),
         probes_sent: run.probes.sent(),
         totals,
         latency: overall,
-        thresholds: run.scenario.thresholds.clone(),
         incomplete: match &completion {
             Completion::Complete => None,
             Completion::Incomplete(why) => Some(why.clone()),
@@ -405,6 +410,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             start_late_ms: start_late_ns as f64 / 1e6,
         }),
         loadgen_resources: LoadgenResources::of_self(),
+        ..header
     };
     Ok(RunOutput {
         report,
@@ -419,6 +425,41 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         start_late_ns,
         lag: run.lag.histograms(),
     })
+}
+
+/// The report of a run that is about to measure: its setup, no figures yet. The live view
+/// begins with it, and the final report is it with the figures filled in.
+pub fn report_header(
+    scenario: &Scenario,
+    targets: &[(Target, SocketAddr)],
+    scenario_path: String,
+    server: ServerPlacement,
+    started_at: SystemTime,
+    ramp: Duration,
+) -> RunReport {
+    RunReport {
+        scenario_name: scenario.name().to_string(),
+        scenario_path,
+        scenario: serde_json::to_value(&scenario).unwrap_or(serde_json::Value::Null),
+        targets: targets.iter().map(|(t, _)| t.to_string()).collect(),
+        server,
+        loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: git_revision(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        started_at,
+        ended_at: started_at,
+        ramp,
+        intervals: Vec::new(),
+        totals: Counters::default(),
+        latency: new_histogram(),
+        thresholds: scenario.thresholds.clone(),
+        incomplete: None,
+        server_deliveries_out: None,
+        loadgen_lag: Default::default(),
+        probes_sent: 0,
+        segments: None,
+        loadgen_resources: LoadgenResources::default(),
+    }
 }
 
 /// Waits until a segment's measured phases start; returns the start on the run clock
@@ -525,6 +566,7 @@ async fn locate_server(
 async fn ramp(
     run: &Arc<RunState>,
     progress: &Progress,
+    live: Option<&LivePicture>,
     interrupt: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> Result<Completion, String> {
     let count = run.segment.user_count(run.users());
@@ -563,7 +605,12 @@ async fn ramp(
                 }
                 _ => {}
             },
-            _ = ticker.tick() => progress.ramp(connected, failed),
+            _ = ticker.tick() => {
+                progress.ramp(connected, failed);
+                if let Some(live) = live {
+                    live.connecting(connected, failed, u64::from(count));
+                }
+            }
             _ = &mut *interrupt, if !interrupted => {
                 interrupted = true;
                 logins.abort_all();
@@ -628,6 +675,7 @@ async fn measure(
     mut server: Option<&mut ServerProcess>,
     resolved: &[(Target, SocketAddr)],
     coordinator: Option<&worker_io::Coordinator>,
+    live: Option<&LivePicture>,
 ) -> Completion {
     let phases_end = run
         .plan()
@@ -649,6 +697,9 @@ async fn measure(
         next_tick = now + INTERVAL.as_nanos() as u64;
         if let Some(last) = intervals.records.last() {
             progress.tick(&phase_name, last, &intervals.overall);
+            if let Some(live) = live {
+                live.tick(last);
+            }
             if let Some(coordinator) = coordinator {
                 coordinator.say(&worker_io::tick(intervals.records.len() - 1, last));
             }

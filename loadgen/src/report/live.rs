@@ -1,0 +1,256 @@
+//! The picture of a run while it runs: what the live view ([`crate::dashboard`]) serves.
+//!
+//! The run loop tells a [`LivePicture`] what happens (logins during the ramp, then each
+//! closed interval); a page request copies the picture under the lock and draws it after
+//! letting go, so a slow reader never holds up the run. Thresholds are judged on what has
+//! been seen so far, and loss, which is only known once each message's delivery window has
+//! passed, shows up in the final report.
+
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+
+use super::html;
+use super::picture::{IntervalFigures, RunPicture};
+use super::run_report::RunReport;
+use crate::page::format::{count, number};
+use crate::page::html::Tone;
+use crate::page::ChartError;
+use crate::record::{new_histogram, Counters, IntervalRecord};
+use crate::thresholds::Thresholds;
+
+/// Seconds between reloads of the live page.
+pub const REFRESH_S: u32 = 2;
+
+/// A run's picture so far, shared between the run and the live view.
+#[derive(Clone)]
+pub struct LivePicture {
+    inner: Arc<Mutex<Live>>,
+}
+
+struct Live {
+    picture: RunPicture,
+    thresholds: Thresholds,
+    totals: Counters,
+}
+
+impl LivePicture {
+    /// The picture of a run of `name` that has not started yet.
+    pub fn new(name: &str) -> LivePicture {
+        let picture = RunPicture {
+            name: name.to_string(),
+            headline: "Starting".into(),
+            tone: Tone::Pending,
+            setup: Vec::new(),
+            figures: Vec::new(),
+            verdicts: Vec::new(),
+            thresholds_note: None,
+            phases: Vec::new(),
+            warmup_s: 0.0,
+            p99_limit_ms: None,
+            rows: Vec::new(),
+            latency: new_histogram(),
+            footer: format!("Live view of loadgen {}.", env!("CARGO_PKG_VERSION")),
+            refresh: Some(REFRESH_S),
+        };
+        LivePicture {
+            inner: Arc::new(Mutex::new(Live {
+                picture,
+                thresholds: Thresholds::default(),
+                totals: Counters::default(),
+            })),
+        }
+    }
+
+    /// During the ramp: how many of `users` logged in or failed so far.
+    pub fn connecting(&self, connected: u64, failed: u64, users: u64) {
+        self.with(|live| {
+            live.picture.headline = format!(
+                "Connecting: {} of {} users logged in, {} failed",
+                count(connected),
+                count(users),
+                count(failed)
+            );
+        });
+    }
+
+    /// The measured phases begin: `header` is the report so far (setup, phases,
+    /// thresholds; no intervals).
+    pub fn begin(&self, header: &RunReport) {
+        self.with(|live| {
+            let refresh = live.picture.refresh;
+            live.picture = RunPicture::header(header);
+            live.picture.refresh = refresh;
+            live.picture.headline = "Running: the first interval has not closed yet".into();
+            live.picture.thresholds_note = Some(
+                "Judged on the intervals so far (after the warm-up); the final verdict comes \
+                 when the run ends."
+                    .into(),
+            );
+            live.thresholds = header.thresholds.clone();
+            live.totals = Counters::default();
+        });
+    }
+
+    /// One more interval closed.
+    pub fn tick(&self, record: &IntervalRecord) {
+        let row = IntervalFigures::of(record);
+        self.with(|live| {
+            let warmup_s = live.picture.warmup_s;
+            if row.start_s + 0.001 >= warmup_s {
+                live.totals.add(&row.counters);
+                let _ = live.picture.latency.add(&record.latency);
+            }
+            live.picture.rows.push(row);
+            let picture = &mut live.picture;
+            let judged_s: f64 = picture
+                .rows
+                .iter()
+                .filter(|r| r.start_s + 0.001 >= warmup_s)
+                .map(|r| r.length_s)
+                .sum();
+            picture.verdicts = crate::thresholds::evaluate(
+                &live.thresholds,
+                &live.totals,
+                &picture.latency,
+                judged_s.max(1e-3),
+            );
+            let elapsed = picture.rows.last().map_or(0.0, IntervalFigures::end_s);
+            let phase = picture
+                .phases
+                .iter()
+                .find(|p| elapsed <= p.to_s + 1e-6)
+                .map_or("wind-down", |p| p.name.as_str());
+            let failed: Vec<&str> = picture
+                .verdicts
+                .iter()
+                .filter(|v| !v.passed)
+                .map(|v| v.name.as_str())
+                .collect();
+            let so_far = if failed.is_empty() {
+                "every threshold holds so far".to_string()
+            } else {
+                format!("failing so far: {}", failed.join(", "))
+            };
+            picture.headline = format!(
+                "Running: {phase}, {} s of {} s; {so_far}",
+                number(elapsed, 0),
+                number(picture.planned_s(), 0)
+            );
+            picture.tone = if failed.is_empty() {
+                Tone::Pending
+            } else {
+                Tone::Fail
+            };
+            picture.figures = so_far_rows(&picture.rows, &picture.latency);
+        });
+    }
+
+    /// The picture as it is now.
+    pub fn snapshot(&self) -> RunPicture {
+        match self.inner.lock() {
+            Ok(live) => live.picture.clone(),
+            Err(poisoned) => poisoned.into_inner().picture.clone(),
+        }
+    }
+
+    /// The page as it is now.
+    pub fn page(&self) -> Result<String, ChartError> {
+        html::page(&self.snapshot())
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Live)) {
+        let mut live = match self.inner.lock() {
+            Ok(live) => live,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut live);
+    }
+}
+
+/// The figures a live page lists: what every interval so far adds up to.
+fn so_far_rows(rows: &[IntervalFigures], latency: &Histogram<u64>) -> Vec<(&'static str, String)> {
+    let mut t = Counters::default();
+    for row in rows {
+        t.add(&row.counters);
+    }
+    let online = rows.last().map_or(0, |r| r.users_online);
+    let ms = |q: f64| number(latency.value_at_quantile(q) as f64 / 1000.0, 3);
+    vec![
+        ("users online", count(online)),
+        ("sent", count(t.sent)),
+        ("delivered", count(t.delivered)),
+        (
+            "latency ms",
+            if latency.is_empty() {
+                "no deliveries yet".into()
+            } else {
+                format!(
+                    "p50 {}  p90 {}  p99 {}  max {}  ({} samples after the warm-up)",
+                    ms(0.5),
+                    ms(0.9),
+                    ms(0.99),
+                    number(latency.max() as f64 / 1000.0, 3),
+                    count(latency.len())
+                )
+            },
+        ),
+        (
+            "errors",
+            format!(
+                "connect {}, unexpected disconnects {}, duplicates {}, order {}, foreign {}, self {}",
+                t.connect_errors,
+                t.unexpected_disconnects,
+                t.duplicates,
+                t.order_errors,
+                t.foreign,
+                t.self_deliveries
+            ),
+        ),
+        (
+            "evictions",
+            format!(
+                "{} relogins: ok {}, failed {}",
+                t.relogins,
+                t.evictions_ok,
+                t.eviction_failures()
+            ),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample;
+
+    #[test]
+    fn the_live_page_follows_the_run_and_reloads_itself() {
+        let report = sample();
+        let live = LivePicture::new("smoke");
+        live.connecting(3, 1, 10);
+        assert!(live.snapshot().headline.contains("3 of 10 users"));
+        let mut header = report.clone();
+        header.intervals.clear();
+        live.begin(&header);
+        for record in &report.intervals[..2] {
+            live.tick(record);
+        }
+        let picture = live.snapshot();
+        assert_eq!(picture.rows.len(), 2);
+        assert_eq!(picture.latency.len(), 200);
+        assert!(
+            picture.headline.starts_with("Running: phase 1, 2 s of 3 s"),
+            "{}",
+            picture.headline
+        );
+        assert!(!picture.verdicts.is_empty());
+        let page = live.page().unwrap();
+        let doc = crate::page::html::tests::parse(&page);
+        let refresh = crate::page::html::tests::elements(&doc, "meta")
+            .find(|m| m.attribute("http-equiv") == Some("refresh"))
+            .and_then(|m| m.attribute("content"));
+        assert_eq!(refresh, Some("2"));
+        crate::page::html::tests::assert_fetches_nothing(&page);
+    }
+}
