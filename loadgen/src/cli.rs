@@ -118,7 +118,7 @@ pub enum Command {
     /// metric regresses when the median candidate/base ratio is worse than --tolerance,
     /// its whole 95% bootstrap interval is worse than 1, and a sign test over the pairs
     /// agrees (p <= 0.10). Any run failing the scenario's thresholds fails the gate.
-    /// Writes compare.md and compare.json (default folder reports/gate-<UTC time>).
+    /// Writes compare.md, compare.json and compare.html (default folder reports/gate-<UTC time>).
     ///
     /// Example:
     ///   loadgen gate --base "old/chat-server --listen {addr}" \
@@ -437,7 +437,7 @@ pub struct GateArgs {
     /// Relative change a metric may worsen by before it can count as a regression.
     #[arg(long, default_value_t = 0.10)]
     pub tolerance: f64,
-    /// Folder for compare.md and compare.json (default: reports/gate-<UTC time>).
+    /// Folder for compare.md, compare.json and compare.html (default: reports/gate-<UTC time>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Only the final comparison, no line per run.

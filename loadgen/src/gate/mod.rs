@@ -11,6 +11,7 @@
 //! Exit codes: 0 no regression; 1 a regression or a correctness failure; 2 bad usage;
 //! 3 the gate could not run (a server would not start, a run failed).
 
+pub mod html;
 pub mod stats;
 
 use std::fmt::Write as _;
@@ -65,7 +66,8 @@ pub struct GateResult {
     pub passed: bool,
 }
 
-/// Runs the gate; returns its exit code.
+/// Runs the gate; returns its exit code. Writes compare.md, compare.json and
+/// compare.html ([`html`]).
 pub async fn command(args: GateArgs) -> Exit {
     for (flag, command) in [("--base", &args.base), ("--candidate", &args.candidate)] {
         if !command.contains("{addr}") {
@@ -325,5 +327,8 @@ fn write(dir: &Path, result: &GateResult, markdown: &str) -> anyhow::Result<()> 
     std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
     let md = dir.join("compare.md");
     std::fs::write(&md, markdown).with_context(|| format!("cannot write {}", md.display()))?;
+    let page = html::page(result).context("cannot draw compare.html")?;
+    let html = dir.join("compare.html");
+    std::fs::write(&html, page).with_context(|| format!("cannot write {}", html.display()))?;
     Ok(())
 }

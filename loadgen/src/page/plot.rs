@@ -50,6 +50,8 @@ pub type DrawResult = Result<(), DrawingAreaErrorKind<io::Error>>;
 pub enum Dot {
     /// No marker: a time series, where the line is the figure.
     Plain,
+    /// A filled dot for each measurement, with no verdict of its own.
+    Point,
     /// A step that met the objective: a filled dot.
     Met,
     /// A step that missed it: a red ring.
@@ -412,13 +414,13 @@ pub fn draw_panel(area: &Area<'_>, axes: &Axes, panel: &Panel) -> DrawResult {
             } else {
                 series.color
             };
-            any_judged |= point.dot != Dot::Plain;
+            any_judged |= matches!(point.dot, Dot::Met | Dot::Missed);
             if point.value > top {
                 any_pinned = true;
                 chart.draw_series(std::iter::once(TriangleMarker::new(at, 7, fill.filled())))?;
             } else {
                 match point.dot {
-                    Dot::Met => {
+                    Dot::Met | Dot::Point => {
                         chart.draw_series(std::iter::once(Circle::new(at, 4, fill.filled())))?;
                     }
                     Dot::Missed => {
