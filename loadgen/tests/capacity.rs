@@ -5,6 +5,8 @@
 //! exits 2 and an unreachable server 3. The knee search itself is tested against a
 //! simulated system of known capacity in `capacity/search.rs`.
 
+mod page_check;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -105,28 +107,12 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
 
     // report.html: well-formed XML, three charts, no fetches.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..Default::default()
-    };
-    let doc = roxmltree::Document::parse_with_options(&html, options)
-        .expect("report.html is well-formed");
-    let charts: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.tag_name().name() == "svg")
-        .filter_map(|n| n.attribute("id"))
-        .collect();
+    let doc = page_check::parse(&html);
     assert_eq!(
-        charts,
+        page_check::chart_ids(&doc),
         ["latency-chart", "throughput-chart", "resources-chart"]
     );
-    for node in doc.descendants() {
-        for attribute in node.attributes() {
-            if matches!(attribute.name(), "src" | "href") {
-                panic!("report.html refers to {}", attribute.value());
-            }
-        }
-    }
+    page_check::assert_self_contained(&html);
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(markdown.contains("the limit of the search"));
 

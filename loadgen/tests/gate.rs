@@ -1,6 +1,8 @@
 //! `loadgen gate` end to end: usage errors, a server that will not start, and a short real
 //! comparison of a server with itself (the embedded `loadgen serve`).
 
+mod page_check;
+
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
 const TINY: &str = "[users]\ncount = 10\nconnect_over = \"50ms\"\n[[phase]]\nduration = \"1s\"\nrate = 20\nsenders = 5\n";
@@ -110,6 +112,22 @@ fn a_server_compared_with_itself_passes_and_writes_both_files() {
         serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 4);
     assert_eq!(json["passed"], true);
+    // compare.html: a chart per metric, the verdict in words, nothing fetched.
+    let html = std::fs::read_to_string(out.join("compare.html")).unwrap();
+    page_check::assert_self_contained(&html);
+    let doc = page_check::parse(&html);
+    assert_eq!(
+        page_check::chart_ids(&doc),
+        [
+            "gate-deliveries_per_sec",
+            "gate-p50_ms",
+            "gate-p99_ms",
+            "gate-server_cpu_s_per_1000_deliveries"
+        ]
+    );
+    let (class, text) = page_check::headline(&doc);
+    assert_eq!(class, "headline pass");
+    assert!(text.starts_with("PASS"), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -153,5 +171,11 @@ fn a_candidate_that_breaks_correctness_fails_the_gate_with_exit_1_also_with_work
         md.contains("min_delivery_ratio"),
         "the failed threshold is named: {md}"
     );
+    let html = std::fs::read_to_string(out.join("compare.html")).unwrap();
+    let doc = page_check::parse(&html);
+    let (class, text) = page_check::headline(&doc);
+    assert_eq!(class, "headline fail");
+    assert!(text.starts_with("FAIL (correctness)"), "{text}");
+    assert!(html.contains("min_delivery_ratio"));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -8,6 +8,7 @@
 //! or a missing segment said plainly.
 
 mod launch;
+mod page_check;
 mod scratch;
 
 use std::path::Path;
@@ -18,6 +19,15 @@ use launch::{loadgen, server, total, LOADGEN};
 use loadgen::record::histogram_from_text;
 use scratch::TempDir;
 use serde_json::Value;
+
+/// The charts of a run's report.html, in page order.
+const RUN_CHARTS: [&str; 5] = [
+    "latency-over-time",
+    "throughput-over-time",
+    "users-over-time",
+    "errors-over-time",
+    "latency-spectrum",
+];
 
 /// 40 users, 8 of them sending 80 msg/s for 2 s, after an idle half second in which every
 /// session settles: every message is expected by all 39 other users.
@@ -383,6 +393,22 @@ async fn two_segments_started_by_hand_merge_into_one_report() {
     for file in ["timeseries.csv", "latency.hlog", "latency.hgrm"] {
         assert!(merged.join(file).exists(), "{file}");
     }
+    // The merged run's page: the run page, judged on the merge.
+    let html = std::fs::read_to_string(merged.join("report.html")).unwrap();
+    page_check::assert_self_contained(&html);
+    let doc = page_check::parse(&html);
+    assert_eq!(page_check::chart_ids(&doc), RUN_CHARTS);
+    let (class, text) = page_check::headline(&doc);
+    assert_eq!(
+        (class.as_str(), &text[..4]),
+        ("headline pass", "PASS"),
+        "{text}"
+    );
+    assert!(page_check::text_of(doc.root_element()).contains("2 of 2 segments merged"));
+    // A segment's own page says it is judged by the merge.
+    let part = std::fs::read_to_string(seg0.join("report.html")).unwrap();
+    let (_, text) = page_check::headline(&page_check::parse(&part));
+    assert!(text.starts_with("Segment 0/2 of a split run"), "{text}");
 
     // One segment alone: written, but incomplete, and says which one is missing.
     let alone = dir.path().join("alone");
