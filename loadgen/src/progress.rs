@@ -1,5 +1,6 @@
 //! Live progress: an indicatif spinner line on a terminal; plain lines every five seconds
-//! on stderr otherwise (CI logs); nothing with `--quiet`.
+//! on stderr otherwise (CI logs); nothing with `--quiet`. With `--dashboard`, the same
+//! events also go to the run's [`LivePicture`], which the live view serves.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -9,12 +10,14 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::record::IntervalRecord;
+use crate::report::live::LivePicture;
 
 /// The live view of one run.
 pub struct Progress {
     mode: Mode,
     users: u64,
     ticks: AtomicU64,
+    picture: Option<LivePicture>,
 }
 
 enum Mode {
@@ -43,11 +46,21 @@ impl Progress {
             mode,
             users,
             ticks: AtomicU64::new(0),
+            picture: None,
         }
+    }
+
+    /// Also tells `picture` (the live view's) what happens.
+    pub fn feeding(mut self, picture: Option<LivePicture>) -> Self {
+        self.picture = picture;
+        self
     }
 
     /// During the ramp.
     pub fn ramp(&self, connected: u64, failed: u64) {
+        if let Some(picture) = &self.picture {
+            picture.connecting(connected, failed, self.users);
+        }
         let line = format!(
             "connecting: {connected}/{} users, {failed} failed",
             self.users
@@ -57,6 +70,9 @@ impl Progress {
 
     /// After each one-second interval.
     pub fn tick(&self, phase: &str, last: &IntervalRecord, overall: &Histogram<u64>) {
+        if let Some(picture) = &self.picture {
+            picture.tick(last);
+        }
         let c = &last.counters;
         let per_sec = |n: u64| n as f64 / last.length_s.max(1e-9);
         let errors = c.duplicates

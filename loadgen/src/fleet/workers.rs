@@ -134,7 +134,7 @@ async fn coordinate(
 
     let ramp_started = std::time::Instant::now();
     let mut fleet = Fleet::start(&scenario_file, workers, dir)?;
-    let progress = Progress::new(quiet, u64::from(scenario.users.count));
+    let progress = Progress::new(quiet, u64::from(scenario.users.count)).feeding(live.cloned());
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
     let ramp_s = f64::from(scenario.users.count) / plan::ramp_rate(&scenario);
     let ready_by = tokio::time::Instant::now()
@@ -181,9 +181,6 @@ async fn coordinate(
         let at = start_ns + index as u64 * 1_000_000_000;
         let name = plan::phase_at(&phases, at).map_or("", |p| p.name.as_str());
         progress.tick(name, line, overall);
-        if let Some(live) = live {
-            live.tick(line);
-        }
     };
     let interrupted = fleet.until_done(give_up, shown, &mut interrupt).await;
     progress.finish();

@@ -7,8 +7,8 @@
 
 use plotters::style::RGBColor;
 
+use super::result::{GateResult, GateRun, Side};
 use super::stats::{Better, Comparison, GateVerdict};
-use super::{GateResult, GateRun, Side};
 use crate::page::format::number;
 use crate::page::html::{Cell, Document, Tone};
 use crate::page::plot::{

@@ -12,12 +12,11 @@
 //! 3 the gate could not run (a server would not start, a run failed).
 
 pub mod html;
+pub mod result;
 pub mod stats;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-use serde::Serialize;
 
 use crate::cli::GateArgs;
 use crate::exit::Exit;
@@ -25,46 +24,8 @@ use crate::run::{Completion, RunRequest};
 use crate::scenario::Scenario;
 use crate::server_process::{Launch, ServerProcess};
 use crate::{report, thresholds};
+pub use result::{GateResult, GateRun, Side};
 use stats::{Better, Comparison, GateVerdict};
-
-/// Which build a run measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Base,
-    Candidate,
-}
-
-/// One run of one side.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateRun {
-    pub pair: u32,
-    pub side: Side,
-    pub deliveries_per_sec: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    /// Server CPU seconds per 1,000 deliveries.
-    pub cpu_per_1000: f64,
-    /// Every scenario threshold passed and the run completed.
-    pub correct: bool,
-    /// Failed thresholds or why the run was incomplete.
-    pub problems: Vec<String>,
-}
-
-/// Everything `compare.json` holds.
-#[derive(Debug, Serialize)]
-pub struct GateResult {
-    pub base: String,
-    pub candidate: String,
-    pub scenario: String,
-    pub pairs: u32,
-    pub tolerance: f64,
-    pub comparisons: Vec<Comparison>,
-    pub runs: Vec<GateRun>,
-    pub regression: bool,
-    pub correctness_failed: bool,
-    pub passed: bool,
-}
 
 /// Runs the gate; returns its exit code. Writes compare.md, compare.json and
 /// compare.html ([`html`]).

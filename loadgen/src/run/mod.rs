@@ -223,7 +223,8 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     let progress = Progress::new(
         quiet || coordinated,
         u64::from(segment.user_count(run.users())),
-    );
+    )
+    .feeding(live.clone());
     let mut coordinator = coordinated.then(worker_io::Coordinator::attach);
     let mut interrupt: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         match &mut coordinator {
@@ -234,7 +235,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         };
 
     let ramp_started = Instant::now();
-    let mut completion = match ramp(&run, &progress, live.as_ref(), &mut interrupt).await {
+    let mut completion = match ramp(&run, &progress, &mut interrupt).await {
         Ok(completion) => completion,
         Err(why) => {
             if let Some(server) = server {
@@ -336,7 +337,6 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             server.as_mut(),
             &resolved,
             coordinator.as_ref(),
-            live.as_ref(),
         )
         .await;
     }
@@ -440,7 +440,7 @@ pub fn report_header(
     RunReport {
         scenario_name: scenario.name().to_string(),
         scenario_path,
-        scenario: serde_json::to_value(&scenario).unwrap_or(serde_json::Value::Null),
+        scenario: serde_json::to_value(scenario).unwrap_or(serde_json::Value::Null),
         targets: targets.iter().map(|(t, _)| t.to_string()).collect(),
         server,
         loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -566,7 +566,6 @@ async fn locate_server(
 async fn ramp(
     run: &Arc<RunState>,
     progress: &Progress,
-    live: Option<&LivePicture>,
     interrupt: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> Result<Completion, String> {
     let count = run.segment.user_count(run.users());
@@ -605,12 +604,7 @@ async fn ramp(
                 }
                 _ => {}
             },
-            _ = ticker.tick() => {
-                progress.ramp(connected, failed);
-                if let Some(live) = live {
-                    live.connecting(connected, failed, u64::from(count));
-                }
-            }
+            _ = ticker.tick() => progress.ramp(connected, failed),
             _ = &mut *interrupt, if !interrupted => {
                 interrupted = true;
                 logins.abort_all();
@@ -675,7 +669,6 @@ async fn measure(
     mut server: Option<&mut ServerProcess>,
     resolved: &[(Target, SocketAddr)],
     coordinator: Option<&worker_io::Coordinator>,
-    live: Option<&LivePicture>,
 ) -> Completion {
     let phases_end = run
         .plan()
@@ -697,9 +690,6 @@ async fn measure(
         next_tick = now + INTERVAL.as_nanos() as u64;
         if let Some(last) = intervals.records.last() {
             progress.tick(&phase_name, last, &intervals.overall);
-            if let Some(live) = live {
-                live.tick(last);
-            }
             if let Some(coordinator) = coordinator {
                 coordinator.say(&worker_io::tick(intervals.records.len() - 1, last));
             }
