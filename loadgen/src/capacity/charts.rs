@@ -95,6 +95,7 @@ pub fn latency_chart(report: &CapacityReport) -> Result<String, ChartError> {
         caption: "Delivery latency by offered load".into(),
         y_desc: "latency (ms)",
         y_cap: latency_cap(&steps, limit),
+        y_from_zero: true,
         series,
         guides,
     };
@@ -112,6 +113,7 @@ pub fn throughput_chart(report: &CapacityReport) -> Result<String, ChartError> {
         caption: "Deliveries per second by offered load".into(),
         y_desc: "deliveries per second",
         y_cap: None,
+        y_from_zero: true,
         series: vec![
             step_series("offered", C_SLATE, &steps, |s| {
                 Some(s.offered_deliveries_per_sec)
@@ -154,6 +156,7 @@ pub fn resources_chart(report: &CapacityReport) -> Result<String, ChartError> {
         caption: "CPU by offered load".into(),
         y_desc: "CPU (% of one core)",
         y_cap: None,
+        y_from_zero: true,
         series: cpu_series,
         guides: cpu_guides,
     };
@@ -162,6 +165,7 @@ pub fn resources_chart(report: &CapacityReport) -> Result<String, ChartError> {
         caption: "Peak memory (RSS) by offered load".into(),
         y_desc: "RSS (MiB)",
         y_cap: None,
+        y_from_zero: true,
         series: vec![
             step_series("server", C_BLUE, &steps, |s| mib(s.server.rss_bytes)),
             step_series("loadgen", C_ORANGE, &steps, |s| mib(s.loadgen.rss_bytes)),

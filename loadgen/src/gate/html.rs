@@ -268,6 +268,7 @@ fn metric_chart(c: &Comparison, runs: &[GateRun]) -> Result<String, ChartError> 
         series: vec![side(Side::Base, C_BLUE), side(Side::Candidate, C_ORANGE)],
         guides: Vec::new(),
         y_cap: None,
+        y_from_zero: true,
     };
     let ratios = runs
         .iter()
@@ -322,6 +323,7 @@ fn metric_chart(c: &Comparison, runs: &[GateRun]) -> Result<String, ChartError> 
         .filter(|g| g.value.is_finite())
         .collect(),
         y_cap: None,
+        y_from_zero: false,
     };
     let pairs = runs.iter().map(|r| f64::from(r.pair));
     let mut axes = Axes::around("pair".into(), pairs);

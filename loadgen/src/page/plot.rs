@@ -122,6 +122,9 @@ pub struct Panel {
     pub guides: Vec<Guide>,
     /// Highest value the y axis shows; points above it are pinned to the top edge.
     pub y_cap: Option<f64>,
+    /// Whether the y axis starts at zero (amounts); `false` zooms in on the figures and
+    /// guides (ratios around 1).
+    pub y_from_zero: bool,
 }
 
 /// What a vertical marker marks.
@@ -252,6 +255,11 @@ pub fn y_range(panel: &Panel) -> Range<f64> {
         Some(cap) if cap.is_finite() && cap > 0.0 => hi.min(cap),
         _ => hi,
     };
+    if !panel.y_from_zero {
+        let (lo, hi) = widen(lo, hi);
+        let pad = (hi - lo) * 0.08;
+        return drawable(lo - pad, hi + pad);
+    }
     let lo = lo.min(0.0);
     let hi = if hi > lo { hi } else { lo + 1.0 };
     drawable(lo, hi + (hi - lo) * 0.08)

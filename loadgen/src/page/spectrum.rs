@@ -59,6 +59,7 @@ pub fn spectrum_chart(
         series,
         guides,
         y_cap: None,
+        y_from_zero: true,
     };
     let mut axes = Axes::exactly(
         "percentile (log scale: 90% is 1 in 10, 99% 1 in 100, …)".into(),

@@ -134,6 +134,7 @@ pub fn latency(picture: &RunPicture) -> Result<String, ChartError> {
             .into_iter()
             .collect(),
         y_cap: (cap > 0.0).then_some(cap),
+        y_from_zero: true,
     };
     let axes = time_axes(picture);
     render("latency over time", LATENCY_ID, SIZE, |root| {
@@ -151,6 +152,7 @@ pub fn throughput(picture: &RunPicture) -> Result<String, ChartError> {
         series: vec![per_interval("sent", C_SLATE, rows, |r| rate(r, |c| c.sent))],
         guides: Vec::new(),
         y_cap: None,
+        y_from_zero: true,
     };
     let deliveries = Panel {
         caption: "Deliveries received per second".into(),
@@ -160,6 +162,7 @@ pub fn throughput(picture: &RunPicture) -> Result<String, ChartError> {
         })],
         guides: Vec::new(),
         y_cap: None,
+        y_from_zero: true,
     };
     let axes = time_axes(picture);
     render("throughput over time", THROUGHPUT_ID, DOUBLE, |root| {
@@ -180,6 +183,7 @@ pub fn users(picture: &RunPicture) -> Result<String, ChartError> {
         })],
         guides: Vec::new(),
         y_cap: None,
+        y_from_zero: true,
     };
     let count = |f: fn(&Counters) -> u64| move |r: &IntervalFigures| Some(f(&r.counters) as f64);
     let connections = Panel {
@@ -198,6 +202,7 @@ pub fn users(picture: &RunPicture) -> Result<String, ChartError> {
         ],
         guides: Vec::new(),
         y_cap: None,
+        y_from_zero: true,
     };
     let axes = time_axes(picture);
     render("users over time", USERS_ID, DOUBLE, |root| {
@@ -240,6 +245,7 @@ pub fn errors(picture: &RunPicture) -> Result<String, ChartError> {
         ],
         guides: Vec::new(),
         y_cap: None,
+        y_from_zero: true,
     };
     let evictions = Panel {
         caption: "Relogin evictions per interval".into(),
@@ -263,6 +269,7 @@ pub fn errors(picture: &RunPicture) -> Result<String, ChartError> {
         ],
         guides: Vec::new(),
         y_cap: None,
+        y_from_zero: true,
     };
     let axes = time_axes(picture);
     render("errors over time", ERRORS_ID, DOUBLE, |root| {
