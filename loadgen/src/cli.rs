@@ -246,6 +246,12 @@ pub struct RunArgs {
     /// Allow --dashboard on an address other machines can reach (e.g. 0.0.0.0:8080).
     #[arg(long, requires = "dashboard")]
     pub dashboard_public: bool,
+    /// An extra request header of every login, NAME: VALUE (repeat for several), replacing
+    /// a same-named one of `[users] headers`; {user} and {index} become each user's name
+    /// and number. Authorization, Proxy-Authorization and Cookie values are shown as ***
+    /// in every report. Example: --header 'Authorization: Bearer {user}'
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -410,6 +416,10 @@ pub struct ClientArgs {
     /// Handshake deadline.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: std::time::Duration,
+    /// An extra request header of the login, NAME: VALUE (repeat for several); {user}
+    /// becomes the user's name. Example: --header 'Authorization: Bearer {user}'
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

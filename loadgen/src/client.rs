@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::cli::ClientArgs;
 use crate::connection::{self, FrameReader, Incoming, ReadStream, Writer};
 use crate::exit::Exit;
+use crate::headers::{with_flags, LoginHeaders};
 use crate::stamp::Stamp;
 use crate::target::Target;
 
@@ -58,14 +59,26 @@ pub async fn main(args: ClientArgs) -> Exit {
             return Exit::CouldNotRun;
         }
     };
-    let connected =
-        match connection::connect(&target, addr, &args.user, args.connect_timeout, None).await {
-            Ok(connected) => connected,
-            Err(error) => {
-                eprintln!("loadgen client: {error}");
-                return Exit::CouldNotRun;
-            }
-        };
+    let headers = match with_flags(&Default::default(), &args.headers)
+        .and_then(|headers| LoginHeaders::of(&headers))
+    {
+        Ok(headers) => headers.render(&args.user, 0),
+        Err(error) => {
+            eprintln!("loadgen client: --header {error}");
+            return Exit::Usage;
+        }
+    };
+    let login = connection::Login {
+        headers: &headers,
+        ..connection::Login::plain(&args.user, args.connect_timeout)
+    };
+    let connected = match connection::connect(&target, addr, &login).await {
+        Ok(connected) => connected,
+        Err(error) => {
+            eprintln!("loadgen client: {error}");
+            return Exit::CouldNotRun;
+        }
+    };
     eprintln!("connected to {target} as {}", args.user);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let reader = tokio::spawn(read_loop(connected.read, events_tx));

@@ -90,18 +90,39 @@ pub struct Connected {
     pub write: Writer,
 }
 
-/// Opens a TCP connection to `addr` (from local address `source`, or one the kernel
-/// chooses) and logs in as `user` at `target`'s path.
+/// Who logs in, and how.
+pub struct Login<'a> {
+    pub user: &'a str,
+    /// Extra request headers, rendered for this user (`[users] headers`, `--header`).
+    pub headers: &'a [(String, String)],
+    /// Deadline of the whole handshake.
+    pub timeout: Duration,
+    /// Local address to leave from; the kernel chooses when `None`.
+    pub source: Option<IpAddr>,
+}
+
+impl<'a> Login<'a> {
+    /// A login as `user` with no extra headers, from an address the kernel chooses.
+    pub fn plain(user: &'a str, timeout: Duration) -> Login<'a> {
+        Login {
+            user,
+            headers: &[],
+            timeout,
+            source: None,
+        }
+    }
+}
+
+/// Opens a TCP connection to `addr` (from the login's source address, or one the kernel
+/// chooses) and logs in at `target`'s path.
 pub async fn connect(
     target: &Target,
     addr: SocketAddr,
-    user: &str,
-    timeout: Duration,
-    source: Option<IpAddr>,
+    login: &Login<'_>,
 ) -> Result<Connected, ConnectError> {
-    tokio::time::timeout(timeout, handshake(target, addr, user, source))
+    tokio::time::timeout(login.timeout, handshake(target, addr, login))
         .await
-        .map_err(|_| ConnectError::Timeout(timeout))?
+        .map_err(|_| ConnectError::Timeout(login.timeout))?
 }
 
 /// A TCP connection to `addr`, leaving from `source` when one is given.
@@ -161,14 +182,13 @@ fn choose_port_at_connect(_socket: &TcpSocket) {}
 async fn handshake(
     target: &Target,
     addr: SocketAddr,
-    user: &str,
-    source: Option<IpAddr>,
+    login: &Login<'_>,
 ) -> Result<Connected, ConnectError> {
-    let stream = open_tcp(addr, source).await?;
+    let stream = open_tcp(addr, login.source).await?;
     let _ = stream.set_nodelay(true);
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method("GET")
-        .uri(format!("{}?user={}", target.path, encode_name(user)))
+        .uri(format!("{}?user={}", target.path, encode_name(login.user)))
         .header(HOST, target.authority())
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "upgrade")
@@ -176,7 +196,14 @@ async fn handshake(
             "Sec-WebSocket-Key",
             fastwebsockets::handshake::generate_key(),
         )
-        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Version", "13");
+    for (name, value) in login.headers {
+        // Any UTF-8 (a user's name) is sent as its bytes (obs-text); checked names only.
+        let value = hyper::header::HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|_| ConnectError::Handshake(format!("header {name} cannot be sent")))?;
+        request = request.header(name.as_str(), value);
+    }
+    let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -309,9 +336,13 @@ mod tests {
         let target: Target = "ws://127.0.0.1:1/".parse().expect("a URL");
         let addr = "127.0.0.1:1".parse().expect("an address");
         let timeout = Duration::from_secs(2);
+        let target = &target;
         let connect = |source: &str| {
-            let source = source.parse().ok();
-            connect(&target, addr, "ann", timeout, source)
+            let login = Login {
+                source: source.parse().ok(),
+                ..Login::plain("ann", timeout)
+            };
+            async move { connect(target, addr, &login).await }
         };
         let Err(error) = connect("192.0.2.1").await else {
             panic!("192.0.2.1 is not on this machine");

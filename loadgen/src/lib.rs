@@ -45,6 +45,7 @@ pub mod duration;
 pub mod exit;
 pub mod fleet;
 pub mod gate;
+pub mod headers;
 pub mod lag;
 pub mod nofile;
 pub mod page;

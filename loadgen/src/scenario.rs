@@ -4,7 +4,7 @@
 //! mistake is reported as the file, the field and the reason (exit code 2) before any
 //! connection is made. `scenarios/README.md` documents every field.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use crate::segment::{Segment, MAX_SEGMENTS};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Span;
+use crate::headers::{HeaderValue, LoginHeaders};
 use crate::stamp::{Stamp, FROM};
 use crate::target::Target;
 use crate::thresholds::Thresholds;
@@ -112,9 +113,18 @@ pub struct Users {
     /// Linux); [`crate::ports`] refuses a run that would run out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_addresses: Vec<String>,
+    /// Extra request headers of every login (`Authorization = "Bearer {user}"`), each a
+    /// template of `{user}` and `{index}`; see [`crate::headers`] for which are secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, HeaderValue>,
 }
 
 impl Users {
+    /// `headers`, checked (validation has refused any that cannot be sent).
+    pub fn login_headers(&self) -> LoginHeaders {
+        LoginHeaders::of(&self.headers).unwrap_or_default()
+    }
+
     /// `source_addresses` as addresses (validation has refused any that is not one).
     pub fn source_ips(&self) -> Vec<IpAddr> {
         self.source_addresses
@@ -415,6 +425,9 @@ impl Scenario {
         }
         if users.connect_timeout.0.is_zero() {
             return fail("users.connect_timeout", "must be above zero".into());
+        }
+        if let Err(error) = LoginHeaders::of(&users.headers) {
+            return fail("users.headers", error.to_string());
         }
         let mut sources = HashSet::new();
         for (i, text) in users.source_addresses.iter().enumerate() {

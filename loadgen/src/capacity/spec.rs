@@ -349,6 +349,7 @@ impl CapacitySpec {
                 connect_timeout: load.connect_timeout,
                 relogin_target: Default::default(),
                 source_addresses: Vec::new(),
+                headers: Default::default(),
             },
             verify: self.verify.clone(),
             phases: vec![

@@ -130,8 +130,12 @@ impl Peer {
         name: &str,
     ) -> Result<Peer, ConnectError> {
         let (target, addr) = &endpoint.nodes[node % endpoint.nodes.len()];
-        let connected =
-            connection::connect(target, *addr, name, endpoint.connect_timeout, None).await?;
+        let connected = connection::connect(
+            target,
+            *addr,
+            &connection::Login::plain(name, endpoint.connect_timeout),
+        )
+        .await?;
         Ok(Peer::from_connected(name, connected))
     }
 

@@ -36,7 +36,13 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
     let stalled_name = format!("{prefix}stalled");
     // On a third node when there are several: the stall must not hold up any node.
     let (target, addr) = &endpoint.nodes[2 % endpoint.nodes.len()];
-    let mut stalled = match connection::connect(target, *addr, &stalled_name, timeout, None).await {
+    let mut stalled = match connection::connect(
+        target,
+        *addr,
+        &connection::Login::plain(&stalled_name, timeout),
+    )
+    .await
+    {
         Ok(connected) => connected,
         Err(error) => return CheckOutcome::fail(format!("login failed: {error}")),
     };

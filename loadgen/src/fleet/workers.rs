@@ -28,7 +28,6 @@ use tokio::task::JoinSet;
 
 use super::file::SegmentFile;
 use super::merge::{self, Found};
-use crate::nofile;
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{histogram_from_text, new_histogram, Counters, IntervalRecord};
@@ -38,6 +37,7 @@ use crate::run::{self, plan, Completion, RunError, RunRequest};
 use crate::scenario::{Scenario, Targets};
 use crate::segment::{self, Segment, WorkerLine};
 use crate::target::Target;
+use crate::{headers, nofile};
 
 /// A worker's pid in [`segment::live_workers`] for as long as this lives.
 struct WorkerPid(u32);
@@ -127,13 +127,17 @@ async fn coordinate(
     std::fs::create_dir_all(dir)
         .map_err(|e| could_not(format!("cannot create {}: {e}", dir.display())))?;
     let scenario_file = dir.join("scenario.toml");
-    let text = toml::to_string(&scenario)
+    // Secret header values stay out of the file: the workers get them in their environment.
+    let (masked, secrets) = headers::split_secrets(&scenario.users.headers);
+    let mut written = scenario.clone();
+    written.users.headers = masked;
+    let text = toml::to_string(&written)
         .map_err(|e| could_not(format!("cannot write the scenario for the workers: {e}")))?;
     std::fs::write(&scenario_file, text)
         .map_err(|e| could_not(format!("cannot write {}: {e}", scenario_file.display())))?;
 
     let ramp_started = std::time::Instant::now();
-    let mut fleet = Fleet::start(&scenario_file, workers, dir)?;
+    let mut fleet = Fleet::start(&scenario_file, workers, dir, &secrets)?;
     let progress = Progress::new(quiet, u64::from(scenario.users.count)).feeding(live.cloned());
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
     let ramp_s = f64::from(scenario.users.count) / plan::ramp_rate(&scenario);
@@ -231,7 +235,12 @@ struct Fleet {
 
 impl Fleet {
     /// Starts `workers` segment processes of `scenario_file`, their folders under `dir`.
-    fn start(scenario_file: &Path, workers: u32, dir: &Path) -> Result<Fleet, RunError> {
+    fn start(
+        scenario_file: &Path,
+        workers: u32,
+        dir: &Path,
+        secrets: &str,
+    ) -> Result<Fleet, RunError> {
         let exe = std::env::current_exe()
             .map_err(|e| could_not(format!("cannot find the loadgen executable: {e}")))?;
         let seed = segment::unix_now_ns() ^ u64::from(std::process::id());
@@ -258,6 +267,7 @@ impl Fleet {
                 .arg(run_id.to_string())
                 .arg("--out")
                 .arg(&folder)
+                .env(headers::SECRETS_ENV, secrets)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -184,6 +184,23 @@ fn setup_rows(report: &RunReport) -> Vec<(&'static str, String)> {
         ),
     ));
     rows.push(("Phases", phases_text(scenario)));
+    if let Some(headers) = scenario
+        .pointer("/users/headers")
+        .and_then(|h| h.as_object())
+    {
+        // Secret values are masked in the scenario as run (`crate::headers`).
+        let shown: Vec<String> = headers
+            .iter()
+            .map(|(name, value)| {
+                let value = value
+                    .as_str()
+                    .or_else(|| value.get("value").and_then(|v| v.as_str()))
+                    .unwrap_or("?");
+                format!("{name}: {value}")
+            })
+            .collect();
+        rows.push(("Login headers", shown.join("; ")));
+    }
     rows.push((
         "Warm-up",
         match scenario.get("warmup").and_then(|w| w.as_str()) {

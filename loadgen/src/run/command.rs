@@ -9,6 +9,7 @@ use crate::cli::RunArgs;
 use crate::dashboard::Dashboard;
 use crate::exit::Exit;
 use crate::fleet::{self, file::SegmentFile};
+use crate::headers;
 use crate::report::live::LivePicture;
 use crate::report::{self, RunReport};
 use crate::scenario::Scenario;
@@ -16,13 +17,28 @@ use crate::segment::{self, WorkerLine};
 use crate::target;
 
 pub async fn main(args: RunArgs) -> Exit {
-    let scenario = match Scenario::load(&args.scenario) {
+    let mut scenario = match Scenario::load(&args.scenario) {
         Ok(scenario) => scenario,
         Err(error) => {
             eprintln!("loadgen: {error}");
             return Exit::Usage;
         }
     };
+    // A worker's secret header values come through its environment, never a file.
+    if args.coordinated {
+        if let Ok(secrets) = std::env::var(headers::SECRETS_ENV) {
+            headers::restore_secrets(&mut scenario.users.headers, &secrets);
+        }
+    }
+    match headers::with_flags(&scenario.users.headers, &args.headers)
+        .and_then(|merged| headers::LoginHeaders::of(&merged).map(|_| merged))
+    {
+        Ok(merged) => scenario.users.headers = merged,
+        Err(error) => {
+            eprintln!("loadgen: --header {error}");
+            return Exit::Usage;
+        }
+    }
     if let Err(error) = target::check_all(&args.targets) {
         eprintln!("loadgen: --target {error}");
         return Exit::Usage;

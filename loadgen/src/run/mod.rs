@@ -440,7 +440,11 @@ pub fn report_header(
     RunReport {
         scenario_name: scenario.name().to_string(),
         scenario_path,
-        scenario: serde_json::to_value(scenario).unwrap_or(serde_json::Value::Null),
+        scenario: {
+            let mut json = serde_json::to_value(scenario).unwrap_or(serde_json::Value::Null);
+            crate::headers::mask_json(&mut json, &scenario.users.login_headers());
+            json
+        },
         targets: targets.iter().map(|(t, _)| t.to_string()).collect(),
         server,
         loadgen_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -20,6 +20,7 @@ use super::conn::{Conn, Ended};
 use super::plan::{self, PhasePlan};
 use super::prober::{ProbeLine, SentProbe};
 use crate::checks::delivery::SessionLedger;
+use crate::headers::LoginHeaders;
 use crate::lag::LagMeter;
 use crate::record::Recorder;
 use crate::scenario::{ReloginTarget, Scenario};
@@ -94,6 +95,8 @@ pub struct RunState {
     pub recorder: Recorder,
     /// Handshake deadline of every login.
     pub connect_timeout: Duration,
+    /// Extra request headers of every login (`[users] headers`).
+    pub headers: LoginHeaders,
     /// How long after its handshake a session counts as online (the loss window).
     pub settle_ns: u64,
     /// Largest frame accepted from the server.
@@ -172,6 +175,7 @@ impl RunState {
             targets,
             sources: scenario.users.source_ips(),
             connect_timeout: scenario.users.connect_timeout.0,
+            headers: scenario.users.login_headers(),
             settle_ns: scenario.verify.settle.0.as_nanos() as u64,
             max_frame: (max_message + 256).max(1 << 16) * 2,
             next_conn_id: AtomicU64::new(1),

@@ -33,8 +33,15 @@ pub async fn open(
         run.target_for_relogin(user)
     };
     let source = run.source_for(user);
-    let Connected { read, write } =
-        connection::connect(target, addr, run.name(user), run.connect_timeout, source).await?;
+    let name = run.name(user);
+    let headers = run.headers.render(name, user);
+    let login = connection::Login {
+        user: name,
+        headers: &headers,
+        timeout: run.connect_timeout,
+        source,
+    };
+    let Connected { read, write } = connection::connect(target, addr, &login).await?;
     let conn = Arc::new(Conn::new(
         run.next_conn_id(),
         user,
