@@ -16,11 +16,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::login::{self, Refusal};
 use crate::shutdown::ShutdownSignal;
+use crate::transport::ClientStream;
 use crate::unread::UnreadLimit;
 use crate::{session, Shared};
 
@@ -28,8 +28,8 @@ use crate::{session, Shared};
 /// allowed read buffer is 8 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// Serves one accepted TCP connection until it is upgraded, closed, or shutdown begins.
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
+/// Serves one accepted connection until it is upgraded, closed, or shutdown begins.
+pub(crate) async fn serve(stream: ClientStream, shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
     let _task = shared.tasks.track();
     let (header_timeout, unread_timeout) =
         (shared.config.header_timeout, shared.config.unread_timeout);

@@ -14,7 +14,8 @@
 //! idle sweeper), `metrics` (the counters behind `/metrics`) and `shutdown` (the signal
 //! every task watches). With a cluster bus (`Config::bus`), `bus` joins nodes into one
 //! server over Redis (docs/protocol.md C1–C6); without one the server is a complete
-//! single node.
+//! single node. With `Config::tls` ([`tls::server_config`]) connections are TLS
+//! (`wss://`), through `transport`, which gives plain and TLS connections one type.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chat_server::Error> {
@@ -36,6 +37,8 @@ mod outbox;
 mod registry;
 mod session;
 mod shutdown;
+pub mod tls;
+mod transport;
 mod unread;
 
 pub use budget::InboundBudget;
@@ -55,6 +58,7 @@ use crate::metrics::Metrics;
 use crate::outbox::QueueLimit;
 use crate::registry::SessionRegistry;
 use crate::shutdown::{ShutdownSignal, TaskCount};
+use crate::transport::ClientStream;
 
 /// Everything the server can be told. [`Config::default`] matches the demo where it has a
 /// default (docs/protocol.md O4) and the protocol's limits elsewhere.
@@ -97,6 +101,9 @@ pub struct Config {
     /// Bind the listen address with `SO_REUSEPORT`, so several nodes on one machine share
     /// one address and the kernel spreads connections over them ([`Server::start`] only).
     pub reuse_port: bool,
+    /// Terminate TLS with this configuration ([`tls::server_config`]): `wss://` logins and
+    /// `https://` for `/healthz` and `/metrics`. `None`: plain `ws://` and `http://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// A deliberate defect, for proving that checks fail on a broken server. `None` in
     /// any real use; the binary has no flag for it. Only a build with the cargo feature
     /// `fault-injection` accepts one: without it, starting refuses the configuration
@@ -122,6 +129,7 @@ impl Default for Config {
             inbound: InboundBudget::default(),
             bus: None,
             reuse_port: false,
+            tls: None,
             fault: None,
         }
     }
@@ -420,6 +428,11 @@ fn faults_built_in(fault: Option<Fault>, built_in: bool) -> Result<(), Error> {
 /// Accepts connections until shutdown. Errors (such as running out of file descriptors)
 /// back off and retry rather than ending the server.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
+    let acceptor = shared
+        .config
+        .tls
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
     let mut backoff = Duration::from_millis(5);
     // Out of file descriptors, accept fails for every pending connection: say so once a
     // second with a count, not once per attempt (R5).
@@ -433,7 +446,23 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: S
             Ok((stream, _peer)) => {
                 backoff = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(http::serve(stream, shared.clone(), shutdown.clone()));
+                match &acceptor {
+                    Some(acceptor) => {
+                        let handshake = tls_handshake(acceptor.clone(), stream, shared.clone());
+                        let shutdown = shutdown.clone();
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            if let Some(tls) = handshake.await {
+                                http::serve(ClientStream::Tls(Box::new(tls)), shared, shutdown)
+                                    .await;
+                            }
+                        });
+                    }
+                    None => {
+                        let stream = ClientStream::Plain(stream);
+                        tokio::spawn(http::serve(stream, shared.clone(), shutdown.clone()));
+                    }
+                }
             }
             Err(error) => {
                 if let Some(suppressed) = warnings.admit(Instant::now()) {
@@ -445,6 +474,32 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: S
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
+        }
+    }
+}
+
+/// The TLS handshake of an accepted connection, within the header timeout (a client that
+/// never finishes its handshake holds a socket no longer than one that never sends its
+/// request head); `None` when it failed, counted in `/metrics`.
+async fn tls_handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let _task = shared.tasks.track();
+    match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            Metrics::inc(&shared.metrics.tls_handshakes);
+            Some(tls)
+        }
+        Ok(Err(error)) => {
+            Metrics::inc(&shared.metrics.tls_handshake_failures);
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            Metrics::inc(&shared.metrics.tls_handshake_failures);
+            None
         }
     }
 }

@@ -5,6 +5,7 @@
 //! bad value); 2 for bad usage (clap's own).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +17,11 @@ use clap::Parser;
 ///
 /// Also serves `GET /healthz` and `GET /metrics` (Prometheus text). Every flag can be set
 /// from the environment variable shown. Exit codes: 0 graceful shutdown, 1 cannot start
-/// (address in use, Redis unreachable), 2 bad usage.
+/// (address in use, Redis unreachable, a certificate or key that cannot be used), 2 bad
+/// usage.
+///
+/// TLS: `--tls-cert chain.pem --tls-key key.pem` serves wss:// (and https://) on the
+/// listen address instead of ws://.
 ///
 /// Cluster: nodes started with the same `--bus redis://HOST:PORT` act as one server
 /// (a relogin on one node evicts the session on another; every message reaches every
@@ -82,6 +87,13 @@ struct Args {
     /// upgrade) before the connection is ended.
     #[arg(long, env = "CHAT_UNREAD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     unread_timeout: Duration,
+    /// Serve wss:// (and https:// for /healthz and /metrics) with this certificate chain
+    /// (PEM, leaf first); needs --tls-key. Without both, plain ws:// and http://.
+    #[arg(long, env = "CHAT_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CHAT_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     log: String,
@@ -113,6 +125,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_target(false)
         .init();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(chat_server::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let config = Config {
         listen: args.listen,
         server_id: args.id,
@@ -132,6 +148,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         unread_timeout: args.unread_timeout,
         bus: args.bus,
         reuse_port: args.reuse_port,
+        tls,
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

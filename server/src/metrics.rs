@@ -67,6 +67,10 @@ pub struct Metrics {
     pub cross_node_evictions: AtomicU64,
     /// This node's probes through the bus and back.
     pub bus_round_trip: RoundTrips,
+    /// TLS handshakes completed (with `Config::tls`).
+    pub tls_handshakes: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// A Prometheus histogram of bus round trips, in fixed buckets.
@@ -228,6 +232,18 @@ impl Metrics {
             "counter",
             "Successful logins.",
             &self.logins,
+        );
+        metric(
+            "tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed (0 without TLS).",
+            &self.tls_handshakes,
+        );
+        metric(
+            "tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out.",
+            &self.tls_handshake_failures,
         );
         metric(
             "evictions_total",
@@ -395,7 +411,7 @@ mod tests {
         assert!(text.contains("chat_deliveries_out_total{server_id=\"a\\\"b\"} 1\n"));
         assert!(text.contains("reason=\"empty_user\"} 1\n"));
         assert!(text.contains("reason=\"missing_user\"} 0\n"));
-        assert_eq!(text.matches("# TYPE chat_").count(), 13);
+        assert_eq!(text.matches("# TYPE chat_").count(), 15);
     }
 
     #[test]

@@ -21,7 +21,6 @@ use bytes::{Buf, Bytes};
 use fastwebsockets::{upgrade::UpgradeFut, CloseCode, Frame, OpCode, Role, WebSocketError};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 use tracing::debug;
 
@@ -30,6 +29,7 @@ use crate::frame::{self, close_code};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing, Pushed};
 use crate::registry::Registered;
+use crate::transport::{SessionRead, SessionWrite};
 use crate::unread::UnreadLimit;
 use crate::Shared;
 
@@ -127,7 +127,7 @@ impl Session {
 
 /// The bytes of a connection after the upgrade: whatever hyper had already read past the
 /// handshake, then the socket.
-type ReadStream = tokio::io::Chain<Cursor<Bytes>, OwnedReadHalf>;
+type ReadStream = tokio::io::Chain<Cursor<Bytes>, SessionRead>;
 
 /// Registers a login as `name`'s session, evicting its predecessor (S4), before the
 /// `101` is sent (docs/protocol.md R6): a client that saw this login's `101` before it
@@ -184,7 +184,7 @@ pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: Upg
     // hyper hands back its whole read buffer behind `read_buf`, even when nothing is left
     // in it: copy out the leftover so that buffer is freed (it would otherwise cost every
     // idle session several KiB).
-    let Some((tcp, leftover)) = upgraded.map(|parts| {
+    let Some((connection, leftover)) = upgraded.map(|parts| {
         (
             parts.io.into_inner().into_inner(),
             Bytes::copy_from_slice(&parts.read_buf),
@@ -194,7 +194,7 @@ pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: Upg
         shared.registry.unregister(&session, &shared.metrics);
         return;
     };
-    let (read_half, write_half) = tcp.into_split();
+    let (read_half, write_half) = connection.into_split();
     let mut writer = tokio::spawn(write_loop(write_half, session.clone(), shared.clone()));
 
     let mut stream = AsyncReadExt::chain(Cursor::new(leftover), read_half);
@@ -517,7 +517,7 @@ fn violation_for(error: WebSocketError) -> Event {
 }
 
 /// The only writer of the socket: drains the outbox in batches until it is closed.
-async fn write_loop(mut socket: OwnedWriteHalf, session: Arc<Session>, shared: Arc<Shared>) {
+async fn write_loop(mut socket: SessionWrite, session: Arc<Session>, shared: Arc<Shared>) {
     let mut batch = VecDeque::new();
     loop {
         let last = session.outbox.next_batch(&mut batch).await;
@@ -540,7 +540,7 @@ async fn write_loop(mut socket: OwnedWriteHalf, session: Arc<Session>, shared: A
 
 /// Writes every frame in `batch` with vectored writes, counting bytes and deliveries.
 async fn write_batch(
-    socket: &mut OwnedWriteHalf,
+    socket: &mut SessionWrite,
     batch: &mut VecDeque<Outgoing>,
     metrics: &Metrics,
 ) -> io::Result<()> {
@@ -575,7 +575,8 @@ async fn write_batch(
             batch.pop_front();
         }
     }
-    Ok(())
+    // TLS holds written records until flushed; for plain TCP this does nothing.
+    socket.flush().await
 }
 
 /// Busy work per delivery, compiled in only with the `gate-slowdown` feature: a fixed

@@ -1,4 +1,4 @@
-//! A TCP stream, before the upgrade, that gives up on a client that does not read
+//! A client's stream (plain or TLS), before the upgrade, that gives up on a client that does not read
 //! (docs/protocol.md R4): when a write has waited `limit` for room in the socket, the
 //! write fails and hyper ends the connection.
 //!
@@ -14,20 +14,21 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::transport::ClientStream;
 use tokio::time::{Instant, Sleep};
 
 /// A stream whose writes fail after waiting `limit` for a peer that does not read.
 #[derive(Debug)]
 pub(crate) struct UnreadLimit {
-    stream: TcpStream,
+    stream: ClientStream,
     limit: Duration,
     /// Running while a write is blocked; `None` while writes proceed.
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl UnreadLimit {
-    pub(crate) fn new(stream: TcpStream, limit: Duration) -> Self {
+    pub(crate) fn new(stream: ClientStream, limit: Duration) -> Self {
         UnreadLimit {
             stream,
             limit,
@@ -36,7 +37,7 @@ impl UnreadLimit {
     }
 
     /// The stream itself (after the upgrade, when the session takes over writing).
-    pub(crate) fn into_inner(self) -> TcpStream {
+    pub(crate) fn into_inner(self) -> ClientStream {
         self.stream
     }
 

@@ -31,7 +31,7 @@ pub async fn start_default() -> ServerHandle {
     start(Config::default()).await
 }
 
-struct SpawnExecutor;
+pub struct SpawnExecutor;
 impl<F> hyper::rt::Executor<F> for SpawnExecutor
 where
     F: Future + Send + 'static,
@@ -65,7 +65,7 @@ pub struct Client {
 }
 
 impl Client {
-    fn over(stream: Box<dyn Stream>) -> Client {
+    pub fn over(stream: Box<dyn Stream>) -> Client {
         let mut ws = WebSocket::after_handshake(stream, Role::Client);
         ws.set_auto_close(false);
         ws.set_auto_pong(true);
