@@ -252,6 +252,44 @@ pub struct RunArgs {
     /// in every report. Example: --header 'Authorization: Bearer {user}'
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How `wss://` targets are verified (every command that connects has these).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Trust the CA certificates of this PEM file too (a private CA), besides the public
+    /// roots compiled into loadgen (Mozilla's).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate, unverified. Only when asked for: every report says
+    /// that the run was insecure.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Do not resume TLS sessions: every login makes a full handshake.
+    #[arg(long)]
+    pub no_tls_resumption: bool,
+}
+
+impl TlsArgs {
+    /// `settings` with these flags applied.
+    pub fn apply(&self, settings: &mut crate::tls::TlsSettings) {
+        if let Some(ca) = &self.ca_file {
+            settings.ca_file = Some(ca.clone());
+        }
+        settings.insecure |= self.insecure;
+        if self.no_tls_resumption {
+            settings.resumption = false;
+        }
+    }
+
+    /// The settings of these flags alone.
+    pub fn settings(&self) -> crate::tls::TlsSettings {
+        let mut settings = crate::tls::TlsSettings::default();
+        self.apply(&mut settings);
+        settings
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -397,6 +435,8 @@ pub struct ConformArgs {
     /// Upper bound on any one check.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub check_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -420,6 +460,8 @@ pub struct ClientArgs {
     /// becomes the user's name. Example: --header 'Authorization: Bearer {user}'
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -19,6 +19,7 @@ use crate::exit::Exit;
 use crate::headers::{with_flags, LoginHeaders};
 use crate::stamp::Stamp;
 use crate::target::Target;
+use crate::tls::TlsClient;
 
 /// The Close code of an eviction (docs/protocol.md S4).
 const REPLACED: u16 = 4001;
@@ -68,8 +69,16 @@ pub async fn main(args: ClientArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    let tls = match TlsClient::new(&args.tls.settings()) {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("loadgen client: --ca-file: {error}");
+            return Exit::Usage;
+        }
+    };
     let login = connection::Login {
         headers: &headers,
+        tls: Some(&tls),
         ..connection::Login::plain(&args.user, args.connect_timeout)
     };
     let connected = match connection::connect(&target, addr, &login).await {

@@ -1,5 +1,6 @@
-//! One client WebSocket connection: the login handshake, then a frame reader and a frame
-//! writer over the two halves of the TCP stream.
+//! One client WebSocket connection: TCP (and TLS for `wss://`, [`crate::tls`]), the login
+//! handshake, then a frame reader and a frame writer over the two halves of the stream
+//! ([`crate::transport`]).
 //!
 //! The handshake is done with hyper's client directly (as fastwebsockets' helper does, but
 //! without its stderr logging). Afterwards hyper's read buffer is copied out and freed, and
@@ -22,16 +23,17 @@ use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::target::{encode_name, Target};
+use crate::tls::TlsClient;
+use crate::transport::{ClientStream, StreamRead, StreamWrite};
 
-/// The bytes from the server: what hyper read past the handshake, then the socket.
-pub type ReadStream = tokio::io::Chain<Cursor<Bytes>, OwnedReadHalf>;
+/// The bytes from the server: what hyper read past the handshake, then the stream.
+pub type ReadStream = tokio::io::Chain<Cursor<Bytes>, StreamRead>;
 
 /// The sending side of a connection.
-pub type Writer = WebSocketWrite<OwnedWriteHalf>;
+pub type Writer = WebSocketWrite<StreamWrite>;
 
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,8 @@ pub enum ConnectError {
          its destination's IP family"
     )]
     Family { local: IpAddr, addr: SocketAddr },
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
     #[error("login refused with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
     #[error("handshake failed: {0}")]
@@ -78,6 +82,7 @@ impl ConnectError {
                 | ConnectError::TcpFrom { .. }
                 | ConnectError::Bind { .. }
                 | ConnectError::Family { .. }
+                | ConnectError::Tls { .. }
         )
     }
 }
@@ -99,6 +104,8 @@ pub struct Login<'a> {
     pub timeout: Duration,
     /// Local address to leave from; the kernel chooses when `None`.
     pub source: Option<IpAddr>,
+    /// How to make a `wss://` connection; the default settings when `None`.
+    pub tls: Option<&'a TlsClient>,
 }
 
 impl<'a> Login<'a> {
@@ -109,6 +116,7 @@ impl<'a> Login<'a> {
             headers: &[],
             timeout,
             source: None,
+            tls: None,
         }
     }
 }
@@ -123,6 +131,26 @@ pub async fn connect(
     tokio::time::timeout(login.timeout, handshake(target, addr, login))
         .await
         .map_err(|_| ConnectError::Timeout(login.timeout))?
+}
+
+/// A connection to `target` at `addr`: TCP from `source` (or an address the kernel
+/// chooses), then TLS for `wss://` with `tls` (the default settings when `None`).
+pub async fn open(
+    target: &Target,
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    tls: Option<&TlsClient>,
+) -> Result<ClientStream, ConnectError> {
+    let tcp = open_tcp(addr, source).await?;
+    let _ = tcp.set_nodelay(true);
+    if !target.tls {
+        return Ok(ClientStream::Plain(tcp));
+    }
+    let tls = tls.unwrap_or_else(|| TlsClient::shared_default());
+    tls.connect(&target.host, tcp)
+        .await
+        .map(|stream| ClientStream::Tls(Box::new(stream)))
+        .map_err(|reason| ConnectError::Tls { addr, reason })
 }
 
 /// A TCP connection to `addr`, leaving from `source` when one is given.
@@ -184,8 +212,7 @@ async fn handshake(
     addr: SocketAddr,
     login: &Login<'_>,
 ) -> Result<Connected, ConnectError> {
-    let stream = open_tcp(addr, login.source).await?;
-    let _ = stream.set_nodelay(true);
+    let stream = open(target, addr, login.source, login.tls).await?;
     let mut request = Request::builder()
         .method("GET")
         .uri(format!("{}?user={}", target.path, encode_name(login.user)))
@@ -225,8 +252,8 @@ async fn handshake(
         .await
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let parts = upgraded
-        .downcast::<TokioIo<TcpStream>>()
-        .map_err(|_| ConnectError::Handshake("upgraded stream is not TCP".into()))?;
+        .downcast::<TokioIo<ClientStream>>()
+        .map_err(|_| ConnectError::Handshake("upgraded stream is not ours".into()))?;
     let (read, write) = parts.io.into_inner().into_split();
     // Copying the leftover frees hyper's whole read buffer, which `read_buf` points into.
     let leftover = Bytes::copy_from_slice(&parts.read_buf);

@@ -66,5 +66,7 @@ pub mod server_process;
 pub mod stamp;
 pub mod target;
 pub mod thresholds;
+pub mod tls;
 pub mod toml_file;
+pub mod transport;
 pub mod xml;

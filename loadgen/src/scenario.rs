@@ -16,6 +16,7 @@ use crate::headers::{HeaderValue, LoginHeaders};
 use crate::stamp::{Stamp, FROM};
 use crate::target::Target;
 use crate::thresholds::Thresholds;
+use crate::tls::{TlsClient, TlsSettings};
 use crate::toml_file::{self, Invalid, TomlFile, TomlFileError};
 
 /// The longest user name the protocol's reference server accepts (docs/protocol.md S3).
@@ -117,6 +118,13 @@ pub struct Users {
     /// template of `{user}` and `{index}`; see [`crate::headers`] for which are secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, HeaderValue>,
+    /// How `wss://` targets are verified and whether sessions resume ([`crate::tls`]).
+    #[serde(default, skip_serializing_if = "is_default_tls")]
+    pub tls: TlsSettings,
+}
+
+fn is_default_tls(tls: &TlsSettings) -> bool {
+    *tls == TlsSettings::default()
 }
 
 impl Users {
@@ -428,6 +436,11 @@ impl Scenario {
         }
         if let Err(error) = LoginHeaders::of(&users.headers) {
             return fail("users.headers", error.to_string());
+        }
+        if users.tls.ca_file.is_some() {
+            if let Err(error) = TlsClient::new(&users.tls) {
+                return fail("users.tls.ca_file", error.to_string());
+            }
         }
         let mut sources = HashSet::new();
         for (i, text) in users.source_addresses.iter().enumerate() {

@@ -1,5 +1,5 @@
-//! A server to load: `ws://HOST[:PORT][/PATH]`, parsed without a URL crate because the
-//! protocol only ever needs these three parts. `wss://` is refused with a clear message.
+//! A server to load: `ws://HOST[:PORT][/PATH]` or `wss://…` (TLS, [`crate::tls`]), parsed
+//! without a URL crate because the protocol only ever needs these parts.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,18 +9,18 @@ use std::str::FromStr;
 pub struct Target {
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
-    /// TCP port (80 when the URL has none).
+    /// TCP port (80 for `ws://`, 443 for `wss://` when the URL has none).
     pub port: u16,
     /// Path without the query; `/` when the URL has none.
     pub path: String,
+    /// `wss://`: the connection is TLS.
+    pub tls: bool,
 }
 
 /// Why a URL is not a usable target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error("{0:?}: TLS (wss://) is not supported; use ws://")]
-    Tls(String),
-    #[error("{0:?}: not a ws:// URL")]
+    #[error("{0:?}: not a ws:// or wss:// URL")]
     Scheme(String),
     #[error("{0:?}: no host")]
     NoHost(String),
@@ -35,10 +35,10 @@ impl FromStr for Target {
 
     fn from_str(url: &str) -> Result<Target, TargetError> {
         let owned = || url.to_string();
-        let rest = if let Some(rest) = url.strip_prefix("ws://") {
-            rest
-        } else if url.starts_with("wss://") {
-            return Err(TargetError::Tls(owned()));
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("ws://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (rest, true)
         } else {
             return Err(TargetError::Scheme(owned()));
         };
@@ -63,6 +63,7 @@ impl FromStr for Target {
             return Err(TargetError::NoHost(owned()));
         }
         let port = match port {
+            None if tls => 443,
             None => 80,
             Some(port) => port.parse().map_err(|_| TargetError::Port(owned()))?,
         };
@@ -70,6 +71,7 @@ impl FromStr for Target {
             host: host.to_string(),
             port,
             path: path.to_string(),
+            tls,
         })
     }
 }
@@ -87,7 +89,8 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws://{}{}", self.authority(), self.path)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.path)
     }
 }
 
@@ -129,14 +132,14 @@ mod tests {
             ("::1", 9, "/chat")
         );
         assert_eq!(t.to_string(), "ws://[::1]:9/chat");
+        let t: Target = "wss://chat.example/ws".parse().unwrap();
+        assert_eq!((t.port, t.tls, t.path.as_str()), (443, true, "/ws"));
+        assert_eq!(t.to_string(), "wss://chat.example:443/ws");
+        assert!(!"ws://x/".parse::<Target>().unwrap().tls);
     }
 
     #[test]
     fn refuses_what_it_cannot_use() {
-        assert!(matches!(
-            "wss://x/".parse::<Target>(),
-            Err(TargetError::Tls(_))
-        ));
         assert!(matches!(
             "http://x/".parse::<Target>(),
             Err(TargetError::Scheme(_))

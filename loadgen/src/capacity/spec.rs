@@ -350,6 +350,7 @@ impl CapacitySpec {
                 relogin_target: Default::default(),
                 source_addresses: Vec::new(),
                 headers: Default::default(),
+                tls: Default::default(),
             },
             verify: self.verify.clone(),
             phases: vec![

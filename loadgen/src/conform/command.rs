@@ -28,6 +28,7 @@ pub async fn main(args: ConformArgs) -> Exit {
             max_sessions: args.max_sessions,
             check_timeout: args.check_timeout,
         },
+        tls: args.tls.settings(),
     };
     // The header waits for the first row, so a usage error or an unreachable server
     // prints only the error.

@@ -179,6 +179,8 @@ pub enum ConformError {
     Resolve { host: String, why: String },
     #[error("cannot reach the server at {addr}: {why}")]
     Unreachable { addr: SocketAddr, why: String },
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl ConformError {
@@ -201,6 +203,8 @@ pub struct Request {
     pub only: Option<Vec<String>>,
     pub connect_timeout: Duration,
     pub knobs: Knobs,
+    /// How `wss://` URLs are verified (`--ca-file`, `--insecure`).
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// Selected checks, validated before anything touches the network.
@@ -249,13 +253,15 @@ pub async fn run(
         .map(|url| url.parse())
         .collect::<Result<_, _>>()?;
     let selected = select(&request.only, targets.len() > 1)?;
+    let tls = crate::tls::TlsClient::new(&request.tls)?;
     let mut nodes = Vec::with_capacity(targets.len());
     for target in targets {
         let addr = resolve(&target).await?;
-        reachable(addr, request.connect_timeout).await?;
+        reachable(&target, addr, request.connect_timeout, &tls).await?;
         nodes.push((target, addr));
     }
-    let endpoint = Endpoint::new(nodes, request.connect_timeout).ok_or(ConformError::NoUrl)?;
+    let mut endpoint = Endpoint::new(nodes, request.connect_timeout).ok_or(ConformError::NoUrl)?;
+    endpoint.tls = Some(tls);
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
@@ -332,8 +338,16 @@ async fn run_one(id: CheckId, settings: &Settings) -> CheckOutcome {
 }
 
 /// Fails unless a TCP connection to `addr` opens within `timeout`.
-async fn reachable(addr: SocketAddr, timeout: Duration) -> Result<(), ConformError> {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+/// Whether `target` answers at `addr`: a TCP connection, and for `wss://` a TLS handshake
+/// (so a certificate problem is named before any check runs).
+async fn reachable(
+    target: &Target,
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: &crate::tls::TlsClient,
+) -> Result<(), ConformError> {
+    let open = crate::connection::open(target, addr, None, Some(tls));
+    match tokio::time::timeout(timeout, open).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err(ConformError::Unreachable {
             addr,
@@ -341,7 +355,7 @@ async fn reachable(addr: SocketAddr, timeout: Duration) -> Result<(), ConformErr
         }),
         Err(_) => Err(ConformError::Unreachable {
             addr,
-            why: format!("no TCP connection within {timeout:?}"),
+            why: format!("no connection within {timeout:?}"),
         }),
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::connection::{self, ConnectError, Connected, FrameReader, Incoming, Writer};
 use crate::target::Target;
+use crate::tls::TlsClient;
 
 /// Largest frame a conformance reader accepts (a check may provoke big ones).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -74,6 +75,8 @@ pub struct Endpoint {
     pub nodes: Vec<(Target, SocketAddr)>,
     /// The node the next login goes to (shared by the clones one check hands out).
     turn: Arc<AtomicUsize>,
+    /// How `wss://` connections are made (`--ca-file`, `--insecure`); defaults when `None`.
+    pub tls: Option<TlsClient>,
 }
 
 impl Endpoint {
@@ -86,6 +89,7 @@ impl Endpoint {
             connect_timeout,
             nodes,
             turn: Arc::new(AtomicUsize::new(0)),
+            tls: None,
         })
     }
 
@@ -133,7 +137,10 @@ impl Peer {
         let connected = connection::connect(
             target,
             *addr,
-            &connection::Login::plain(name, endpoint.connect_timeout),
+            &connection::Login {
+                tls: endpoint.tls.as_ref(),
+                ..connection::Login::plain(name, endpoint.connect_timeout)
+            },
         )
         .await?;
         Ok(Peer::from_connected(name, connected))

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fastwebsockets::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 
 use super::peer::Endpoint;
 use super::raw_frame::RawSocket;
-use crate::connection::{Connected, ReadStream};
+use crate::connection::{self, Connected, ReadStream};
+use crate::transport::{ClientStream, StreamWrite};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -40,7 +39,7 @@ pub enum Answer {
 /// socket, and the bare sending side.
 pub struct Switched {
     pub read: ReadStream,
-    pub write: OwnedWriteHalf,
+    pub write: StreamWrite,
 }
 
 impl Switched {
@@ -153,7 +152,7 @@ pub async fn unfinished(
     bound: Duration,
 ) -> Result<Unfinished, std::io::Error> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(endpoint.addr).await?;
+    let mut stream = open(endpoint).await?;
     stream.write_all(&request.head(endpoint, false)).await?;
     let mut received = Vec::new();
     loop {
@@ -190,8 +189,7 @@ async fn exchange(
     upgrade: bool,
 ) -> Result<Answer, std::io::Error> {
     let deadline = Instant::now() + endpoint.connect_timeout;
-    let mut stream = TcpStream::connect(endpoint.addr).await?;
-    let _ = stream.set_nodelay(true);
+    let mut stream = open(endpoint).await?;
     stream.write_all(request).await?;
     let mut buffer = Vec::with_capacity(1024);
     let head_end = loop {
@@ -257,6 +255,13 @@ async fn exchange(
         headers,
         body: line,
     })
+}
+
+/// A connection to the endpoint's first node (TLS for `wss://`).
+async fn open(endpoint: &Endpoint) -> Result<ClientStream, std::io::Error> {
+    connection::open(&endpoint.target, endpoint.addr, None, endpoint.tls.as_ref())
+        .await
+        .map_err(std::io::Error::other)
 }
 
 /// The status code of a response that starts with `received`, if it has a status line.

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use fastwebsockets::OpCode;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use super::peer::Event;
 use crate::connection::{FrameReader, Incoming, ReadStream};
+use crate::transport::StreamWrite;
 
 /// Largest frame read from the server on a raw socket.
 const MAX_FRAME: usize = 1 << 20;
@@ -54,13 +54,13 @@ pub fn some_mask() -> [u8; 4] {
 /// An upgraded connection written to byte by byte.
 pub struct RawSocket {
     read: ReadStream,
-    write: OwnedWriteHalf,
+    write: StreamWrite,
     /// The ending event, once seen.
     ended: Option<Event>,
 }
 
 impl RawSocket {
-    pub fn new(read: ReadStream, write: OwnedWriteHalf) -> RawSocket {
+    pub fn new(read: ReadStream, write: StreamWrite) -> RawSocket {
         RawSocket {
             read,
             write,

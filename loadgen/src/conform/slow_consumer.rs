@@ -39,7 +39,10 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
     let mut stalled = match connection::connect(
         target,
         *addr,
-        &connection::Login::plain(&stalled_name, timeout),
+        &connection::Login {
+            tls: endpoint.tls.as_ref(),
+            ..connection::Login::plain(&stalled_name, timeout)
+        },
     )
     .await
     {

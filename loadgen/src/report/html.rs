@@ -80,7 +80,7 @@ pub fn page(picture: &RunPicture) -> Result<String, ChartError> {
     let figures = picture
         .figures
         .iter()
-        .filter(|(label, _)| !matches!(*label, "scenario" | "server" | "targets"));
+        .filter(|(label, _)| !matches!(*label, "scenario" | "server" | "targets" | "tls"));
     if !picture.figures.is_empty() {
         doc.heading("Figures");
         doc.setup(figures.map(|(l, v)| (*l, v.clone())));

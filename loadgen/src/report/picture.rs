@@ -172,6 +172,9 @@ fn setup_rows(report: &RunReport) -> Vec<(&'static str, String)> {
     }
     rows.push(("Server", placement(&report.server)));
     rows.push(("Targets", report.targets.join(", ")));
+    if let Some(tls) = super::table::tls_line(report) {
+        rows.push(("TLS", tls));
+    }
     let users = scenario
         .pointer("/users/count")
         .and_then(serde_json::Value::as_u64)

@@ -62,6 +62,9 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
     row("scenario", scenario);
     row("server", placement(&report.server));
     row("targets", report.targets.join(", "));
+    if let Some(tls) = tls_line(report) {
+        row("tls", tls);
+    }
     let configured = report
         .scenario
         .pointer("/users/count")
@@ -200,6 +203,19 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
     );
 
     rows
+}
+
+/// How the `wss://` targets were verified, when there are any (`--insecure` says so).
+pub(super) fn tls_line(report: &RunReport) -> Option<String> {
+    if !report.targets.iter().any(|t| t.starts_with("wss://")) {
+        return None;
+    }
+    let settings: crate::tls::TlsSettings = report
+        .scenario
+        .pointer("/users/tls")
+        .and_then(|tls| serde_json::from_value(tls.clone()).ok())
+        .unwrap_or_default();
+    Some(settings.describe())
 }
 
 /// loadgen's own CPU and memory in words.

@@ -15,6 +15,7 @@ use crate::report::{self, RunReport};
 use crate::scenario::Scenario;
 use crate::segment::{self, WorkerLine};
 use crate::target;
+use crate::tls::TlsClient;
 
 pub async fn main(args: RunArgs) -> Exit {
     let mut scenario = match Scenario::load(&args.scenario) {
@@ -29,6 +30,11 @@ pub async fn main(args: RunArgs) -> Exit {
         if let Ok(secrets) = std::env::var(headers::SECRETS_ENV) {
             headers::restore_secrets(&mut scenario.users.headers, &secrets);
         }
+    }
+    args.tls.apply(&mut scenario.users.tls);
+    if let Err(error) = TlsClient::new(&scenario.users.tls) {
+        eprintln!("loadgen: --ca-file: {error}");
+        return Exit::Usage;
     }
     match headers::with_flags(&scenario.users.headers, &args.headers)
         .and_then(|merged| headers::LoginHeaders::of(&merged).map(|_| merged))

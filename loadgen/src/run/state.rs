@@ -27,6 +27,7 @@ use crate::scenario::{ReloginTarget, Scenario};
 use crate::segment::Segment;
 use crate::stamp::{Kind, Stamp};
 use crate::target::Target;
+use crate::tls::TlsClient;
 
 /// The run clock: nanoseconds since the run started (one process) or since the Unix epoch
 /// (a segment of a split run, so that every process reads the same clock; see
@@ -97,6 +98,8 @@ pub struct RunState {
     pub connect_timeout: Duration,
     /// Extra request headers of every login (`[users] headers`).
     pub headers: LoginHeaders,
+    /// How `wss://` connections are made (`[users] tls`; validated with the scenario).
+    pub tls: Option<TlsClient>,
     /// How long after its handshake a session counts as online (the loss window).
     pub settle_ns: u64,
     /// Largest frame accepted from the server.
@@ -176,6 +179,7 @@ impl RunState {
             sources: scenario.users.source_ips(),
             connect_timeout: scenario.users.connect_timeout.0,
             headers: scenario.users.login_headers(),
+            tls: TlsClient::new(&scenario.users.tls).ok(),
             settle_ns: scenario.verify.settle.0.as_nanos() as u64,
             max_frame: (max_message + 256).max(1 << 16) * 2,
             next_conn_id: AtomicU64::new(1),

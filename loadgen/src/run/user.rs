@@ -40,6 +40,7 @@ pub async fn open(
         headers: &headers,
         timeout: run.connect_timeout,
         source,
+        tls: run.tls.as_ref(),
     };
     let Connected { read, write } = connection::connect(target, addr, &login).await?;
     let conn = Arc::new(Conn::new(
