@@ -14,7 +14,7 @@
 
 use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Role, WebSocketError, WebSocketRead, WebSocketWrite};
@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::record::LoginTimes;
 use crate::target::{encode_name, Target};
 use crate::tls::TlsClient;
 use crate::transport::{ClientStream, StreamRead, StreamWrite};
@@ -93,6 +94,8 @@ pub struct Connected {
     pub read: ReadStream,
     /// Frames to the server (masked, as a client must).
     pub write: Writer,
+    /// How long the login's TCP connect, TLS handshake and upgrade took.
+    pub times: LoginTimes,
 }
 
 /// Who logs in, and how.
@@ -141,16 +144,37 @@ pub async fn open(
     source: Option<IpAddr>,
     tls: Option<&TlsClient>,
 ) -> Result<ClientStream, ConnectError> {
+    open_timed(target, addr, source, tls)
+        .await
+        .map(|(stream, _, _)| stream)
+}
+
+/// [`open`], with how long the TCP connect and the TLS handshake (if any) took, in µs.
+async fn open_timed(
+    target: &Target,
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    tls: Option<&TlsClient>,
+) -> Result<(ClientStream, u64, Option<u64>), ConnectError> {
+    let started = Instant::now();
     let tcp = open_tcp(addr, source).await?;
+    let tcp_us = micros(started.elapsed());
     let _ = tcp.set_nodelay(true);
     if !target.tls {
-        return Ok(ClientStream::Plain(tcp));
+        return Ok((ClientStream::Plain(tcp), tcp_us, None));
     }
     let tls = tls.unwrap_or_else(|| TlsClient::shared_default());
-    tls.connect(&target.host, tcp)
+    let handshake = Instant::now();
+    let stream = tls
+        .connect(&target.host, tcp)
         .await
-        .map(|stream| ClientStream::Tls(Box::new(stream)))
-        .map_err(|reason| ConnectError::Tls { addr, reason })
+        .map_err(|reason| ConnectError::Tls { addr, reason })?;
+    let tls_us = micros(handshake.elapsed());
+    Ok((ClientStream::Tls(Box::new(stream)), tcp_us, Some(tls_us)))
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// A TCP connection to `addr`, leaving from `source` when one is given.
@@ -212,7 +236,8 @@ async fn handshake(
     addr: SocketAddr,
     login: &Login<'_>,
 ) -> Result<Connected, ConnectError> {
-    let stream = open(target, addr, login.source, login.tls).await?;
+    let (stream, tcp_us, tls_us) = open_timed(target, addr, login.source, login.tls).await?;
+    let upgrade_started = Instant::now();
     let mut request = Request::builder()
         .method("GET")
         .uri(format!("{}?user={}", target.path, encode_name(login.user)))
@@ -259,7 +284,12 @@ async fn handshake(
     let leftover = Bytes::copy_from_slice(&parts.read_buf);
     let read = AsyncReadExt::chain(Cursor::new(leftover), read);
     let write = fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Client).1;
-    Ok(Connected { read, write })
+    let times = LoginTimes {
+        tcp_us,
+        tls_us,
+        upgrade_us: micros(upgrade_started.elapsed()),
+    };
+    Ok(Connected { read, write, times })
 }
 
 async fn read_body(body: hyper::body::Incoming) -> String {

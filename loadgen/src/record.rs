@@ -196,6 +196,89 @@ impl Counters {
     }
 }
 
+/// Highest login phase time the connect histograms track, in µs (two minutes).
+pub const MAX_CONNECT_US: u64 = 120_000_000;
+
+/// How long the parts of logins took, µs: the TCP connect, the TLS handshake (`wss://`
+/// only) and the WebSocket upgrade (request sent to `101` received). Two significant
+/// digits: a login time to 1% is plenty, and an interval's three histograms stay ~60 KiB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectTimes {
+    pub tcp: Histogram<u64>,
+    pub tls: Histogram<u64>,
+    pub upgrade: Histogram<u64>,
+}
+
+/// One login's phase times, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginTimes {
+    pub tcp_us: u64,
+    /// `None` for `ws://`.
+    pub tls_us: Option<u64>,
+    pub upgrade_us: u64,
+}
+
+impl Default for ConnectTimes {
+    fn default() -> Self {
+        let histogram = || {
+            Histogram::new_with_bounds(1, MAX_CONNECT_US, 2)
+                .expect("bug: constant histogram bounds")
+        };
+        ConnectTimes {
+            tcp: histogram(),
+            tls: histogram(),
+            upgrade: histogram(),
+        }
+    }
+}
+
+impl ConnectTimes {
+    /// Records one login (times above the bound are clamped to it).
+    pub fn record(&mut self, times: &LoginTimes) {
+        let clamp = |us: u64| us.clamp(1, MAX_CONNECT_US);
+        self.tcp.saturating_record(clamp(times.tcp_us));
+        if let Some(tls) = times.tls_us {
+            self.tls.saturating_record(clamp(tls));
+        }
+        self.upgrade.saturating_record(clamp(times.upgrade_us));
+    }
+
+    /// Adds another set (same bounds, so it cannot fail).
+    pub fn add(&mut self, other: &ConnectTimes) {
+        let _ = self.tcp.add(&other.tcp);
+        let _ = self.tls.add(&other.tls);
+        let _ = self.upgrade.add(&other.upgrade);
+    }
+
+    /// Logins recorded.
+    pub fn logins(&self) -> u64 {
+        self.tcp.len()
+    }
+
+    /// The three histograms as text ([`histogram_text`]), tcp, tls, upgrade.
+    pub fn to_text(&self) -> [String; 3] {
+        [
+            histogram_text(&self.tcp),
+            histogram_text(&self.tls),
+            histogram_text(&self.upgrade),
+        ]
+    }
+
+    /// The set of [`ConnectTimes::to_text`]; `None` when a text is not a histogram.
+    pub fn from_text(texts: &[String; 3]) -> Option<ConnectTimes> {
+        let mut times = ConnectTimes::default();
+        for (histogram, text) in [&mut times.tcp, &mut times.tls, &mut times.upgrade]
+            .into_iter()
+            .zip(texts)
+        {
+            if !text.is_empty() {
+                histogram.add(histogram_from_text(text)?).ok()?;
+            }
+        }
+        Some(times)
+    }
+}
+
 /// One closed interval of the run.
 #[derive(Debug, Clone)]
 pub struct IntervalRecord {
@@ -209,12 +292,16 @@ pub struct IntervalRecord {
     pub counters: Counters,
     /// Delivery latency (receive time minus intended send time) in µs.
     pub latency: Histogram<u64>,
+    /// The times of the logins completed in the interval; `None` when there were none.
+    pub connect: Option<Box<ConnectTimes>>,
 }
 
 /// Where users record; the run loop drains it once per interval.
 #[derive(Debug)]
 pub struct Recorder {
     shards: Vec<Mutex<Shard>>,
+    /// Login times: few per second next to deliveries, so one lock is enough.
+    connect: Mutex<Option<Box<ConnectTimes>>>,
 }
 
 #[derive(Debug)]
@@ -234,7 +321,27 @@ impl Recorder {
                 })
             })
             .collect();
-        Recorder { shards }
+        Recorder {
+            shards,
+            connect: Mutex::new(None),
+        }
+    }
+
+    /// Records one login's phase times.
+    pub fn login(&self, times: &LoginTimes) {
+        let mut connect = self
+            .connect
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        connect.get_or_insert_with(Box::default).record(times);
+    }
+
+    /// Takes the login times recorded since the last call (`None`: no login).
+    pub fn take_logins(&self) -> Option<Box<ConnectTimes>> {
+        self.connect
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     /// Runs `f` on shard `key % shards` (callers pass their user index).
@@ -297,6 +404,33 @@ mod histogram_text_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_times_record_by_phase_and_round_trip_through_text() {
+        let recorder = Recorder::new(2);
+        assert!(recorder.take_logins().is_none(), "no login, no histograms");
+        recorder.login(&LoginTimes {
+            tcp_us: 120,
+            tls_us: Some(900),
+            upgrade_us: 300,
+        });
+        recorder.login(&LoginTimes {
+            tcp_us: 0,
+            tls_us: None,
+            upgrade_us: u64::MAX,
+        });
+        let times = recorder.take_logins().expect("two logins");
+        assert!(recorder.take_logins().is_none(), "taken");
+        assert_eq!(times.logins(), 2);
+        assert_eq!(times.tls.len(), 1, "only the wss:// login has a TLS time");
+        assert!(
+            times.upgrade.max() >= MAX_CONNECT_US * 99 / 100,
+            "clamped, not lost"
+        );
+        let back = ConnectTimes::from_text(&times.to_text()).expect("decodes");
+        assert_eq!(back, *times);
+        assert!(ConnectTimes::from_text(&["x".into(), String::new(), String::new()]).is_none());
+    }
 
     #[test]
     fn take_merges_shards_and_resets_them() {

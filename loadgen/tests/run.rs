@@ -104,6 +104,12 @@ async fn smoke_run_against_the_embedded_server_is_clean() {
         summary["server_deliveries_out"].as_u64(),
         Some(total(&summary, "delivered"))
     );
+    // Plain ws://: logins are timed by TCP connect and upgrade; no TLS.
+    let connect = &summary["connect_us"];
+    let logins = connect["tcp"]["count"].as_u64().unwrap();
+    assert!(logins >= 20, "every user's login is timed: {connect}");
+    assert_eq!(connect["upgrade"]["count"].as_u64(), Some(logins));
+    assert_eq!(connect["tls"]["count"].as_u64(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("PASS"), "summary table printed");
 }

@@ -87,6 +87,9 @@ async fn a_run_over_wss_with_the_servers_ca_passes_and_counts_what_the_server_se
     let (code, text, summary) = run("workers", &url, &args).await;
     assert_eq!(code, 0, "{text}");
     assert_eq!(summary["segments"]["count"], 2);
+    // The merge adds the segments' login times exactly.
+    let merged = summary["connect_us"]["tls"]["count"].as_u64().unwrap();
+    assert!(merged >= 12 + total(&summary, "relogins"), "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,7 +148,9 @@ impl Peer {
 
     /// Wraps an already upgraded connection.
     pub fn from_connected(name: &str, connected: Connected) -> Peer {
-        let Connected { mut read, write } = connected;
+        let Connected {
+            mut read, write, ..
+        } = connected;
         let (tx, events) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {
             let mut frames = FrameReader::new(&mut read, MAX_FRAME);

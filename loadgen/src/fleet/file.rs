@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::delivery::{ReceivedSet, SentLog, SeqRange, SessionLedger};
-use crate::record::{histogram_from_text, histogram_text, Counters, IntervalRecord};
+use crate::record::{histogram_from_text, histogram_text, ConnectTimes, Counters, IntervalRecord};
 use crate::report::{LoadgenResources, ServerPlacement};
 use crate::run::{Completion, RunOutput};
 use crate::segment::Segment;
@@ -60,6 +60,9 @@ pub struct SegmentFile {
     pub intervals: Vec<IntervalEntry>,
     /// Its users' latency over the judged intervals (after the warm-up), µs.
     pub latency: String,
+    /// Its users' login times over the whole run, the ramp included (TCP, TLS, upgrade).
+    #[serde(default)]
+    pub connect: [String; 3],
     pub lag_send: String,
     pub lag_timer: String,
     pub probes_sent: u64,
@@ -82,6 +85,9 @@ pub struct IntervalEntry {
     pub users_online: u64,
     pub counters: Counters,
     pub latency: String,
+    /// Login times of the interval (TCP, TLS, upgrade; histogram text), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<[String; 3]>,
 }
 
 /// What one sender sent.
@@ -165,8 +171,10 @@ impl SegmentFile {
                     users_online: i.users_online,
                     counters: i.counters,
                     latency: histogram_text(&i.latency),
+                    connect: i.connect.as_ref().map(|c| c.to_text()),
                 })
                 .collect(),
+            connect: report.connect.to_text(),
             latency: histogram_text(&report.latency),
             lag_send: histogram_text(&output.lag.0),
             lag_timer: histogram_text(&output.lag.1),
@@ -262,6 +270,14 @@ impl SegmentFile {
         {
             return Err("a latency histogram does not decode".into());
         }
+        let connects = std::iter::once(&self.connect)
+            .chain(self.intervals.iter().filter_map(|i| i.connect.as_ref()));
+        if connects
+            .into_iter()
+            .any(|c| ConnectTimes::from_text(c).is_none())
+        {
+            return Err("a login time histogram does not decode".into());
+        }
         for sender in &self.senders {
             if !s.owns(sender.sender) {
                 return Err(format!("sender {} is not segment {s}'s", sender.sender));
@@ -297,6 +313,11 @@ impl SegmentFile {
                 counters: i.counters,
                 latency: histogram_from_text(&i.latency)
                     .unwrap_or_else(crate::record::new_histogram),
+                connect: i
+                    .connect
+                    .as_ref()
+                    .and_then(ConnectTimes::from_text)
+                    .map(Box::new),
             })
             .collect()
     }

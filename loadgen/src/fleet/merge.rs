@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::checks::delivery::{tally_loss, SentLog};
 use crate::lag::LoadgenLag;
-use crate::record::{new_histogram, Counters, IntervalRecord};
+use crate::record::{new_histogram, ConnectTimes, Counters, IntervalRecord};
 use crate::report::{LoadgenResources, RunReport, SegmentProblem, SegmentsInfo};
 use crate::run::Completion;
 use crate::scenario::Scenario;
@@ -138,6 +138,7 @@ fn merged_report(
     let mut records: Vec<IntervalRecord> = Vec::new();
     let mut totals = Counters::default();
     let mut latency = new_histogram();
+    let mut connect = ConnectTimes::default();
     let (mut lag_send, mut lag_timer) = (new_histogram(), new_histogram());
     for file in files {
         for (k, record) in file.interval_records().into_iter().enumerate() {
@@ -148,6 +149,7 @@ fn merged_report(
                     users_online: 0,
                     counters: Counters::default(),
                     latency: new_histogram(),
+                    connect: None,
                 });
             }
             let merged = &mut records[k];
@@ -155,6 +157,12 @@ fn merged_report(
             merged.users_online += record.users_online;
             merged.counters.add(&without_loss(record.counters));
             let _ = merged.latency.add(&record.latency);
+            if let Some(times) = &record.connect {
+                merged.connect.get_or_insert_with(Box::default).add(times);
+            }
+        }
+        if let Some(times) = ConnectTimes::from_text(&file.connect) {
+            connect.add(&times);
         }
         totals.add(&without_loss(file.totals));
         let _ = latency.add(SegmentFile::histogram(&file.latency));
@@ -237,6 +245,7 @@ fn merged_report(
         intervals: records,
         totals,
         latency,
+        connect,
         thresholds: scenario.thresholds.clone(),
         incomplete,
         server_deliveries_out: files.iter().filter_map(|f| f.server_deliveries_out).max(),

@@ -485,6 +485,7 @@ fn add_tick(
                 users_online: 0,
                 counters: Counters::default(),
                 latency: new_histogram(),
+                connect: None,
             },
         ));
     }

@@ -156,6 +156,7 @@ pub(super) mod tests {
             users_online: 1,
             counters: Counters::default(),
             latency,
+            connect: None,
         }
     }
 

@@ -217,6 +217,7 @@ pub(super) mod tests {
                 users_online: 10 - second / 2,
                 counters,
                 latency: h,
+                connect: None,
             });
         }
         // One interval without deliveries, as the wind-down often is.
@@ -226,6 +227,7 @@ pub(super) mod tests {
             users_online: 9,
             counters: Counters::default(),
             latency: new_histogram(),
+            connect: None,
         });
         RunReport {
             scenario_name: "smoke".into(),
@@ -250,6 +252,7 @@ pub(super) mod tests {
             intervals,
             totals,
             latency,
+            connect: Default::default(),
             loadgen_lag: Default::default(),
             probes_sent: 2,
             segments: None,

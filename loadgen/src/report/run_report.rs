@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration;
 use crate::lag::LoadgenLag;
-use crate::record::{Counters, IntervalRecord};
+use crate::record::{ConnectTimes, Counters, IntervalRecord};
 use crate::segment::Segment;
 use crate::thresholds::{ThresholdVerdict, Thresholds};
 
@@ -130,6 +130,8 @@ pub struct RunReport {
     pub totals: Counters,
     /// Every delivery latency of the run, in µs.
     pub latency: Histogram<u64>,
+    /// Every login's phase times (TCP, TLS, upgrade), the ramp's included, in µs.
+    pub connect: ConnectTimes,
     /// The limits the run is judged by.
     pub thresholds: Thresholds,
     /// Why the run stopped early, if it did (the reports are then marked incomplete).

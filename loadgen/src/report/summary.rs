@@ -40,6 +40,9 @@ struct Summary<'a> {
     #[serde(flatten)]
     derived: Derived,
     latency_us: Latency,
+    /// Every login's phase times, the ramp's included, µs: TCP connect, TLS handshake
+    /// (count 0 for `ws://`), WebSocket upgrade.
+    connect_us: ConnectPhases,
     server_deliveries_out: Option<u64>,
     /// loadgen's own lag (µs): its sends against their schedule, its timer against its
     /// period (`crate::lag`).
@@ -111,6 +114,14 @@ impl Latency {
     }
 }
 
+/// Login phase times, µs.
+#[derive(Serialize)]
+struct ConnectPhases {
+    tcp: Latency,
+    tls: Latency,
+    upgrade: Latency,
+}
+
 /// The pretty-printed JSON text, newline-terminated.
 pub fn summary_json(
     report: &RunReport,
@@ -141,6 +152,11 @@ pub fn summary_json(
             eviction_failures: totals.eviction_failures(),
         },
         latency_us: Latency::of(&report.latency),
+        connect_us: ConnectPhases {
+            tcp: Latency::of(&report.connect.tcp),
+            tls: Latency::of(&report.connect.tls),
+            upgrade: Latency::of(&report.connect.upgrade),
+        },
         server_deliveries_out: report.server_deliveries_out,
         loadgen_lag_us: report.loadgen_lag,
         loadgen_saturated: report.loadgen_lag.saturated(),

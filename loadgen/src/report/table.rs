@@ -129,6 +129,34 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
             h.len()
         ),
     );
+    let c = &report.connect;
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let tls = if c.tls.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; TLS handshake p50 {:.3} p99 {:.3}",
+            ms(&c.tls, 0.5),
+            ms(&c.tls, 0.99)
+        )
+    };
+    row(
+        "login ms",
+        format!(
+            "TCP connect p50 {:.3} p99 {:.3}{tls}; upgrade p50 {:.3} p99 {:.3} ({} logins, the ramp's included)",
+            ms(&c.tcp, 0.5),
+            ms(&c.tcp, 0.99),
+            ms(&c.upgrade, 0.5),
+            ms(&c.upgrade, 0.99),
+            c.logins()
+        ),
+    );
     row(
         "errors",
         format!(

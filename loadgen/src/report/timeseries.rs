@@ -6,19 +6,26 @@
 
 use hdrhistogram::Histogram;
 
-use crate::record::{Counters, IntervalRecord};
+use crate::record::{ConnectTimes, Counters, IntervalRecord};
 
 /// Columns before the counters.
 const LEADING: [&str; 2] = ["elapsed_s", "users_online"];
 
-/// Columns after the counters.
-const TRAILING: [&str; 6] = [
+/// Columns after the counters: delivery latency, then the login phase times.
+const TRAILING: [&str; 13] = [
     "p50_us",
     "p90_us",
     "p99_us",
     "p999_us",
     "max_us",
     "latency_count",
+    "logins_timed",
+    "tcp_p50_us",
+    "tcp_p99_us",
+    "tls_p50_us",
+    "tls_p99_us",
+    "upgrade_p50_us",
+    "upgrade_p99_us",
 ];
 
 /// Every field of `c` with its name, in declaration order.
@@ -116,7 +123,32 @@ fn row(interval: &IntervalRecord) -> Vec<String> {
             .map(|(_, value)| value.to_string()),
     );
     row.extend(latency_columns(&interval.latency).map(|v| v.to_string()));
+    row.extend(login_columns(interval.connect.as_deref()).map(|v| v.to_string()));
     row
+}
+
+/// Logins timed, then p50 and p99 of TCP, TLS and upgrade; all zero without logins (TLS
+/// zero for `ws://`).
+fn login_columns(connect: Option<&ConnectTimes>) -> [u64; 7] {
+    let Some(c) = connect else {
+        return [0; 7];
+    };
+    let q = |h: &Histogram<u64>, q: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        }
+    };
+    [
+        c.logins(),
+        q(&c.tcp, 0.5),
+        q(&c.tcp, 0.99),
+        q(&c.tls, 0.5),
+        q(&c.tls, 0.99),
+        q(&c.upgrade, 0.5),
+        q(&c.upgrade, 0.99),
+    ]
 }
 
 /// p50, p90, p99, p99.9, max and count; all zero for an interval without deliveries.
@@ -153,6 +185,7 @@ mod tests {
                 ..Counters::default()
             },
             latency,
+            connect: None,
         }
     }
 
@@ -163,7 +196,7 @@ mod tests {
         let mut reader = csv::Reader::from_reader(&bytes[..]);
         let names: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(names, header());
-        assert_eq!(names.len(), 2 + 29 + 6);
+        assert_eq!(names.len(), 2 + 29 + 13);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 2);
         let column = |row: &csv::StringRecord, name: &str| -> String {
@@ -186,6 +219,6 @@ mod tests {
         let mut names = header();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 2 + 29 + 6);
+        assert_eq!(names.len(), 2 + 29 + 13);
     }
 }

@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 use crate::checks::delivery::{tally_loss, SentLog, SessionLedger};
 use crate::progress::Progress;
 use crate::random::SplitMix;
-use crate::record::{new_histogram, Counters, IntervalRecord};
+use crate::record::{new_histogram, ConnectTimes, Counters, IntervalRecord};
 use crate::report::live::LivePicture;
 use crate::report::{LoadgenResources, RunReport, SegmentsInfo, ServerPlacement};
 use crate::scenario::{Scenario, Targets};
@@ -318,6 +318,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     ));
     // Connect counts of the ramp are not the first interval's: they belong to the ramp.
     let (ramp_counters, _) = run.recorder.take();
+    let ramp_logins = run.recorder.take_logins();
 
     let max_senders = run.scenario.max_senders();
     let mut senders = JoinSet::new();
@@ -328,6 +329,9 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     let disruptor = tokio::spawn(disrupt::disrupt(run.clone(), max_senders));
 
     let mut intervals = Intervals::new(&run, measure_start);
+    if let Some(times) = &ramp_logins {
+        intervals.logins.add(times);
+    }
     if completion == Completion::Complete {
         completion = measure(
             &run,
@@ -375,6 +379,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     let Intervals {
         mut records,
         overall,
+        logins,
         ..
     } = intervals;
     let ledgers = run.take_ledgers();
@@ -400,6 +405,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         probes_sent: run.probes.sent(),
         totals,
         latency: overall,
+        connect: logins,
         incomplete: match &completion {
             Completion::Complete => None,
             Completion::Incomplete(why) => Some(why.clone()),
@@ -456,6 +462,7 @@ pub fn report_header(
         intervals: Vec::new(),
         totals: Counters::default(),
         latency: new_histogram(),
+        connect: ConnectTimes::default(),
         thresholds: scenario.thresholds.clone(),
         incomplete: None,
         server_deliveries_out: None,
@@ -632,6 +639,8 @@ struct Intervals<'r> {
     last_tick: u64,
     records: Vec<IntervalRecord>,
     overall: Histogram<u64>,
+    /// Every login's times, the ramp's included.
+    logins: ConnectTimes,
 }
 
 impl<'r> Intervals<'r> {
@@ -643,12 +652,17 @@ impl<'r> Intervals<'r> {
             last_tick: measure_start,
             records: Vec::new(),
             overall: new_histogram(),
+            logins: ConnectTimes::default(),
         }
     }
 
     /// Closes the interval that ends at `now` (run clock).
     fn close(&mut self, now: u64) {
         let (counters, latency) = self.run.recorder.take();
+        let connect = self.run.recorder.take_logins();
+        if let Some(times) = &connect {
+            self.logins.add(times);
+        }
         let start_s = (self.last_tick - self.measure_start) as f64 / 1e9;
         if start_s + 0.001 >= self.warmup_s {
             let _ = self.overall.add(&latency);
@@ -659,6 +673,7 @@ impl<'r> Intervals<'r> {
             users_online: self.run.online(),
             counters,
             latency,
+            connect,
         });
         self.last_tick = now;
     }

@@ -42,7 +42,8 @@ pub async fn open(
         source,
         tls: run.tls.as_ref(),
     };
-    let Connected { read, write } = connection::connect(target, addr, &login).await?;
+    let Connected { read, write, times } = connection::connect(target, addr, &login).await?;
+    run.recorder.login(&times);
     let conn = Arc::new(Conn::new(
         run.next_conn_id(),
         user,
