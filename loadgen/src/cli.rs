@@ -334,6 +334,12 @@ pub struct CapacityArgs {
     /// Only the conclusion, no line per step.
     #[arg(long, short)]
     pub quiet: bool,
+    /// With --server: the command serves TLS, so connect with wss:// (e.g. chat-server
+    /// --tls-cert c.pem --tls-key k.pem --listen {addr}).
+    #[arg(long, requires = "server")]
+    pub wss: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -354,6 +360,12 @@ pub struct ServeArgs {
     /// Node id, as chat-server's --id.
     #[arg(long, default_value = "1")]
     pub id: String,
+    /// Serve wss:// with this certificate chain (PEM), as chat-server's --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM), as chat-server's --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Parses `--fault`.
@@ -495,4 +507,10 @@ pub struct GateArgs {
     /// Only the final comparison, no line per run.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Both commands serve TLS: connect with wss:// (e.g. chat-server --tls-cert c.pem
+    /// --tls-key k.pem --listen {addr}).
+    #[arg(long)]
+    pub wss: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }

@@ -8,7 +8,6 @@
 //! list of timestamped [`Sample`]s; [`window`] turns the samples that cover a time window
 //! into CPU percentages (CPU seconds over wall seconds) and peak resident memory.
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -49,21 +48,21 @@ pub struct Sample {
 }
 
 /// Where to read the server's figures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum ServerProbe {
     /// A local process.
     Pid(u32),
     /// A server's `/metrics`.
-    Metrics(SocketAddr),
+    Metrics(scrape::MetricsAt),
 }
 
 impl ServerProbe {
     async fn read(&self) -> Option<ProcessSample> {
-        match *self {
-            ServerProbe::Pid(pid) => process(pid),
-            ServerProbe::Metrics(addr) => {
+        match self {
+            ServerProbe::Pid(pid) => process(*pid),
+            ServerProbe::Metrics(at) => {
                 let names = ["process_cpu_seconds_total", "process_resident_memory_bytes"];
-                let values = scrape::values(addr, &names).await?;
+                let values = scrape::values(at, &names).await?;
                 Some(ProcessSample {
                     cpu_seconds: values.first().copied().flatten()?,
                     rss_bytes: values.get(1).copied().flatten()?.max(0.0) as u64,

@@ -1,4 +1,5 @@
-//! Reads samples from a server's `/metrics` (Prometheus text), over a plain HTTP/1.1 GET:
+//! Reads samples from a server's `/metrics` (Prometheus text), over a plain HTTP/1.1 GET
+//! (over TLS, `https`, when the server's URL is `wss://`):
 //! the server's own delivery count beside loadgen's, and — for `loadgen capacity` against
 //! a server that is not a local process — its `process_cpu_seconds_total` and
 //! `process_resident_memory_bytes`.
@@ -7,12 +8,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::target::Target;
+use crate::tls::TlsClient;
+
+/// Where a server's `/metrics` is: the server's URL (its scheme decides plain or TLS), its
+/// address, and how to verify it over TLS (the default settings when `None`).
+#[derive(Debug, Clone)]
+pub struct MetricsAt {
+    pub target: Target,
+    pub addr: SocketAddr,
+    pub tls: Option<TlsClient>,
+}
 
 /// The sum of every sample of `name` in `GET /metrics`, or `None` if the server has no such
 /// endpoint or counter.
-pub async fn counter(addr: SocketAddr, name: &str) -> Option<u64> {
-    let body = tokio::time::timeout(Duration::from_secs(3), get_metrics(addr))
+pub async fn counter(at: &MetricsAt, name: &str) -> Option<u64> {
+    let body = tokio::time::timeout(Duration::from_secs(3), get_metrics(at))
         .await
         .ok()??;
     parse_counter(&body, name)
@@ -20,15 +32,18 @@ pub async fn counter(addr: SocketAddr, name: &str) -> Option<u64> {
 
 /// One GET of `/metrics`: for each of `names`, the sum of its samples (`None` where the
 /// server has no such metric). `None` if `/metrics` cannot be read at all.
-pub async fn values(addr: SocketAddr, names: &[&str]) -> Option<Vec<Option<f64>>> {
-    let body = tokio::time::timeout(Duration::from_secs(3), get_metrics(addr))
+pub async fn values(at: &MetricsAt, names: &[&str]) -> Option<Vec<Option<f64>>> {
+    let body = tokio::time::timeout(Duration::from_secs(3), get_metrics(at))
         .await
         .ok()??;
     Some(names.iter().map(|name| parse_value(&body, name)).collect())
 }
 
-async fn get_metrics(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
+async fn get_metrics(at: &MetricsAt) -> Option<String> {
+    let addr = at.addr;
+    let mut stream = crate::connection::open(&at.target, addr, None, at.tls.as_ref())
+        .await
+        .ok()?;
     let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();

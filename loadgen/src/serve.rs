@@ -33,11 +33,22 @@ pub async fn serve(config: chat_server::Config) -> anyhow::Result<()> {
 
 /// The body of `loadgen serve`.
 pub async fn main(args: crate::cli::ServeArgs) -> crate::exit::Exit {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match chat_server::tls::server_config(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                eprintln!("loadgen serve: {error}");
+                return crate::exit::Exit::CouldNotRun;
+            }
+        },
+        _ => None,
+    };
     let config = chat_server::Config {
         listen: args.listen,
         fault: args.fault,
         bus: args.bus,
         server_id: args.id,
+        tls,
         ..Default::default()
     };
     match serve(config).await {

@@ -157,3 +157,102 @@ async fn the_client_logs_in_over_wss() {
         "an untrusted certificate is exit 3"
     );
 }
+
+/// `loadgen serve` over TLS with the test certificate, as a server command.
+fn tls_serve_command(pki: &TestPki) -> String {
+    format!(
+        "{} serve --listen {{addr}} --tls-cert {} --tls-key {}",
+        launch::LOADGEN,
+        pki.cert().display(),
+        pki.key().display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_compares_two_tls_servers_over_wss() {
+    let pki = TestPki::new("gate");
+    let dir = TempDir::new("gate-tls");
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        "[users]\ncount = 10\nconnect_over = \"50ms\"\n[[phase]]\nduration = \"1s\"\nrate = 20\nsenders = 5\n",
+    )
+    .unwrap();
+    let server = tls_serve_command(&pki);
+    let out = dir.path().join("out");
+    let ca = pki.ca();
+    let output = loadgen(&[
+        "gate",
+        "--base",
+        &server,
+        "--candidate",
+        &server,
+        "--wss",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--pairs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(json["passed"], true);
+    // Without --wss the gate would speak ws:// to a TLS server: every run fails to log in.
+    let output = loadgen(&[
+        "gate",
+        "--base",
+        &server,
+        "--candidate",
+        &server,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--pairs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_search_runs_every_step_over_wss() {
+    let pki = TestPki::new("capacity");
+    let dir = TempDir::new("capacity-tls");
+    let file = dir.path().join("tiny-capacity.toml");
+    std::fs::write(
+        &file,
+        "[capacity]\ngrow = \"users\"\nusers = { start = 4, step = 4, limit = 8 }\nwarmup = \"1s\"\nmeasure = \"1s\"\nbisections = 0\nconfirm = 0\npause = \"0s\"\n[load]\nrate = 10\nsenders = 2\n[verify]\ndeadline = \"500ms\"\n[thresholds]\np99 = \"2s\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let ca = pki.ca();
+    let server = tls_serve_command(&pki);
+    let output = loadgen(&[
+        "capacity",
+        file.to_str().unwrap(),
+        "--server",
+        &server,
+        "--wss",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("capacity.json")).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert!(steps.iter().all(|s| s["met"] == true), "{report}");
+}

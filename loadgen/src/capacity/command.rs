@@ -43,6 +43,15 @@ pub async fn main(args: CapacityArgs) -> Exit {
     if !args.targets.is_empty() {
         spec.target = crate::scenario::Targets::Many(args.targets.clone());
     }
+    if args.wss && args.server.is_none() {
+        eprintln!("loadgen: --wss is for a server started by --server (a URL says wss:// itself)");
+        return Exit::Usage;
+    }
+    args.tls.apply(&mut spec.tls);
+    if let Err(error) = crate::tls::TlsClient::new(&spec.tls) {
+        eprintln!("loadgen: --ca-file: {error}");
+        return Exit::Usage;
+    }
     let urls = spec.target.urls();
     let source = match (&args.server, urls.is_empty()) {
         (Some(_), false) => {
@@ -53,13 +62,13 @@ pub async fn main(args: CapacityArgs) -> Exit {
             eprintln!("loadgen: --server needs {{addr}} where the listen address goes");
             return Exit::Usage;
         }
-        (Some(command), true) => ServerSource::Fresh(Launch::Command(command.clone())),
+        (Some(command), true) => ServerSource::Fresh(Launch::Command(command.clone()), args.wss),
         (None, true) => {
             if args.server_pid.is_some() {
                 eprintln!("loadgen: --server-pid is for a server given by --target or `target`");
                 return Exit::Usage;
             }
-            ServerSource::Fresh(Launch::Embedded)
+            ServerSource::Fresh(Launch::Embedded, false)
         }
         (None, false) => {
             let addr = match resolve(&urls[0]).await {

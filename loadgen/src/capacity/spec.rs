@@ -32,6 +32,9 @@ pub struct CapacitySpec {
     /// The traffic of every step.
     #[serde(default)]
     pub load: Load,
+    /// How `wss://` servers are verified (from the command line: `--ca-file`, …).
+    #[serde(skip)]
+    pub tls: crate::tls::TlsSettings,
     /// Deadlines of the delivery and eviction checks, as in a run scenario.
     #[serde(default)]
     pub verify: Verify,
@@ -350,7 +353,7 @@ impl CapacitySpec {
                 relogin_target: Default::default(),
                 source_addresses: Vec::new(),
                 headers: Default::default(),
-                tls: Default::default(),
+                tls: self.tls.clone(),
             },
             verify: self.verify.clone(),
             phases: vec![

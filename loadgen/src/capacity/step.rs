@@ -21,8 +21,9 @@ use crate::thresholds::{delivery_ratio, ThresholdVerdict};
 /// Where the server of every step comes from.
 #[derive(Debug, Clone)]
 pub enum ServerSource {
-    /// Started fresh for every step: the embedded chat-server, or a user's command line.
-    Fresh(Launch),
+    /// Started fresh for every step: the embedded chat-server, or a user's command line;
+    /// `true` when it serves TLS (`--wss`: its URL is `wss://`).
+    Fresh(Launch, bool),
     /// A running server at these URLs; its CPU and memory from `pid`'s `/proc` when given,
     /// else from the first URL's `/metrics`.
     External {
@@ -36,10 +37,10 @@ impl ServerSource {
     /// How the report names it.
     pub fn describe(&self) -> String {
         match self {
-            ServerSource::Fresh(Launch::Embedded) => {
+            ServerSource::Fresh(Launch::Embedded, _) => {
                 "embedded chat-server (a fresh process per step)".into()
             }
-            ServerSource::Fresh(Launch::Command(command)) => {
+            ServerSource::Fresh(Launch::Command(command), _) => {
                 format!("`{command}` (a fresh process per step)")
             }
             ServerSource::External { urls, pid, .. } => match pid {
@@ -85,17 +86,30 @@ pub async fn measure(
     segments_dir: &std::path::Path,
 ) -> Result<Measured, StepError> {
     let (urls, probe, running) = match source {
-        ServerSource::Fresh(launch) => {
+        ServerSource::Fresh(launch, wss) => {
             let server = ServerProcess::start(launch)
                 .await
                 .map_err(|e| StepError::Unreachable(e.to_string()))?;
-            let urls = vec![format!("ws://{}/", server.addr)];
+            let scheme = if *wss { "wss" } else { "ws" };
+            let urls = vec![format!("{scheme}://{}/", server.addr)];
             (urls, ServerProbe::Pid(server.pid()), Some(server))
         }
         ServerSource::External { urls, addr, pid } => {
             let probe = match pid {
                 Some(pid) => ServerProbe::Pid(*pid),
-                None => ServerProbe::Metrics(*addr),
+                None => ServerProbe::Metrics(crate::scrape::MetricsAt {
+                    target: urls
+                        .first()
+                        .and_then(|url| url.parse().ok())
+                        .unwrap_or_else(|| crate::target::Target {
+                            host: addr.ip().to_string(),
+                            port: addr.port(),
+                            path: "/".into(),
+                            tls: false,
+                        }),
+                    addr: *addr,
+                    tls: crate::tls::TlsClient::new(&scenario.users.tls).ok(),
+                }),
             };
             (urls.clone(), probe, None)
         }

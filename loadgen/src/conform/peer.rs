@@ -93,6 +93,15 @@ impl Endpoint {
         })
     }
 
+    /// Where the first node's `/metrics` is.
+    pub fn metrics_at(&self) -> crate::scrape::MetricsAt {
+        crate::scrape::MetricsAt {
+            target: self.target.clone(),
+            addr: self.addr,
+            tls: self.tls.clone(),
+        }
+    }
+
     /// Starts the turns again from the first node (at the start of each check).
     pub fn restart_turns(&self) {
         self.turn.store(0, Relaxed);

@@ -328,7 +328,7 @@ pub async fn flood_throttled(settings: &Settings) -> CheckOutcome {
         return CheckOutcome::warn(outcome.seen);
     }
     let throttled_before =
-        crate::scrape::counter(settings.endpoint.addr, "chat_throttled_total").await;
+        crate::scrape::counter(&settings.endpoint.metrics_at(), "chat_throttled_total").await;
     let started = Instant::now();
     let send_all = async {
         let padding = ".".repeat(40);
@@ -372,7 +372,7 @@ pub async fn flood_throttled(settings: &Settings) -> CheckOutcome {
     };
     let (sent, (received, disorder, reader_end, took)) = tokio::join!(send_all, receive_all);
     let throttled_after =
-        crate::scrape::counter(settings.endpoint.addr, "chat_throttled_total").await;
+        crate::scrape::counter(&settings.endpoint.metrics_at(), "chat_throttled_total").await;
     let flooder_end = flooder
         .expect_end(Instant::now() + Duration::from_millis(100))
         .await;

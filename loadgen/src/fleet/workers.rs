@@ -92,6 +92,7 @@ pub async fn run_workers(
     let players = crate::ports::Players::all(scenario.users.count);
     let (server, resolved, placement) =
         run::prepare_server(&scenario, players, scenario.peak_connections()).await?;
+    let scenario_tls = scenario.users.tls.clone();
     let outcome = coordinate(
         scenario,
         &scenario_path,
@@ -101,7 +102,8 @@ pub async fn run_workers(
         (quiet, live.as_ref()),
     )
     .await;
-    let deliveries_out = run::deliveries_out(&resolved).await;
+    let tls = crate::tls::TlsClient::new(&scenario_tls).ok();
+    let deliveries_out = run::deliveries_out(&resolved, tls.as_ref()).await;
     if let Some(server) = server {
         server.stop(Duration::from_secs(10)).await;
     }

@@ -40,13 +40,18 @@ pub async fn command(args: GateArgs) -> Exit {
         eprintln!("loadgen gate: --tolerance must be between 0 and 1 (0.10 is 10%)");
         return Exit::Usage;
     }
-    let scenario = match Scenario::load(&args.scenario) {
+    let mut scenario = match Scenario::load(&args.scenario) {
         Ok(scenario) => scenario,
         Err(error) => {
             eprintln!("loadgen gate: {error}");
             return Exit::Usage;
         }
     };
+    args.tls.apply(&mut scenario.users.tls);
+    if let Err(error) = crate::tls::TlsClient::new(&scenario.users.tls) {
+        eprintln!("loadgen gate: --ca-file: {error}");
+        return Exit::Usage;
+    }
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
     });
@@ -70,6 +75,7 @@ pub async fn command(args: GateArgs) -> Exit {
                 path: &args.scenario,
                 workers,
                 segments: &segments,
+                scheme: if args.wss { "wss" } else { "ws" },
             };
             match measure(pair, side, command, &load).await {
                 Ok(run) => {
@@ -117,6 +123,8 @@ struct Load<'a> {
     workers: u32,
     /// Where a run's worker segments go.
     segments: &'a Path,
+    /// `ws`, or `wss` when the servers serve TLS (`--wss`).
+    scheme: &'static str,
 }
 
 /// One run of one side on a fresh server.
@@ -126,7 +134,7 @@ async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> anyho
     let request = RunRequest {
         scenario: load.scenario.clone(),
         scenario_path: load.path.display().to_string(),
-        targets: vec![format!("ws://{}/", server.addr)],
+        targets: vec![format!("{}://{}/", load.scheme, server.addr)],
         quiet: true,
         segment: None,
         source_addresses: Vec::new(),

@@ -39,6 +39,7 @@ use crate::scenario::{Scenario, Targets};
 use crate::segment::{Segment, WorkerLine, START_TOLERANCE};
 use crate::server_process::{Launch, ServerProcess};
 use crate::target::Target;
+use crate::tls::TlsClient;
 use crate::{nofile, ports, scrape};
 use state::{RunSetup, RunState};
 
@@ -392,7 +393,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         ramp_counters,
     );
 
-    let server_deliveries_out = deliveries_out(&resolved).await;
+    let server_deliveries_out = deliveries_out(&resolved, run.tls.as_ref()).await;
     if let Some(server) = server {
         server.stop(Duration::from_secs(10)).await;
     }
@@ -774,11 +775,20 @@ fn account(
     totals
 }
 
-/// The servers' `chat_deliveries_out_total`, summed, when every target answers.
-pub async fn deliveries_out(resolved: &[(Target, SocketAddr)]) -> Option<u64> {
+/// The servers' `chat_deliveries_out_total`, summed, when every target answers (over
+/// TLS with `tls` for `wss://` targets).
+pub async fn deliveries_out(
+    resolved: &[(Target, SocketAddr)],
+    tls: Option<&TlsClient>,
+) -> Option<u64> {
     let mut sum = 0;
-    for (_, addr) in resolved {
-        sum += scrape::counter(*addr, "chat_deliveries_out_total").await?;
+    for (target, addr) in resolved {
+        let at = scrape::MetricsAt {
+            target: target.clone(),
+            addr: *addr,
+            tls: tls.cloned(),
+        };
+        sum += scrape::counter(&at, "chat_deliveries_out_total").await?;
     }
     Some(sum)
 }
