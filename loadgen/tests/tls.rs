@@ -104,6 +104,9 @@ async fn a_certificate_loadgen_cannot_verify_is_named_and_insecure_connects_and_
 
     let (code, text, _) = run("insecure", &url, &["--insecure", "--no-tls-resumption"]).await;
     assert_eq!(code, 0, "{text}");
+    let handshakes = server.metrics().tls_handshakes;
+    assert!(handshakes >= 12, "{handshakes}");
+    assert_eq!(server.metrics().tls_resumed, 0, "resumption was off");
     assert!(
         text.contains("INSECURE: server certificates are not verified"),
         "{text}"

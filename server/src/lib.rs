@@ -490,6 +490,9 @@ async fn tls_handshake(
     match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             Metrics::inc(&shared.metrics.tls_handshakes);
+            if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                Metrics::inc(&shared.metrics.tls_resumed);
+            }
             Some(tls)
         }
         Ok(Err(error)) => {

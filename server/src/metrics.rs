@@ -71,6 +71,9 @@ pub struct Metrics {
     pub tls_handshakes: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_handshake_failures: AtomicU64,
+    /// TLS handshakes that resumed an earlier session (no certificate, no full key
+    /// exchange).
+    pub tls_resumed: AtomicU64,
 }
 
 /// A Prometheus histogram of bus round trips, in fixed buckets.
@@ -169,6 +172,9 @@ pub struct MetricsSnapshot {
     pub cross_node_evictions: u64,
     /// Logins refused with `503` because the bus was down.
     pub refused_bus_unavailable: u64,
+    /// TLS handshakes completed, and how many of them resumed a session.
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
 }
 
 impl Metrics {
@@ -193,6 +199,8 @@ impl Metrics {
             bus_unforwarded: self.bus_unforwarded.load(Relaxed),
             cross_node_evictions: self.cross_node_evictions.load(Relaxed),
             refused_bus_unavailable: self.refused[Refusal::BusUnavailable.index()].load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_resumed: self.tls_resumed.load(Relaxed),
         }
     }
 
@@ -244,6 +252,12 @@ impl Metrics {
             "counter",
             "TLS handshakes that failed or timed out.",
             &self.tls_handshake_failures,
+        );
+        metric(
+            "tls_resumed_total",
+            "counter",
+            "TLS handshakes that resumed an earlier session.",
+            &self.tls_resumed,
         );
         metric(
             "evictions_total",
@@ -411,7 +425,7 @@ mod tests {
         assert!(text.contains("chat_deliveries_out_total{server_id=\"a\\\"b\"} 1\n"));
         assert!(text.contains("reason=\"empty_user\"} 1\n"));
         assert!(text.contains("reason=\"missing_user\"} 0\n"));
-        assert_eq!(text.matches("# TYPE chat_").count(), 15);
+        assert_eq!(text.matches("# TYPE chat_").count(), 16);
     }
 
     #[test]
