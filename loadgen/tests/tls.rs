@@ -259,3 +259,33 @@ async fn a_capacity_search_runs_every_step_over_wss() {
     assert_eq!(steps.len(), 2);
     assert!(steps.iter().all(|s| s["met"] == true), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smoke_scenario_passes_over_wss() {
+    let pki = TestPki::new("smoke");
+    let server = tls_server(&pki).await;
+    let url = format!("wss://127.0.0.1:{}/", server.local_addr().port());
+    let dir = TempDir::new("smoke-tls");
+    let out = dir.path().join("report");
+    let ca = pki.ca();
+    let output = loadgen(&[
+        "run",
+        "../scenarios/smoke.toml",
+        "--quiet",
+        "--target",
+        &url,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // Broadcast, relogins and churn all ran over TLS.
+    for counter in ["delivered", "evictions_ok", "churn_leaves"] {
+        assert!(total(&summary, counter) > 0, "{counter}");
+    }
+    assert!(summary["connect_us"]["tls"]["count"].as_u64().unwrap() >= 20);
+}
