@@ -28,7 +28,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::record::LoginTimes;
 use crate::target::{encode_name, Target};
 use crate::tls::TlsClient;
-use crate::transport::{ClientStream, StreamRead, StreamWrite};
+use crate::transport::{self, ClientStream, StreamRead, StreamWrite};
+use either_io::EitherIo;
 
 /// The bytes from the server: what hyper read past the handshake, then the stream.
 pub type ReadStream = tokio::io::Chain<Cursor<Bytes>, StreamRead>;
@@ -161,7 +162,7 @@ async fn open_timed(
     let tcp_us = micros(started.elapsed());
     let _ = tcp.set_nodelay(true);
     if !target.tls {
-        return Ok((ClientStream::Plain(tcp), tcp_us, None));
+        return Ok((EitherIo::Plain(tcp), tcp_us, None));
     }
     let tls = tls.unwrap_or_else(|| TlsClient::shared_default());
     let handshake = Instant::now();
@@ -170,7 +171,7 @@ async fn open_timed(
         .await
         .map_err(|reason| ConnectError::Tls { addr, reason })?;
     let tls_us = micros(handshake.elapsed());
-    Ok((ClientStream::Tls(Box::new(stream)), tcp_us, Some(tls_us)))
+    Ok((EitherIo::Tls(Box::new(stream)), tcp_us, Some(tls_us)))
 }
 
 fn micros(elapsed: Duration) -> u64 {
@@ -279,7 +280,7 @@ async fn handshake(
     let parts = upgraded
         .downcast::<TokioIo<ClientStream>>()
         .map_err(|_| ConnectError::Handshake("upgraded stream is not ours".into()))?;
-    let (read, write) = parts.io.into_inner().into_split();
+    let (read, write) = transport::split(parts.io.into_inner());
     // Copying the leftover frees hyper's whole read buffer, which `read_buf` points into.
     let leftover = Bytes::copy_from_slice(&parts.read_buf);
     let read = AsyncReadExt::chain(Cursor::new(leftover), read);
@@ -311,7 +312,7 @@ pub async fn readable(stream: &ReadStream) -> std::io::Result<()> {
     if (leftover.position() as usize) < leftover.get_ref().len() {
         return Ok(());
     }
-    socket.readable().await
+    transport::readable(socket).await
 }
 
 /// A frame from the server, reduced to what the users care about.

@@ -59,6 +59,7 @@ use crate::outbox::QueueLimit;
 use crate::registry::SessionRegistry;
 use crate::shutdown::{ShutdownSignal, TaskCount};
 use crate::transport::ClientStream;
+use either_io::EitherIo;
 
 /// Everything the server can be told. [`Config::default`] matches the demo where it has a
 /// default (docs/protocol.md O4) and the protocol's limits elsewhere.
@@ -453,13 +454,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: S
                         let shared = shared.clone();
                         tokio::spawn(async move {
                             if let Some(tls) = handshake.await {
-                                http::serve(ClientStream::Tls(Box::new(tls)), shared, shutdown)
-                                    .await;
+                                http::serve(EitherIo::Tls(Box::new(tls)), shared, shutdown).await;
                             }
                         });
                     }
                     None => {
-                        let stream = ClientStream::Plain(stream);
+                        let stream: ClientStream = EitherIo::Plain(stream);
                         tokio::spawn(http::serve(stream, shared.clone(), shutdown.clone()));
                     }
                 }

@@ -29,7 +29,7 @@ use crate::frame::{self, close_code};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing, Pushed};
 use crate::registry::Registered;
-use crate::transport::{SessionRead, SessionWrite};
+use crate::transport::{self, SessionRead, SessionWrite};
 use crate::unread::UnreadLimit;
 use crate::Shared;
 
@@ -194,7 +194,7 @@ pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: Upg
         shared.registry.unregister(&session, &shared.metrics);
         return;
     };
-    let (read_half, write_half) = connection.into_split();
+    let (read_half, write_half) = transport::split(connection);
     let mut writer = tokio::spawn(write_loop(write_half, session.clone(), shared.clone()));
 
     let mut stream = AsyncReadExt::chain(Cursor::new(leftover), read_half);
@@ -227,7 +227,7 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
         tokio::select! {
             biased;
             _ = session.closing.notified() => return true,
-            ready = stream.get_ref().1.readable() => {
+            ready = transport::readable(stream.get_ref().1) => {
                 if ready.is_err() {
                     session.close(None, true);
                     return false;

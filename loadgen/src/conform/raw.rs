@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::peer::Endpoint;
 use super::raw_frame::RawSocket;
 use crate::connection::{self, Connected, ReadStream};
-use crate::transport::{ClientStream, StreamWrite};
+use crate::transport::{self, ClientStream, StreamWrite};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -220,7 +220,7 @@ async fn exchange(
     let status = status_of(head.as_bytes()).unwrap_or(0);
     if status == 101 && upgrade {
         let leftover = Bytes::copy_from_slice(&buffer[head_end..]);
-        let (read, write) = stream.into_split();
+        let (read, write) = transport::split(stream);
         let read = AsyncReadExt::chain(Cursor::new(leftover), read);
         return Ok(Answer::Upgraded(Switched { read, write }));
     }
