@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// Sessions remembered for resumption: one per user of a large run.
-const REMEMBERED_SESSIONS: usize = 100_000;
+/// Servers whose sessions are remembered for resumption. rustls keys its cache by
+/// server name and keeps a few TLS 1.3 tickets for each, shared by every simulated user.
+const REMEMBERED_SERVERS: usize = 256;
 
 /// How TLS connections are made (`[users] tls` in a scenario; `--ca-file`, `--insecure`,
 /// `--no-tls-resumption` on the command line).
@@ -128,7 +129,7 @@ impl TlsClient {
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.resumption = if settings.resumption {
-            Resumption::in_memory_sessions(REMEMBERED_SESSIONS)
+            Resumption::in_memory_sessions(REMEMBERED_SERVERS)
         } else {
             Resumption::disabled()
         };

@@ -148,6 +148,12 @@ impl RunState {
             targets,
             segment,
         } = setup;
+        // Only a run with a wss:// target needs a TLS client (it holds the root store).
+        let tls = targets
+            .iter()
+            .any(|(target, _)| target.tls)
+            .then(|| TlsClient::new(&scenario.users.tls).ok())
+            .flatten();
         let count = scenario.users.count;
         let mut names: Vec<String> = (0..count).map(|i| scenario.user_name(i)).collect();
         names.extend((0..segment.count).map(|i| {
@@ -179,7 +185,7 @@ impl RunState {
             sources: scenario.users.source_ips(),
             connect_timeout: scenario.users.connect_timeout.0,
             headers: scenario.users.login_headers(),
-            tls: TlsClient::new(&scenario.users.tls).ok(),
+            tls,
             settle_ns: scenario.verify.settle.0.as_nanos() as u64,
             max_frame: (max_message + 256).max(1 << 16) * 2,
             next_conn_id: AtomicU64::new(1),
