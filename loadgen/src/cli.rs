@@ -128,7 +128,8 @@ pub enum Command {
     /// 3 the gate could not run. scripts/perf-gate.sh builds a git base and runs this.
     #[command(verbatim_doc_comment)]
     Gate(GateArgs),
-    /// Find the knee: the highest load that still meets an objective, and what runs out.
+    /// Find the capacity to plan with: the highest load that meets an objective with a
+    /// margin, the knee where it stops meeting it, and what runs out.
     ///
     /// The file (see scenarios/README.md) names what grows — users, the message rate, or
     /// both along a straight path — with start, step and limit, the traffic of every step,
@@ -136,14 +137,27 @@ pub enum Command {
     /// a plain run (a warm-up that is not judged, then the measured part) against a fresh
     /// server; the search steps up until the objective fails or the limit is reached, then
     /// bisects between the last good and the first bad step, then measures the knee again
-    /// (`confirm` times; it must meet the objective every time). Server and loadgen CPU and
-    /// memory are sampled during each step, so the report can say which side ran out —
-    /// including, plainly, when the load generator itself was the limit.
+    /// (`confirm` times; it must meet the objective every time).
+    ///
+    /// The knee is the highest load that happened to pass: a plain run there an hour later
+    /// misses about as often as it meets. The published capacity (the headline,
+    /// capacity.json's `capacity`, capacity.toml) is the highest load at which every run
+    /// kept each latency threshold within `margin` of its limit (0.7 by default: p99 at
+    /// most 17.5 ms against 25 ms), found by a second bisection and confirmed the same way.
+    /// Then capacity, knee and 20% above the knee are measured `reproduce` more times
+    /// (3 by default) in interleaved order, and the report gives each one's pass rate and
+    /// says plainly when the knee did not reproduce. The machine's speed is calibrated at
+    /// the start and the end (see --calibration), so reports from different machines or
+    /// days can be compared: --compare A B.
+    ///
+    /// Server and loadgen CPU and memory are sampled during each step, so the report can
+    /// say which side ran out — including, plainly, when the load generator itself was
+    /// the limit.
     ///
     /// Writes reports/capacity-<UTC time>/: capacity.csv (a row per step), capacity.json,
-    /// report.html (self-contained, three SVG charts), report.md, knee.toml and
-    /// above-knee.toml (reproduce the knee and 20% above it with `loadgen run`), and each
-    /// step's run reports under steps/.
+    /// report.html (self-contained, three SVG charts), report.md, capacity.toml (a plain
+    /// run of the published capacity), knee.toml and above-knee.toml (the knee and 20%
+    /// above it), and each step's run reports under steps/.
     ///
     /// Where the server comes from: nothing (default) = embedded chat-server, a fresh
     /// process per step; --server "CMD {addr}" = your server, a fresh process per step;
@@ -155,12 +169,15 @@ pub enum Command {
     ///   loadgen capacity scenarios/capacity.toml
     ///   loadgen capacity scenarios/capacity.toml --server "./my-server --listen {addr}"
     ///   loadgen capacity scenarios/capacity.toml --target ws://127.0.0.1:6789/ --server-pid 4242
-    ///   loadgen capacity scenarios/capacity.toml --expect-at-least 1500   (a CI check)
+    ///   loadgen capacity scenarios/capacity.toml --expect-at-least 1200   (a CI check)
+    ///   loadgen capacity --compare reports/capacity-A reports/capacity-B
     ///
-    /// Exit codes: 0 the search ran to its end; 1 the capacity found is below
-    /// --expect-at-least; 2 bad usage or file (or the limit cannot fit the open-file
-    /// limit); 3 the search could not run or was cut short (server not startable or
-    /// unreachable, Ctrl-C) — the report of the steps done so far is still written.
+    /// Exit codes: 0 the search ran to its end (with --compare: the machines explain the
+    /// difference); 1 the published capacity is below --expect-at-least (with --compare:
+    /// they do not); 2 bad usage or file (or the limit cannot fit the open-file limit; with
+    /// --compare: a report unreadable, or without a capacity or a calibration); 3 the
+    /// search could not run or was cut short (server not startable or unreachable, Ctrl-C)
+    /// — the report of the steps done so far is still written.
     #[command(verbatim_doc_comment)]
     Capacity(CapacityArgs),
     /// Merge the reports of a split run's segments into one report.
@@ -184,6 +201,13 @@ pub enum Command {
     /// not be written.
     #[command(verbatim_doc_comment)]
     Merge(MergeArgs),
+    /// Measure this machine's speed as every report does: loopback send cost per 128-byte
+    /// write and the time of a fixed single-core workload (the medians of 5 chunks).
+    ///
+    /// run, gate and capacity take this calibration at their start and end by themselves;
+    /// this command prints one on its own, to compare machines before a test. Exit 0, or 3
+    /// when the loopback workload cannot run.
+    Calibrate(CalibrateArgs),
     /// Run the chat server for an embedded run (used by `run`; prints `listening ADDR`,
     /// stops when stdin closes).
     #[command(hide = true)]
@@ -254,6 +278,8 @@ pub struct RunArgs {
     pub headers: Vec<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub calibration: CalibrationArgs,
 }
 
 /// How `wss://` targets are verified (every command that connects has these).
@@ -303,10 +329,69 @@ pub struct MergeArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `--calibration`, shared by `run`, `gate` and `capacity`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct CalibrationArgs {
+    /// Measure this machine's speed at the start and the end (loopback send cost and a
+    /// fixed single-core workload, ~1 s each at `full`) and put both, and the drift
+    /// between them, in every report. `quick` does a tenth of the work (rough; for tests),
+    /// `off` leaves it out.
+    #[arg(
+        long = "calibration",
+        value_enum,
+        value_name = "MODE",
+        default_value = "full",
+        env = "LOADGEN_CALIBRATION"
+    )]
+    pub mode: crate::calibration::CalibrationMode,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// `full` (about 1 s per workload) or `quick` (a tenth of it, rougher).
+    #[arg(
+        long = "calibration",
+        value_enum,
+        value_name = "MODE",
+        default_value = "full"
+    )]
+    pub mode: crate::calibration::CalibrationMode,
+    /// Print JSON (the `calibration.start` object of the reports) instead of a line.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CapacityArgs {
     /// Capacity file (TOML; see scenarios/README.md).
-    pub file: PathBuf,
+    #[arg(required_unless_present = "compare")]
+    pub file: Option<PathBuf>,
+    /// Compare two capacity reports (their folders or capacity.json files) instead of
+    /// searching: the difference in published capacity, the difference in machine speed
+    /// from their calibrations, and whether the machine explains the capacity's. Exit 0
+    /// when it does, 1 when it does not, 2 when a report cannot be read or has no
+    /// capacity or calibration.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["file", "targets", "server"])]
+    pub compare: Option<Vec<PathBuf>>,
+    /// With --compare: how far (percent) the capacity ratio may stray beyond the range
+    /// the machine-speed ratios span and still count as explained.
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = 10.0,
+        requires = "compare"
+    )]
+    pub tolerance: f64,
+    /// The published capacity's margin, overriding the file's `[capacity] margin`: every
+    /// run's latency at most this share of its limit (0.7 by default).
+    #[arg(long, value_name = "SHARE")]
+    pub margin: Option<f64>,
+    /// Re-measurements of capacity, knee and above-knee after the search, overriding the
+    /// file's `[capacity] reproduce` (3 by default; 0 skips them).
+    #[arg(long, value_name = "N")]
+    pub reproduce: Option<u32>,
+    #[command(flatten)]
+    pub calibration: CalibrationArgs,
     /// Server URL of a running server, overriding the file's `target` (repeat to spread
     /// users over several).
     #[arg(long = "target", value_name = "URL")]
@@ -324,8 +409,8 @@ pub struct CapacityArgs {
     /// CPU and memory count as loadgen's. knee.toml then says `workers = N`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: Option<u32>,
-    /// Exit 1 when the highest load that met the objective is below this level (users, or
-    /// msg/s when the rate grows).
+    /// Exit 1 when the published capacity (with its margin) is below this level (users,
+    /// or msg/s when the rate grows).
     #[arg(long, value_name = "LEVEL")]
     pub expect_at_least: Option<f64>,
     /// Report directory (default: reports/capacity-<UTC time>).
@@ -513,4 +598,6 @@ pub struct GateArgs {
     pub wss: bool,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub calibration: CalibrationArgs,
 }

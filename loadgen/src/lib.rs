@@ -34,6 +34,7 @@
 //! [`run`], [`conform`], [`client`], [`gate`], [`capacity`]; and what they write
 //! ([`report`], [`progress`]).
 
+pub mod calibration;
 pub mod capacity;
 pub mod checks;
 pub mod cli;

@@ -80,6 +80,7 @@ async fn loadgen_run(tag: &str, scenario: &str, target: &str) -> (i32, serde_jso
     std::fs::write(&file, scenario).unwrap();
     let out = dir.path().join("report");
     let output = tokio::process::Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args(["run", file.to_str().unwrap(), "--quiet", "--target", target])
         .arg("--out")
         .arg(&out)

@@ -22,6 +22,7 @@ warmup = "1s"
 measure = "1s"
 bisections = 1
 confirm = 1
+reproduce = 1
 pause = "0s"
 [load]
 rate = 20
@@ -48,6 +49,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 fn capacity(args: &[&str]) -> Output {
     let output = Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .arg("capacity")
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -83,10 +85,37 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
 
     let report = json(&out.join("capacity.json"));
     let steps = report["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 4, "4, 8, 12 users, then 12 again to confirm");
+    assert_eq!(
+        steps.len(),
+        5,
+        "4, 8, 12 users, then 12 again to confirm, and once more to reproduce"
+    );
     assert_eq!(steps[3]["stage"], "confirm");
+    assert_eq!(steps[4]["stage"], "reproduce");
     assert_eq!(report["outcome"]["kind"], "held-to-limit");
     assert_eq!(report["outcome"]["good"], 12.0);
+    // p99 far below 2 s: the published capacity is the knee, with the default margin.
+    assert_eq!(report["margin"], 0.7);
+    assert_eq!(report["capacity"]["level"], 12.0);
+    assert_eq!(report["capacity"]["runs"], 2);
+    assert!(report["capacity"]["worst_latency_share"].as_f64().unwrap() < 0.7);
+    let reproduction = report["reproduction"].as_array().unwrap();
+    assert_eq!(reproduction.len(), 1, "{reproduction:?}");
+    assert_eq!(reproduction[0]["load"], "knee");
+    assert_eq!(reproduction[0]["met"], 1);
+    // The machine was calibrated at the start and the end.
+    let calibration = &report["calibration"];
+    assert_eq!(calibration["mode"], "quick");
+    for end in ["start", "end"] {
+        assert!(calibration[end]["loopback_send_us"].as_f64().unwrap() > 0.0);
+        assert!(calibration[end]["cpu_workload_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert!(calibration["drift_percent"]["cpu_workload"].is_number());
+    assert!(stdout.starts_with("capacity:"), "{stdout}");
+    assert!(
+        stdout.contains("Capacity: 12 users at 20 msg/s"),
+        "{stdout}"
+    );
     for step in steps {
         assert_eq!(step["met"], true, "{step}");
         assert_eq!(step["lost"], 0);
@@ -103,7 +132,7 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
 
     // capacity.csv: a header and a row per step.
     let mut csv = csv::Reader::from_path(out.join("capacity.csv")).unwrap();
-    assert_eq!(csv.records().count(), 4);
+    assert_eq!(csv.records().count(), 5);
 
     // report.html: well-formed XML, three charts, no fetches.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -113,12 +142,32 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
         ["latency-chart", "throughput-chart", "resources-chart"]
     );
     page_check::assert_self_contained(&html);
+    assert!(
+        html.contains("id=\"reproduction\""),
+        "the reproduction table"
+    );
+    assert!(html.contains("Machine calibration"));
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(markdown.contains("the limit of the search"));
+    assert!(markdown.contains("## Reproduction"), "{markdown}");
+    assert!(
+        markdown.contains("| knee | 12 | 20 | 1 of 1 |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("- **Machine calibration:** loopback send"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("- **Published capacity:** 12 users"),
+        "{markdown}"
+    );
 
-    // knee.toml reproduces the knee with a plain run.
-    let knee = out.join("knee.toml");
+    // capacity.toml runs the published capacity with a plain run.
+    let knee = out.join("capacity.toml");
+    assert!(out.join("knee.toml").exists());
     let run = Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args(["run", knee.to_str().unwrap(), "--quiet", "--out"])
         .arg(dir.join("knee-run"))
         .output()
@@ -134,7 +183,70 @@ fn a_search_that_holds_to_its_limit_writes_every_file() {
     assert!(out.join("above-knee.toml").exists());
     // Each step's own run reports.
     let step_dirs = std::fs::read_dir(out.join("steps")).unwrap().count();
-    assert_eq!(step_dirs, 4);
+    assert_eq!(step_dirs, 5);
+
+    // A report compared with itself: the same capacity on the same machine.
+    let compared = capacity(&[
+        "--compare",
+        out.to_str().unwrap(),
+        out.join("capacity.json").to_str().unwrap(),
+    ]);
+    assert_eq!(compared.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&compared.stdout);
+    assert!(
+        text.contains("| published capacity, users | 12 | 12 | 1.000 |"),
+        "{text}"
+    );
+    assert!(text.contains("EXPLAINED"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A capacity.json with only what `--compare` reads.
+fn saved(users: f64, send_us: f64, cpu_ms: f64) -> String {
+    let speed = format!(
+        r#"{{"at": "2026-11-26T07:00:00Z", "loopback_send_us": {send_us}, "cpu_workload_ms": {cpu_ms}}}"#
+    );
+    format!(
+        r#"{{"name": "capacity", "level_unit": "users", "started_at": "2026-11-26T07:00:00Z",
+            "cores": 2, "objective": ["p99 <= 25ms"], "margin": 0.7,
+            "capacity": {{"level": {users}}},
+            "calibration": {{"mode": "full", "start": {speed}, "end": {speed},
+                             "drift_percent": {{"loopback_send": 0.0, "cpu_workload": 0.0}},
+                             "drifted": false}}}}"#
+    )
+}
+
+#[test]
+fn compare_says_whether_the_machine_explains_the_difference() {
+    let dir = temp_dir("compare");
+    let a = write(&dir, "a.json", &saved(1000.0, 7.0, 800.0));
+    // A machine 25% faster on both workloads, 27% more users: explained.
+    let faster = write(&dir, "b.json", &saved(1270.0, 5.6, 640.0));
+    let output = capacity(&["--compare", &a, &faster]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("EXPLAINED"));
+    // The same machine speed and half the users: not explained, exit 1.
+    let halved = write(&dir, "c.json", &saved(500.0, 7.0, 800.0));
+    let output = capacity(&["--compare", &a, &halved]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("NOT EXPLAINED: B's capacity is -50.0% of A's"),
+        "{text}"
+    );
+    // A report without a calibration, or not a report at all: exit 2, named.
+    let bare = write(
+        &dir,
+        "d.json",
+        r#"{"name": "x", "level_unit": "users", "started_at": "", "cores": 2, "capacity": {"level": 5}}"#,
+    );
+    let output = capacity(&["--compare", &a, &bare]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no machine calibration"));
+    let junk = write(&dir, "e.json", "not json");
+    let output = capacity(&["--compare", &a, &junk]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a capacity.json"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -222,6 +334,7 @@ fn a_running_server_is_measured_through_its_metrics() {
         &SMALL.replace("limit = 12", "limit = 4"),
     );
     let mut server = Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -307,6 +420,7 @@ fn ctrl_c_stops_the_search_and_still_writes_the_report() {
     );
     let out = dir.join("out");
     let mut child = Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args(["capacity", &file, "--out", out.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -27,6 +27,7 @@ impl Client {
     async fn start(server: &ServerHandle, user: &str, extra: &[&str]) -> Client {
         let url = format!("ws://{}/", server.local_addr());
         let mut child = Command::new(LOADGEN)
+            .env("LOADGEN_CALIBRATION", "quick")
             .args(["client", &url, "--user", user])
             .args(extra)
             .stdin(Stdio::piped())
@@ -155,6 +156,7 @@ async fn piped_stdin_is_sent_then_closed_cleanly() {
     let url = format!("ws://{}/", server.local_addr());
     let output = tokio::time::timeout(WAIT, async {
         let mut child = Command::new(LOADGEN)
+            .env("LOADGEN_CALIBRATION", "quick")
             .args(["client", &url, "--user", "scripted"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -206,6 +208,7 @@ async fn unreachable_server_exits_3() {
         listener.local_addr().expect("addr").port()
     };
     let output = Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args(["client", &format!("ws://127.0.0.1:{port}/"), "--user", "x"])
         .stdin(Stdio::null())
         .output()

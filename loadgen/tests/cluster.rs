@@ -28,6 +28,7 @@ impl Node {
     /// A node with one of chat-server's deliberate defects (`loadgen serve --fault`).
     fn with_fault(bus: &str, id: &str, fault: Option<&str>) -> Node {
         let mut command = Command::new(LOADGEN);
+        command.env("LOADGEN_CALIBRATION", "quick");
         command.args(["serve", "--listen", "127.0.0.1:0", "--bus", bus, "--id", id]);
         if let Some(fault) = fault {
             command.args(["--fault", fault]);
@@ -102,6 +103,7 @@ fn conform(urls: &[String], only: &str) -> (i32, serde_json::Value) {
     let dir = TempDir::new("conform");
     let json = dir.path().join("conform.json");
     let output = Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .arg("conform")
         .args(urls)
         .args([
@@ -217,6 +219,7 @@ fn run(tag: &str, scenario: &str, urls: &[String], during: impl FnOnce()) -> Rep
     std::fs::write(&file, scenario).unwrap();
     let out = dir.path().join("report");
     let mut command = Command::new(LOADGEN);
+    command.env("LOADGEN_CALIBRATION", "quick");
     command.args([
         "run",
         file.to_str().unwrap(),

@@ -111,6 +111,7 @@ async fn conform(tag: &str, url: &str, extra: &[&str]) -> Run {
     ];
     args.extend_from_slice(extra);
     let output = tokio::process::Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args(&args)
         .output()
         .await

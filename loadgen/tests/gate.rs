@@ -20,6 +20,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 
 fn gate(args: &[&str]) -> std::process::Output {
     let output = std::process::Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .arg("gate")
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))

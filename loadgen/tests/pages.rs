@@ -159,6 +159,7 @@ async fn live_view(extra: &[&str]) {
     let target = format!("ws://{}/", server.local_addr());
     let out = dir.path().join("report");
     let mut child = tokio::process::Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args([
             "run",
             file.to_str().unwrap(),

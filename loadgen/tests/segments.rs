@@ -283,6 +283,7 @@ async fn a_worker_that_dies_mid_run_is_named_and_the_run_is_incomplete() {
     let out = dir.path().join("report");
     let url = url(&target);
     let mut child = tokio::process::Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args([
             "run",
             file.to_str().unwrap(),

@@ -2,17 +2,23 @@
 //! then conclude and write the report.
 //!
 //! Each step also leaves its own run reports (`steps/NN-…/`), so a surprising row can be
-//! looked at in full, and the search writes `knee.toml` and `above-knee.toml`: plain
-//! scenarios that reproduce the load at the knee and 20% above it with `loadgen run`.
+//! looked at in full, and the search writes `capacity.toml`, `knee.toml` and
+//! `above-knee.toml`: plain scenarios that run the published capacity, the knee and 20%
+//! above it with `loadgen run`. The machine is calibrated before the first step and after
+//! the last ([`crate::calibration`]).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::conclusion::{self, Context};
-use super::search::{Found, KneeSearch};
+use super::procedure::{Load, Next, Procedure, Settings, Verdict, ABOVE_KNEE};
+use super::search::{Found, Stage};
 use super::spec::{toml_of, CapacitySpec, Grow, Point};
 use super::step::{self, ServerSource, StepError};
-use super::{CapacityReport, SearchOutcome, StepRecord, UsageSource};
+use super::{
+    CapacityReport, PublishedCapacity, Reproduction, SearchOutcome, StepRecord, UsageSource,
+};
+use crate::calibration::Started;
 use crate::cli::CapacityArgs;
 use crate::exit::Exit;
 use crate::report::{self, clock};
@@ -20,22 +26,43 @@ use crate::resources;
 use crate::server_process::Launch;
 use crate::target::{self, Target};
 
-/// The load above the knee that `above-knee.toml` offers.
-const ABOVE_KNEE: f64 = 1.2;
-
+/// The file that runs the published capacity with `loadgen run`.
+pub const CAPACITY_TOML: &str = "capacity.toml";
 /// The file that reproduces the knee with `loadgen run`.
 pub const KNEE_TOML: &str = "knee.toml";
 /// The file that reproduces 20% above the knee.
 pub const ABOVE_KNEE_TOML: &str = "above-knee.toml";
 
 pub async fn main(args: CapacityArgs) -> Exit {
-    let mut spec = match CapacitySpec::load(&args.file) {
+    if let Some(pair) = &args.compare {
+        return super::compare::main(pair, args.tolerance);
+    }
+    let Some(file) = args.file.clone() else {
+        eprintln!("loadgen: capacity needs a capacity file (or --compare A B)");
+        return Exit::Usage;
+    };
+    let mut spec = match CapacitySpec::load(&file) {
         Ok(spec) => spec,
         Err(error) => {
             eprintln!("loadgen: {error}");
             return Exit::Usage;
         }
     };
+    if let Some(margin) = args.margin {
+        spec.capacity.margin = margin;
+    }
+    if let Some(reproduce) = args.reproduce {
+        spec.capacity.reproduce = reproduce;
+    }
+    if let Err(invalid) = spec.check() {
+        let flag = match invalid.field.as_str() {
+            "capacity.margin" => "--margin",
+            "capacity.reproduce" => "--reproduce",
+            other => other,
+        };
+        eprintln!("loadgen: {flag}: {}", invalid.reason);
+        return Exit::Usage;
+    }
     if let Err(error) = target::check_all(&args.targets) {
         eprintln!("loadgen: --target {error}");
         return Exit::Usage;
@@ -140,17 +167,35 @@ pub async fn main(args: CapacityArgs) -> Exit {
         objective(&spec).join(", ")
     ));
 
-    let mut search = KneeSearch::new(
-        spec.last_k(),
-        spec.resolution(),
-        spec.capacity.bisections,
-        spec.capacity.confirm,
-    );
-    // Each step's position and row; an interrupted step has position NaN (not judged).
+    let mut procedure = Procedure::new(Settings {
+        last_k: spec.last_k(),
+        resolution: spec.resolution(),
+        bisections: spec.capacity.bisections,
+        confirm: spec.capacity.confirm,
+        margin: spec.capacity.margin,
+        reproduce: spec.capacity.reproduce,
+    });
+    let calibration_start = match Started::measure(args.calibration.mode).await {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("loadgen: machine calibration failed, the report will not have one: {error}");
+            None
+        }
+    };
+    if let Some(started) = &calibration_start {
+        say(format!(
+            "calibration at the start: loopback send {:.2} µs, CPU workload {:.0} ms",
+            started.start().loopback_send_us,
+            started.start().cpu_workload_ms
+        ));
+    }
+    // Each step's position on the path and row; a reproduction above the knee and an
+    // interrupted step have position NaN (neither is a search measurement).
     let mut steps: Vec<(f64, StepRecord)> = Vec::new();
+    let mut reproduced: Vec<(Load, StepRecord)> = Vec::new();
     let mut stopped: Option<(String, Exit)> = None;
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
-    while let Some((k, stage)) = search.next_load() {
+    while let Some(next) = procedure.next_measurement() {
         if !steps.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep(spec.capacity.pause.0) => {}
@@ -160,10 +205,23 @@ pub async fn main(args: CapacityArgs) -> Exit {
                 }
             }
         }
+        let (k, stage, point) = match next {
+            Next::Search { k, stage } => (k, stage, spec.point(k)),
+            Next::Reproduce { load, .. } => {
+                let Some((k, point)) = reproduction_point(&spec, &procedure, load) else {
+                    // Not reachable: the procedure plans only loads it has found.
+                    procedure.record(Verdict {
+                        met: false,
+                        latency_share: 0.0,
+                    });
+                    continue;
+                };
+                (k, Stage::Reproduce, point)
+            }
+        };
         let number = steps.len() + 1;
-        let point = spec.point(k);
-        let scenario = spec.scenario_at(k);
-        let path = format!("{} (step {number})", args.file.display());
+        let scenario = spec.scenario_for(point);
+        let path = format!("{} (step {number})", file.display());
         let step_dir = dir.join("steps").join(format!(
             "{number:02}-{}u-{}mps",
             point.users,
@@ -185,7 +243,10 @@ pub async fn main(args: CapacityArgs) -> Exit {
         let mut record = measured.record;
         record.number = number;
         record.stage = stage.as_str();
-        record.level = spec.level(k);
+        record.level = match spec.capacity.grow {
+            Grow::Rate => point.rate,
+            Grow::Users | Grow::Both => f64::from(point.users),
+        };
         if let Err(error) =
             report::write_all(&step_dir, &measured.report, &measured.report.verdicts())
         {
@@ -199,11 +260,30 @@ pub async fn main(args: CapacityArgs) -> Exit {
             stopped = Some((crate::run::INTERRUPTED.into(), Exit::CouldNotRun));
             break;
         }
-        search.record(record.met);
-        steps.push((k, record));
+        procedure.record(Verdict {
+            met: record.met,
+            latency_share: record.latency_share,
+        });
+        match next {
+            Next::Search { .. } => steps.push((k, record)),
+            Next::Reproduce { load, .. } => {
+                reproduced.push((load, record.clone()));
+                steps.push((f64::NAN, record));
+            }
+        }
+    }
+    let calibration = match calibration_start {
+        Some(started) if stopped.is_none() => Some(started.finish().await),
+        Some(started) => Some(started.unfinished()),
+        None => None,
+    };
+    if let Some(calibration) = &calibration {
+        say(format!("calibration: {}", calibration.line()));
     }
 
-    let found = search.found();
+    let found = procedure
+        .knee()
+        .unwrap_or(Found::FailedAtStart { bad: 0.0 });
     let outcome = match found {
         Found::Knee { good, bad } => SearchOutcome::Knee {
             good: spec.level(good),
@@ -221,6 +301,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
         Found::HeldToLimit { good } => (Some(good), None),
         Found::FailedAtStart { bad } => (None, Some(bad)),
     };
+    // The step that stands for a position: its last search measurement.
     let index_of = |k: Option<f64>| {
         let k = k?;
         steps.iter().rposition(|(at, _)| (*at - k).abs() < 1e-9)
@@ -230,10 +311,31 @@ pub async fn main(args: CapacityArgs) -> Exit {
     } else {
         (index_of(good_k), index_of(bad_k))
     };
+    let capacity_k = procedure.capacity_k();
+    let capacity_index = index_of(capacity_k);
     let records: Vec<StepRecord> = steps.iter().map(|(_, r)| r.clone()).collect();
+    let published = capacity_k.and_then(|k| {
+        let runs: Vec<&StepRecord> = steps
+            .iter()
+            .filter(|(at, _)| (*at - k).abs() < 1e-9)
+            .map(|(_, r)| r)
+            .filter(|r| r.stage != Stage::Reproduce.as_str())
+            .collect();
+        let first = runs.first()?;
+        Some(PublishedCapacity {
+            level: first.level,
+            users: first.users,
+            rate: first.rate,
+            offered_deliveries_per_sec: first.offered_deliveries_per_sec,
+            runs: runs.len(),
+            worst_p99_ms: runs.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+            worst_latency_share: runs.iter().map(|r| r.latency_share).fold(0.0, f64::max),
+        })
+    });
+    let reproduction = reproduction_rows(&reproduced, spec.capacity.margin);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let memory_bytes = resources::memory_total();
-    let mut conclusion = conclusion::conclude(
+    let knee_conclusion = conclusion::conclude(
         &records,
         &outcome,
         knee,
@@ -242,6 +344,19 @@ pub async fn main(args: CapacityArgs) -> Exit {
             level_unit: spec.level_unit(),
             cores,
             memory_bytes,
+            cut_short: stopped.is_some(),
+        },
+    );
+    let mut conclusion = conclusion::publish(
+        knee_conclusion,
+        &conclusion::Publication {
+            capacity: published.as_ref(),
+            knee: knee.and_then(|i| records.get(i)),
+            margin: spec.capacity.margin,
+            objective_has_latency: objective_has_latency(&spec),
+            reproduction: &reproduction,
+            calibration: calibration.as_ref(),
+            capacity_is_knee: procedure.capacity_is_knee(),
             cut_short: stopped.is_some(),
         },
     );
@@ -262,7 +377,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
     };
     let capacity = CapacityReport {
         name: spec.name().to_string(),
-        path: args.file.display().to_string(),
+        path: file.display().to_string(),
         description: spec.description.clone(),
         grow: format!("{:?}", spec.capacity.grow).to_lowercase(),
         level_unit: spec.level_unit(),
@@ -281,6 +396,13 @@ pub async fn main(args: CapacityArgs) -> Exit {
         knee_step: knee.and_then(|i| records.get(i)).map(|r| r.number),
         first_bad_step: bad.and_then(|i| records.get(i)).map(|r| r.number),
         incomplete: stopped.as_ref().map(|(why, _)| why.clone()),
+        margin: spec.capacity.margin,
+        capacity_step: capacity_index
+            .and_then(|i| records.get(i))
+            .map(|r| r.number),
+        capacity: published,
+        reproduction,
+        calibration,
         steps: records,
         outcome,
         conclusion,
@@ -290,7 +412,9 @@ pub async fn main(args: CapacityArgs) -> Exit {
         return Exit::CouldNotRun;
     }
     let knee_point = knee.map(|i| spec.point(steps[i].0));
-    if let Err(error) = write_reproductions(&dir, &args.file, &spec, knee_point, workers) {
+    let capacity_point = capacity_k.map(|k| spec.point(k));
+    if let Err(error) = write_reproductions(&dir, &file, &spec, capacity_point, knee_point, workers)
+    {
         eprintln!("loadgen: {error}");
         return Exit::CouldNotRun;
     }
@@ -299,9 +423,15 @@ pub async fn main(args: CapacityArgs) -> Exit {
         println!("  {line}");
     }
     println!("report: {}", dir.join(super::report::REPORT_HTML).display());
+    if capacity_point.is_some() {
+        println!(
+            "plan with: loadgen run {}",
+            dir.join(CAPACITY_TOML).display()
+        );
+    }
     if knee_point.is_some() {
         println!(
-            "reproduce: loadgen run {} (and {})",
+            "knee: loadgen run {} (and {})",
             dir.join(KNEE_TOML).display(),
             dir.join(ABOVE_KNEE_TOML).display()
         );
@@ -311,10 +441,10 @@ pub async fn main(args: CapacityArgs) -> Exit {
         return code;
     }
     if let Some(expected) = args.expect_at_least {
-        let sustained = knee.map_or(0.0, |i| capacity.steps[i].level);
+        let sustained = capacity.capacity.as_ref().map_or(0.0, |c| c.level);
         if sustained < expected {
             eprintln!(
-                "loadgen: capacity {sustained} {} is below --expect-at-least {expected}",
+                "loadgen: the published capacity {sustained} {} is below --expect-at-least {expected}",
                 spec.level_unit()
             );
             return Exit::Failed;
@@ -374,22 +504,36 @@ fn objective(spec: &CapacitySpec) -> Vec<String> {
     out
 }
 
-/// Writes `knee.toml` and `above-knee.toml` (when there is a knee).
+/// Writes `capacity.toml` (when there is a published capacity), `knee.toml` and
+/// `above-knee.toml` (when there is a knee).
 fn write_reproductions(
     dir: &Path,
     file: &Path,
     spec: &CapacitySpec,
+    capacity: Option<Point>,
     knee: Option<Point>,
     workers: u32,
 ) -> Result<(), report::ReportError> {
-    let Some(knee) = knee else {
-        return Ok(());
-    };
-    let above = spec.scaled(knee, ABOVE_KNEE);
-    for (name, point, what) in [
-        (KNEE_TOML, knee, "the knee"),
-        (ABOVE_KNEE_TOML, above, "20% above the knee"),
-    ] {
+    let mut files = Vec::new();
+    if let Some(capacity) = capacity {
+        files.push((
+            CAPACITY_TOML,
+            capacity,
+            format!(
+                "the published capacity (every run's latency at most {:.0}% of its limit)",
+                spec.capacity.margin * 100.0
+            ),
+        ));
+    }
+    if let Some(knee) = knee {
+        files.push((KNEE_TOML, knee, "the knee".to_string()));
+        files.push((
+            ABOVE_KNEE_TOML,
+            spec.scaled(knee, ABOVE_KNEE),
+            format!("{:.0}% above the knee", (ABOVE_KNEE - 1.0) * 100.0),
+        ));
+    }
+    for (name, point, what) in files {
         let path: PathBuf = dir.join(name);
         let mut scenario = spec.scenario_for(point);
         scenario.workers = (workers > 1).then_some(workers);
@@ -404,6 +548,59 @@ fn write_reproductions(
             .map_err(|source| report::ReportError::Write { path, source })?;
     }
     Ok(())
+}
+
+/// The position (NaN when off the path) and load of a reproduced load.
+fn reproduction_point(
+    spec: &CapacitySpec,
+    procedure: &Procedure,
+    load: Load,
+) -> Option<(f64, Point)> {
+    match load {
+        Load::Capacity => procedure.capacity_k().map(|k| (k, spec.point(k))),
+        Load::Knee => procedure.knee_k().map(|k| (k, spec.point(k))),
+        Load::AboveKnee => procedure
+            .knee_k()
+            .map(|k| (f64::NAN, spec.scaled(spec.point(k), ABOVE_KNEE))),
+    }
+}
+
+/// One row per reproduced load, in the order capacity, knee, above-knee.
+fn reproduction_rows(reproduced: &[(Load, StepRecord)], margin: f64) -> Vec<Reproduction> {
+    let mut rows = Vec::new();
+    for load in [Load::Capacity, Load::Knee, Load::AboveKnee] {
+        let runs: Vec<&StepRecord> = reproduced
+            .iter()
+            .filter(|(l, _)| *l == load)
+            .map(|(_, r)| r)
+            .collect();
+        let Some(first) = runs.first() else {
+            continue;
+        };
+        let p99 = runs.iter().map(|r| r.p99_ms);
+        rows.push(Reproduction {
+            load,
+            level: first.level,
+            users: first.users,
+            rate: first.rate,
+            runs: runs.len(),
+            met: runs.iter().filter(|r| r.met).count(),
+            within_margin: runs
+                .iter()
+                .filter(|r| r.met && r.latency_share <= margin)
+                .count(),
+            p99_min_ms: p99.clone().fold(f64::INFINITY, f64::min),
+            p99_max_ms: p99.fold(0.0, f64::max),
+            steps: runs.iter().map(|r| r.number).collect(),
+        });
+    }
+    rows
+}
+
+/// Whether the objective has a latency threshold (the margin applies to those only).
+fn objective_has_latency(spec: &CapacitySpec) -> bool {
+    let t = &spec.thresholds;
+    t.p50.is_some() || t.p90.is_some() || t.p99.is_some() || t.p999.is_some() || t.max.is_some()
 }
 
 async fn resolve(url: &str) -> Option<std::net::SocketAddr> {

@@ -8,8 +8,10 @@
 //! floor for the server. Otherwise memory, then loadgen's send schedule, are looked at; if
 //! nothing ran out, the conclusion says so and names the thresholds that failed.
 
+use super::procedure::Load;
 use super::wording::bottleneck_text;
-use super::{Bottleneck, Conclusion, SearchOutcome, StepRecord};
+use super::{Bottleneck, Conclusion, PublishedCapacity, Reproduction, SearchOutcome, StepRecord};
+use crate::calibration::Calibration;
 use crate::page::format::thousands;
 
 /// Share of all cores above which the machine's CPU counts as exhausted.
@@ -120,6 +122,150 @@ pub fn conclude(
         headline,
         details,
         bottleneck,
+    }
+}
+
+/// What the published conclusion says besides the knee's.
+pub struct Publication<'a> {
+    pub capacity: Option<&'a PublishedCapacity>,
+    /// The knee's step.
+    pub knee: Option<&'a StepRecord>,
+    pub margin: f64,
+    /// The margin applies to latency thresholds only.
+    pub objective_has_latency: bool,
+    pub reproduction: &'a [Reproduction],
+    pub calibration: Option<&'a Calibration>,
+    pub capacity_is_knee: bool,
+    /// The search stopped before the capacity could be published.
+    pub cut_short: bool,
+}
+
+/// Puts the published capacity in the headline, the knee's conclusion under it, then the
+/// reproduction and the machine calibration.
+pub fn publish(knee: Conclusion, p: &Publication) -> Conclusion {
+    let margin = format!(
+        "every run's latency at most {:.0}% of its limit",
+        p.margin * 100.0
+    );
+    let row = |load: Load| p.reproduction.iter().find(|r| r.load == load);
+    let mut details = Vec::new();
+    let headline = match (p.capacity, p.knee) {
+        (Some(capacity), _) => {
+            let reproduced = match row(if p.capacity_is_knee {
+                Load::Knee
+            } else {
+                Load::Capacity
+            }) {
+                Some(r) if r.met == r.runs => format!(
+                    "; it met the objective in {} (p99 {})",
+                    all_reruns(r.runs),
+                    p99_range(r)
+                ),
+                Some(r) => format!(
+                    "; but it met the objective in only {} of {} interleaved re-runs (p99 {}): treat it with care, or search again with a larger margin",
+                    r.met,
+                    r.runs,
+                    p99_range(r)
+                ),
+                None => String::new(),
+            };
+            let machine = p.calibration.map_or(String::new(), |c| {
+                let speed = c.typical();
+                format!(
+                    " Measured on a machine calibrated at loopback send {:.2} µs, CPU workload {:.0} ms.",
+                    speed.loopback_send_us, speed.cpu_workload_ms
+                )
+            });
+            let within = if p.objective_has_latency {
+                format!(
+                    "{margin} (worst p99 {} ms in {} run{})",
+                    ms(capacity.worst_p99_ms),
+                    capacity.runs,
+                    if capacity.runs == 1 { "" } else { "s" }
+                )
+            } else {
+                "the objective has no latency threshold, so the margin does not apply".into()
+            };
+            format!(
+                "Capacity: {} users at {} msg/s ({} deliveries/s), with {within}{reproduced}.{machine}",
+                thousands(f64::from(capacity.users)),
+                super::spec::trim_rate(capacity.rate),
+                thousands(capacity.offered_deliveries_per_sec),
+            )
+        }
+        (None, _) if p.cut_short => knee.headline.clone(),
+        (None, Some(_)) => format!(
+            "No published capacity: no load met the objective with {margin}. {}",
+            knee.headline
+        ),
+        (None, None) => knee.headline.clone(),
+    };
+    if p.capacity.is_some() {
+        details.push(format!(
+            "Knee (the highest load that met the objective in every run, without margin): {}",
+            knee.headline
+        ));
+    }
+    if let Some(r) = row(Load::Knee) {
+        if r.met < r.runs {
+            details.push(format!(
+                "The knee did not reproduce: {} users met the objective in {} of {} interleaved re-runs (p99 {}). It is the highest load that happened to pass during the search, not a planning figure.",
+                thousands(f64::from(r.users)),
+                r.met,
+                r.runs,
+                p99_range(r)
+            ));
+        } else {
+            details.push(format!(
+                "The knee reproduced: {} users met the objective in {} (p99 {}).",
+                thousands(f64::from(r.users)),
+                all_reruns(r.runs),
+                p99_range(r)
+            ));
+        }
+    }
+    if let Some(r) = row(Load::AboveKnee) {
+        let words = if r.met == r.runs {
+            "the knee is conservative: the search's knee was below what this load met"
+        } else if r.met == 0 {
+            "as expected above the knee"
+        } else {
+            "the objective's boundary is noisy here"
+        };
+        details.push(format!(
+            "Above the knee, {} users met the objective in {} of {} re-runs (p99 {}): {words}.",
+            thousands(f64::from(r.users)),
+            r.met,
+            r.runs,
+            p99_range(r)
+        ));
+    }
+    if let Some(c) = p.calibration {
+        details.push(format!("Machine calibration: {}.", c.line()));
+    }
+    details.extend(knee.details);
+    Conclusion {
+        headline,
+        details,
+        bottleneck: knee.bottleneck,
+    }
+}
+
+/// "all 3 interleaved re-runs", or "its one re-run".
+fn all_reruns(runs: usize) -> String {
+    if runs == 1 {
+        "its one re-run".into()
+    } else {
+        format!("all {runs} interleaved re-runs")
+    }
+}
+
+/// "16.2–18.9 ms", or one value when the runs agree.
+fn p99_range(r: &Reproduction) -> String {
+    if (r.p99_max_ms - r.p99_min_ms).abs() < 0.05 {
+        format!("{} ms", ms(r.p99_max_ms))
+    } else {
+        format!("{}–{} ms", ms(r.p99_min_ms), ms(r.p99_max_ms))
     }
 }
 
@@ -304,6 +450,7 @@ mod tests {
                 rss_bytes: Some(32 << 20),
             },
             machine_cpu_percent: Some(server_cpu + loadgen_cpu + 5.0),
+            latency_share: p99 / 50.0,
             met,
             failures: if met {
                 vec![]

@@ -46,6 +46,7 @@ fn step(
             rss_bytes: Some(u64::from(users) * 40_000 + 30_000_000),
         },
         machine_cpu_percent: machine,
+        latency_share: p99_ms / 50.0,
         met,
         failures: if met {
             Vec::new()
@@ -171,6 +172,82 @@ pub fn sample_report() -> CapacityReport {
         knee_step: Some(7),
         first_bad_step: Some(8),
         incomplete: None,
+        margin: 0.7,
+        capacity: Some(super::PublishedCapacity {
+            level: 1200.0,
+            users: 1200,
+            rate: 50.0,
+            offered_deliveries_per_sec: 59_950.0,
+            runs: 1,
+            worst_p99_ms: 30.0,
+            worst_latency_share: 0.6,
+        }),
+        capacity_step: Some(6),
+        reproduction: vec![
+            reproduction(
+                super::procedure::Load::Capacity,
+                1200,
+                3,
+                3,
+                28.0,
+                31.5,
+                &[9, 13, 14],
+            ),
+            reproduction(
+                super::procedure::Load::Knee,
+                1400,
+                3,
+                1,
+                44.0,
+                55.2,
+                &[10, 12, 15],
+            ),
+            reproduction(
+                super::procedure::Load::AboveKnee,
+                1680,
+                3,
+                0,
+                90.0,
+                140.0,
+                &[11, 16, 17],
+            ),
+        ],
+        calibration: Some(crate::calibration::Calibration::of(
+            crate::calibration::CalibrationMode::Full,
+            crate::calibration::MachineSpeed {
+                at: "2025-01-02T03:04:00Z".into(),
+                loopback_send_us: 7.21,
+                cpu_workload_ms: 812.0,
+            },
+            Some(crate::calibration::MachineSpeed {
+                at: "2025-01-02T03:10:00Z".into(),
+                loopback_send_us: 7.3,
+                cpu_workload_ms: 820.0,
+            }),
+        )),
+    }
+}
+
+fn reproduction(
+    load: super::procedure::Load,
+    users: u32,
+    runs: usize,
+    met: usize,
+    p99_min_ms: f64,
+    p99_max_ms: f64,
+    steps: &[usize],
+) -> super::Reproduction {
+    super::Reproduction {
+        load,
+        level: f64::from(users),
+        users,
+        rate: 50.0,
+        runs,
+        met,
+        within_margin: met,
+        p99_min_ms,
+        p99_max_ms,
+        steps: steps.to_vec(),
     }
 }
 
@@ -194,6 +271,10 @@ pub fn empty_report() -> CapacityReport {
         knee_step: None,
         first_bad_step: None,
         incomplete: None,
+        capacity: None,
+        capacity_step: None,
+        reproduction: Vec::new(),
+        calibration: None,
         ..sample_report()
     }
 }

@@ -11,10 +11,11 @@ use std::fmt::Write as _;
 
 use super::charts;
 use super::wording::{
-    bottleneck_text, setup_rows, step_cells, step_mark, steps_by_level, STEPS_NOTE, STEP_COLUMNS,
+    bottleneck_text, reproduction_cells, setup_rows, step_cells, step_mark, steps_by_level,
+    REPRODUCTION_COLUMNS, REPRODUCTION_NOTE, STEPS_NOTE, STEP_COLUMNS,
 };
 use super::CapacityReport;
-use crate::page::html::{Document, Tone};
+use crate::page::html::{Cell, Document, Tone};
 use crate::page::ChartError;
 use crate::xml::escape;
 
@@ -45,6 +46,29 @@ pub fn page(report: &CapacityReport) -> Result<String, ChartError> {
         "Bottleneck:",
         bottleneck_text(conclusion.bottleneck),
     );
+
+    if !report.reproduction.is_empty() {
+        doc.heading("Reproduction");
+        doc.paragraph("note", REPRODUCTION_NOTE);
+        let rows: Vec<Vec<Cell>> = report
+            .reproduction
+            .iter()
+            .map(|r| {
+                let all = r.met == r.runs;
+                reproduction_cells(r)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, text)| match i {
+                        0 => Cell::words(text),
+                        3 if !all => Cell::failed(text),
+                        6 => Cell::words(text),
+                        _ => Cell::figure(text),
+                    })
+                    .collect()
+            })
+            .collect();
+        doc.table("reproduction", &REPRODUCTION_COLUMNS, &rows, "");
+    }
 
     doc.heading("Objective");
     if report.objective.is_empty() {
@@ -93,6 +117,8 @@ fn write_steps_table(html: &mut String, report: &CapacityReport) -> std::fmt::Re
         let mut classes = Vec::new();
         match mark {
             Some("knee") => classes.push("knee"),
+            Some("capacity") => classes.push("capacity"),
+            Some("capacity and knee") => classes.extend(["knee", "capacity"]),
             Some(_) => classes.push("first-bad"),
             None => {}
         }
@@ -225,6 +251,16 @@ pub(crate) mod tests {
             .filter(|r| r.attribute("class") == Some("knee"))
             .collect();
         assert_eq!(knee.len(), 1);
+        let capacity: Vec<_> = rows
+            .iter()
+            .filter(|r| r.attribute("class") == Some("capacity"))
+            .collect();
+        assert_eq!(capacity.len(), 1);
+        assert!(
+            text_of(*capacity[0]).starts_with("6capacitybisect1,200"),
+            "{}",
+            text_of(*capacity[0])
+        );
         assert!(
             text_of(*knee[0]).starts_with("7kneebisect1,400"),
             "{}",

@@ -15,10 +15,12 @@
 
 pub mod charts;
 pub mod command;
+pub mod compare;
 pub mod conclusion;
 #[cfg(test)]
 mod fixtures;
 pub mod html;
+pub mod procedure;
 pub mod report;
 pub mod search;
 pub mod spec;
@@ -46,7 +48,9 @@ pub enum UsageSource {
 pub struct StepRecord {
     /// Order in which the step ran, from 1.
     pub number: usize,
-    /// `"step"` (the upward search) or `"bisect"` (refining between good and bad).
+    /// `"step"` (the upward search), `"bisect"` (refining between good and bad),
+    /// `"confirm"` (the knee again), `"margin"` and `"margin-confirm"` (the same for the
+    /// published capacity) or `"reproduce"` (the interleaved re-measurement).
     pub stage: &'static str,
     /// The grown dimension's value: users, or msg/s (see [`CapacityReport::level_unit`]).
     pub level: f64,
@@ -84,6 +88,9 @@ pub struct StepRecord {
     pub loadgen: ProcessUsage,
     /// The whole machine's busy CPU over the steady window, in percent of one core.
     pub machine_cpu_percent: Option<f64>,
+    /// The largest share of its limit any latency threshold of the objective reached (p99
+    /// 21 ms against 25 ms: 0.84); 0 when the objective has no latency threshold.
+    pub latency_share: f64,
     /// Whether every threshold of the objective held and the step ran to its end.
     pub met: bool,
     /// The failed thresholds, e.g. `"p99 71.2 ms > 50 ms"`; or why the step was incomplete.
@@ -177,4 +184,49 @@ pub struct CapacityReport {
     pub first_bad_step: Option<usize>,
     /// Why the search stopped before its end (Ctrl-C, the server unreachable), if it did.
     pub incomplete: Option<String>,
+    /// The share of each latency limit the published capacity's runs may reach.
+    pub margin: f64,
+    /// The published capacity: the planning figure (the knee is a detail).
+    pub capacity: Option<PublishedCapacity>,
+    /// Number of a step at the published capacity, if any.
+    pub capacity_step: Option<usize>,
+    /// The interleaved re-measurement of capacity, knee and above-knee.
+    pub reproduction: Vec<Reproduction>,
+    /// The machine's speed at the start and the end of the search.
+    pub calibration: Option<crate::calibration::Calibration>,
+}
+
+/// The highest load at which every run met the objective with the margin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedCapacity {
+    /// In [`CapacityReport::level_unit`].
+    pub level: f64,
+    pub users: u32,
+    /// Total messages per second.
+    pub rate: f64,
+    pub offered_deliveries_per_sec: f64,
+    /// Runs at this load during the search (the reproduction's are in
+    /// [`CapacityReport::reproduction`]).
+    pub runs: usize,
+    /// The worst of those runs: p99 in ms, and the largest share of a latency limit.
+    pub worst_p99_ms: f64,
+    pub worst_latency_share: f64,
+}
+
+/// One load of the reproduction: how often it met the objective when measured again.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reproduction {
+    pub load: procedure::Load,
+    pub level: f64,
+    pub users: u32,
+    pub rate: f64,
+    /// Re-measurements run, and how many met the objective.
+    pub runs: usize,
+    pub met: usize,
+    /// How many were also within the margin.
+    pub within_margin: usize,
+    pub p99_min_ms: f64,
+    pub p99_max_ms: f64,
+    /// Numbers of the steps (rows of capacity.csv) that measured it.
+    pub steps: Vec<usize>,
 }

@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::wording::{
-    bottleneck_text, setup_rows, step_cells, step_mark, steps_by_level, STEPS_NOTE, STEP_COLUMNS,
+    bottleneck_text, reproduction_cells, setup_rows, step_cells, step_mark, steps_by_level,
+    REPRODUCTION_COLUMNS, REPRODUCTION_NOTE, STEPS_NOTE, STEP_COLUMNS,
 };
 use super::{html, CapacityReport, StepRecord};
 use crate::report::write_file;
@@ -49,7 +50,7 @@ pub fn write_all(dir: &Path, report: &CapacityReport) -> Result<(), ReportError>
 }
 
 /// Columns of `capacity.csv`, in order.
-pub const CSV_HEADER: [&str; 25] = [
+pub const CSV_HEADER: [&str; 26] = [
     "number",
     "stage",
     "level",
@@ -73,6 +74,7 @@ pub const CSV_HEADER: [&str; 25] = [
     "loadgen_cpu_percent",
     "loadgen_rss_bytes",
     "machine_cpu_percent",
+    "latency_share",
     "met",
     "failures",
 ];
@@ -89,7 +91,7 @@ fn capacity_csv(report: &CapacityReport) -> Result<Vec<u8>, csv::Error> {
 
 /// One step as CSV cells. The destructuring lists every field, so a new one does not
 /// compile until it is given a column (or left out on purpose).
-fn csv_row(step: &StepRecord) -> [String; 25] {
+fn csv_row(step: &StepRecord) -> [String; 26] {
     let StepRecord {
         number,
         stage,
@@ -112,6 +114,7 @@ fn csv_row(step: &StepRecord) -> [String; 25] {
         server,
         loadgen,
         machine_cpu_percent,
+        latency_share,
         met,
         failures,
     } = step;
@@ -150,6 +153,7 @@ fn csv_row(step: &StepRecord) -> [String; 25] {
         optional(loadgen.cpu_percent, 2),
         bytes(loadgen.rss_bytes),
         optional(*machine_cpu_percent, 2),
+        fixed(*latency_share, 4),
         met.to_string(),
         failures.join("; "),
     ]
@@ -182,6 +186,18 @@ fn write_markdown(md: &mut String, report: &CapacityReport) -> std::fmt::Result 
         "Charts of latency, throughput and resources by load are in \
          [{REPORT_HTML}]({REPORT_HTML}); every figure is in [{CAPACITY_CSV}]({CAPACITY_CSV}).\n"
     )?;
+
+    if !report.reproduction.is_empty() {
+        writeln!(md, "## Reproduction\n")?;
+        writeln!(md, "{REPRODUCTION_NOTE}\n")?;
+        writeln!(md, "| {} |", REPRODUCTION_COLUMNS.join(" | "))?;
+        writeln!(md, "|---|--:|--:|--:|--:|--:|---|")?;
+        for row in &report.reproduction {
+            let cells = reproduction_cells(row).map(|cell| cell_text(&cell));
+            writeln!(md, "| {} |", cells.join(" | "))?;
+        }
+        writeln!(md)?;
+    }
 
     writeln!(md, "## Objective\n")?;
     if report.objective.is_empty() {
@@ -292,10 +308,21 @@ mod tests {
         assert!(md.contains("- **Logical CPUs:** 4"));
         assert!(md.contains("- **Memory:** 16.0 GiB"));
         assert!(md.contains("[report.html](report.html)"));
-        let rows: Vec<&str> = md
+        let steps = &md[md.find("## Steps").unwrap()..];
+        let rows: Vec<&str> = steps
             .lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| #") && !l.starts_with("| -"))
             .collect();
+        assert!(md.contains("## Reproduction"), "{md}");
+        assert!(
+            md.contains("| knee | 1,400 | 50 | 1 of 3 | 1 of 3 | 44.0 – 55.2 | 10, 12, 15 |"),
+            "{md}"
+        );
+        assert!(md.contains("- **Published capacity:** 1,200 users"), "{md}");
+        assert!(
+            md.contains("- **Machine calibration:** loopback send 7.21 → 7.30 µs (+1.2%)"),
+            "{md}"
+        );
         assert_eq!(rows.len(), report.steps.len());
         let first_cells: Vec<&str> = rows
             .iter()
@@ -308,7 +335,7 @@ mod tests {
                 "| 2",
                 "| 3",
                 "| 4",
-                "| 6",
+                "| **6** (capacity)",
                 "| **7** (knee)",
                 "| **8** (first bad)",
                 "| 5"

@@ -28,6 +28,13 @@ pub enum Stage {
     Bisect,
     /// Measuring the knee again.
     Confirm,
+    /// Halving the interval between the highest load within the margin and the lowest
+    /// one beyond it (see [`super::procedure`]).
+    Margin,
+    /// Measuring the published capacity again.
+    MarginConfirm,
+    /// Measuring capacity, knee and above-knee again, interleaved, after the search.
+    Reproduce,
 }
 
 impl Stage {
@@ -36,6 +43,9 @@ impl Stage {
             Stage::Step => "step",
             Stage::Bisect => "bisect",
             Stage::Confirm => "confirm",
+            Stage::Margin => "margin",
+            Stage::MarginConfirm => "margin-confirm",
+            Stage::Reproduce => "reproduce",
         }
     }
 }
@@ -82,6 +92,33 @@ impl KneeSearch {
             good: None,
             goods: Vec::new(),
             bad: None,
+            pending: None,
+        }
+    }
+
+    /// A search that starts where an earlier one left off: `goods` are positions that met
+    /// the objective in every run (ascending), `bad` the lowest that did not, and the
+    /// highest good has already passed `confirmed` confirmations. It bisects between the
+    /// two and confirms, like [`KneeSearch::new`] after its upward steps.
+    pub fn between(
+        goods: Vec<f64>,
+        bad: f64,
+        resolution: f64,
+        bisections: u32,
+        confirm: u32,
+        confirmed: u32,
+    ) -> KneeSearch {
+        let mut goods: Vec<f64> = goods.into_iter().filter(|&g| g < bad).collect();
+        goods.sort_by(f64::total_cmp);
+        KneeSearch {
+            last_k: bad,
+            resolution: resolution.max(1e-9),
+            bisections_left: bisections,
+            confirm,
+            confirmed: confirmed.min(confirm),
+            good: goods.last().copied(),
+            goods,
+            bad: Some(bad),
             pending: None,
         }
     }

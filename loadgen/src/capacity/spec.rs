@@ -89,6 +89,15 @@ pub struct SearchSettings {
     /// Extra measurements of the knee, each of which must meet the objective too.
     #[serde(default = "default_confirm")]
     pub confirm: u32,
+    /// The published capacity's margin: at the published capacity, every run's value of
+    /// every latency threshold is at most this share of its limit (0 < margin <= 1; 1
+    /// publishes the knee itself).
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// After the search, capacity, knee and above-knee are each measured this many more
+    /// times, interleaved (0: no reproduction).
+    #[serde(default = "default_reproduce")]
+    pub reproduce: u32,
     /// Pause between steps, so that one step's closing connections do not load the next.
     #[serde(default = "default_pause")]
     pub pause: Span,
@@ -159,6 +168,12 @@ fn default_bisections() -> u32 {
 }
 fn default_confirm() -> u32 {
     2
+}
+fn default_margin() -> f64 {
+    super::procedure::DEFAULT_MARGIN
+}
+fn default_reproduce() -> u32 {
+    super::procedure::DEFAULT_REPRODUCE
 }
 fn default_pause() -> Span {
     Span(std::time::Duration::from_secs(1))
@@ -368,7 +383,7 @@ impl CapacitySpec {
     }
 
     /// Checks every value of the file itself; on failure names the field and says why.
-    fn check(&self) -> Result<(), Invalid> {
+    pub fn check(&self) -> Result<(), Invalid> {
         let fail = |field: &str, reason: String| Err(Invalid::new(field, reason));
         let c = &self.capacity;
         let needs_users = matches!(c.grow, Grow::Users | Grow::Both);
@@ -471,6 +486,18 @@ impl CapacitySpec {
         }
         if c.confirm > 20 {
             return fail("capacity.confirm", "at most 20".into());
+        }
+        if !(c.margin > 0.0 && c.margin <= 1.0) {
+            return fail(
+                "capacity.margin",
+                format!(
+                    "{} is not a share of the limit: give a number above 0 and at most 1 (0.7: every run's latency at most 70% of its limit)",
+                    c.margin
+                ),
+            );
+        }
+        if c.reproduce > 20 {
+            return fail("capacity.reproduce", "at most 20".into());
         }
         Ok(())
     }

@@ -262,9 +262,45 @@ fn record_of(
         server: usage.server,
         loadgen: usage.loadgen,
         machine_cpu_percent: usage.machine_cpu_percent,
+        latency_share: latency_share(
+            &report.thresholds,
+            ms(0.50),
+            ms(0.90),
+            ms(0.99),
+            ms(0.999),
+            if latency.is_empty() {
+                0.0
+            } else {
+                latency.max() as f64 / 1000.0
+            },
+        ),
         met: failures.is_empty(),
         failures,
     }
+}
+
+/// The largest share of its limit any latency threshold reached (values in ms).
+pub fn latency_share(
+    thresholds: &crate::thresholds::Thresholds,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+) -> f64 {
+    [
+        (thresholds.p50, p50),
+        (thresholds.p90, p90),
+        (thresholds.p99, p99),
+        (thresholds.p999, p999),
+        (thresholds.max, max),
+    ]
+    .into_iter()
+    .filter_map(|(limit, value)| {
+        let limit_ms = limit?.0.as_secs_f64() * 1000.0;
+        (limit_ms > 0.0).then(|| value / limit_ms)
+    })
+    .fold(0.0, f64::max)
 }
 
 /// A figure with as many decimals as it needs (up to 3).

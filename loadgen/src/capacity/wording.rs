@@ -19,7 +19,11 @@ pub fn steps_by_level(report: &CapacityReport) -> Vec<&StepRecord> {
 
 /// `"knee"` or `"first bad"` for the two steps around the knee.
 pub fn step_mark(report: &CapacityReport, step: &StepRecord) -> Option<&'static str> {
-    if report.knee_step == Some(step.number) {
+    if report.knee_step == Some(step.number) && report.capacity_step == Some(step.number) {
+        Some("capacity and knee")
+    } else if report.capacity_step == Some(step.number) {
+        Some("capacity")
+    } else if report.knee_step == Some(step.number) {
         Some("knee")
     } else if report.first_bad_step == Some(step.number) {
         Some("first bad")
@@ -96,6 +100,27 @@ pub fn setup_rows(report: &CapacityReport) -> Vec<(&'static str, String)> {
             format!("{} (load measured in {})", report.grow, report.level_unit),
         ),
         ("Result", outcome_text(report)),
+        (
+            "Published capacity",
+            report.capacity.as_ref().map_or_else(
+                || "none: no load met the objective with the margin".to_string(),
+                |c| format!("{} {}", short(c.level), report.level_unit),
+            ),
+        ),
+        (
+            "Margin",
+            format!(
+                "every run's latency at most {}% of its limit at the published capacity",
+                number(report.margin * 100.0, 0)
+            ),
+        ),
+        (
+            "Machine calibration",
+            report
+                .calibration
+                .as_ref()
+                .map_or_else(|| "not taken (--calibration off)".to_string(), |c| c.line()),
+        ),
         ("Server", report.server.clone()),
         (
             "Server figures from",
@@ -126,6 +151,37 @@ pub fn setup_rows(report: &CapacityReport) -> Vec<(&'static str, String)> {
     ]);
     rows
 }
+
+/// Headers of the reproduction table.
+pub const REPRODUCTION_COLUMNS: [&str; 7] = [
+    "load",
+    "users",
+    "rate msg/s",
+    "met the objective",
+    "within the margin",
+    "p99 range ms",
+    "steps",
+];
+
+/// One row of the reproduction table, as text cells.
+pub fn reproduction_cells(r: &super::Reproduction) -> [String; 7] {
+    [
+        r.load.as_str().to_string(),
+        number(f64::from(r.users), 0),
+        super::spec::trim_rate(r.rate),
+        format!("{} of {}", r.met, r.runs),
+        format!("{} of {}", r.within_margin, r.runs),
+        format!("{} – {}", number(r.p99_min_ms, 1), number(r.p99_max_ms, 1)),
+        r.steps
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    ]
+}
+
+/// What the reproduction table is, in one sentence.
+pub const REPRODUCTION_NOTE: &str = "After the search, each load was measured again in interleaved order (round r starts at the r-th load), so that slow drift of the machine hits them alike.";
 
 /// How the search ended, in words.
 pub fn outcome_text(report: &CapacityReport) -> String {

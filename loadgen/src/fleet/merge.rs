@@ -253,6 +253,7 @@ fn merged_report(
         probes_sent: files.iter().map(|f| f.probes_sent).sum(),
         segments: Some(segments),
         loadgen_resources,
+        calibration: None,
     }
 }
 

@@ -142,6 +142,7 @@ pub fn page(result: &GateResult) -> Result<String, ChartError> {
             "Tolerance",
             format!("{}%", number(result.tolerance * 100.0, 1)),
         ),
+        ("Machine speed", calibration_text(result)),
     ]);
     Ok(doc.finish(&format!(
         "Written by loadgen {} (loadgen gate).",
@@ -341,6 +342,14 @@ fn metric_chart(c: &Comparison, runs: &[GateRun]) -> Result<String, ChartError> 
     })
 }
 
+/// The calibration line, or why there is none.
+pub fn calibration_text(result: &GateResult) -> String {
+    result.calibration.as_ref().map_or_else(
+        || "not calibrated (--calibration off)".to_string(),
+        |c| c.line(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +412,7 @@ mod tests {
             regression,
             correctness_failed: !correct,
             passed: !regression && correct,
+            calibration: None,
         }
     }
 

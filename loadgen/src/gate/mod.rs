@@ -15,6 +15,7 @@ pub mod html;
 pub mod result;
 pub mod stats;
 
+use crate::calibration::Started;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,15 @@ pub async fn command(args: GateArgs) -> Exit {
         report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
     });
     let workers = args.workers.or(scenario.workers).unwrap_or(1);
+    let calibration = match Started::measure(args.calibration.mode).await {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!(
+                "loadgen gate: machine calibration failed, the reports will not have one: {error}"
+            );
+            None
+        }
+    };
     let mut runs = Vec::new();
     for pair in 1..=args.pairs {
         // Counterbalanced order (base first in odd pairs, candidate first in even ones):
@@ -100,7 +110,10 @@ pub async fn command(args: GateArgs) -> Exit {
             }
         }
     }
-    let result = judge(&args, &runs);
+    let mut result = judge(&args, &runs);
+    if let Some(started) = calibration {
+        result.calibration = Some(started.finish().await);
+    }
     let markdown = markdown(&result);
     if let Err(error) = write(&dir, &result, &markdown) {
         eprintln!("loadgen gate: {error}");
@@ -218,6 +231,7 @@ fn judge(args: &GateArgs, runs: &[GateRun]) -> GateResult {
         regression,
         correctness_failed,
         passed: !regression && !correctness_failed,
+        calibration: None,
     }
 }
 
@@ -241,6 +255,7 @@ fn markdown(result: &GateResult) -> String {
         result.pairs,
         result.tolerance * 100.0
     );
+    let _ = writeln!(md, "- machine speed: {}", html::calibration_text(result));
     let _ = writeln!(md, "- a metric regresses when the median candidate/base ratio is worse than the tolerance, its whole 95% bootstrap interval is worse than 1, and a one-sided sign test over the pairs agrees (p <= 0.10)\n");
     let _ = writeln!(md, "| metric | better | base median | candidate median | ratio | 95% interval | pairs worse than tolerance | sign test p | verdict |");
     let _ = writeln!(md, "|---|---|---:|---:|---:|---|---:|---:|---|");

@@ -43,4 +43,6 @@ pub struct GateResult {
     pub regression: bool,
     pub correctness_failed: bool,
     pub passed: bool,
+    /// The machine's speed at the start and the end of the gate (`None`: not taken).
+    pub calibration: Option<crate::calibration::Calibration>,
 }

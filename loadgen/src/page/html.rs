@@ -267,6 +267,7 @@ figcaption { color: #4a5361; font-size: 14px; margin-top: 6px; }
 .steps td.failures { text-align: left; white-space: normal; min-width: 220px; }
 .steps tr.missed td.met { color: #b3261e; font-weight: 600; }
 .steps tr.knee td { background: #fff4c2; font-weight: 600; }
+.steps tr.capacity td { background: #dcefdc; font-weight: 600; }
 .steps tr.first-bad td { background: #fdecea; }
 .tag { display: inline-block; white-space: nowrap; font-size: 11px; font-weight: 600;
   padding: 0 5px; margin-left: 4px; border-radius: 3px; background: #1d232b; color: #fff; }

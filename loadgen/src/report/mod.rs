@@ -257,6 +257,7 @@ pub(super) mod tests {
             probes_sent: 2,
             segments: None,
             loadgen_resources: LoadgenResources::default(),
+            calibration: None,
             thresholds: Thresholds {
                 p99: Some(duration::Span(Duration::from_millis(100))),
                 min_delivery_ratio: 0.9,

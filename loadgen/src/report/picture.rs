@@ -212,6 +212,16 @@ fn setup_rows(report: &RunReport) -> Vec<(&'static str, String)> {
         },
     ));
     rows.push(("Machine", machine_text(report)));
+    rows.push((
+        "Machine speed",
+        match &report.calibration {
+            Some(calibration) => calibration.line(),
+            None if report.segments.is_some() => {
+                "not calibrated (a segment or a merge: the run's coordinator calibrates)".into()
+            }
+            None => "not calibrated (--calibration off)".into(),
+        },
+    ));
     if let Some(segments) = &report.segments {
         rows.push((
             "Split",

@@ -146,6 +146,9 @@ pub struct RunReport {
     pub segments: Option<SegmentsInfo>,
     /// loadgen's own CPU and memory over the run.
     pub loadgen_resources: LoadgenResources,
+    /// The machine's speed at the start and the end of the run (`None`: not taken, as
+    /// for a segment or a merge, or `--calibration off`).
+    pub calibration: Option<crate::calibration::Calibration>,
 }
 
 impl RunReport {

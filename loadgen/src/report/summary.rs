@@ -55,6 +55,8 @@ struct Summary<'a> {
     probes_sent: u64,
     /// loadgen's own CPU and peak memory over the run (all its processes).
     loadgen_resources: &'a LoadgenResources,
+    /// The machine's speed at the start and the end, and the drift (null: not taken).
+    calibration: Option<&'a crate::calibration::Calibration>,
     /// loadgen's CPU per delivery received, µs (`None`: not measurable).
     loadgen_cpu_us_per_delivery: Option<f64>,
     /// A segment of a split run, or the merge of one (absent for one process).
@@ -164,6 +166,7 @@ pub fn summary_json(
         probes_sent: report.probes_sent,
         segments: report.segments.as_ref(),
         loadgen_resources: &report.loadgen_resources,
+        calibration: report.calibration.as_ref(),
         loadgen_cpu_us_per_delivery: report
             .loadgen_resources
             .cpu_seconds

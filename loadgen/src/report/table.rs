@@ -216,6 +216,9 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
         row("segments", segments_line(segments));
     }
     row("loadgen itself", resources_line(report));
+    if let Some(calibration) = &report.calibration {
+        row("machine speed", calibration.line());
+    }
     row(
         "server out",
         match report.server_deliveries_out {

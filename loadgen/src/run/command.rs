@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{run_part, Completion, RunError, RunRequest, SegmentRun, SegmentStart};
+use crate::calibration::Started;
 use crate::cli::RunArgs;
 use crate::dashboard::Dashboard;
 use crate::exit::Exit;
@@ -110,6 +111,16 @@ pub async fn main(args: RunArgs) -> Exit {
         }
         _ => None,
     };
+    // The machine's speed before the run, and after it (below).
+    let calibration = match Started::measure(args.calibration.mode).await {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!(
+                "loadgen: machine calibration failed, the reports will not have one: {error}"
+            );
+            None
+        }
+    };
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
@@ -125,7 +136,14 @@ pub async fn main(args: RunArgs) -> Exit {
         dashboard.stop().await;
     }
     match outcome {
-        Ok((report, completion)) => conclude(&report, &completion, &dir),
+        Ok((mut report, completion)) => {
+            report.calibration = match (calibration, &completion) {
+                (Some(started), Completion::Complete) => Some(started.finish().await),
+                (Some(started), _) => Some(started.unfinished()),
+                (None, _) => None,
+            };
+            conclude(&report, &completion, &dir)
+        }
         Err(error) => run_error(error),
     }
 }

@@ -417,6 +417,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             start_late_ms: start_late_ns as f64 / 1e6,
         }),
         loadgen_resources: LoadgenResources::of_self(),
+        calibration: None,
         ..header
     };
     Ok(RunOutput {
@@ -471,6 +472,7 @@ pub fn report_header(
         probes_sent: 0,
         segments: None,
         loadgen_resources: LoadgenResources::default(),
+        calibration: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 /// Runs loadgen with `args` from the crate's folder and returns its output.
 pub async fn loadgen(args: &[&str]) -> Output {
     let output = tokio::process::Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
