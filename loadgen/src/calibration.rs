@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 /// Drift (in percent, either way) beyond which the report flags the calibration.
 pub const DRIFT_FLAG_PERCENT: f64 = 5.0;
 
+/// Wait before the end's measurement, for the run's own teardown (thousands of sockets
+/// closing, the server process exiting) to finish.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// Chunks each workload is measured in; the median chunk counts.
 const CHUNKS: usize = 5;
 
@@ -133,6 +137,7 @@ impl Started {
 
     /// Measures the end and returns the whole calibration.
     pub async fn finish(self) -> Calibration {
+        tokio::time::sleep(SETTLE).await;
         let end = measure(self.mode).await.ok();
         Calibration::of(self.mode, self.start, end)
     }
@@ -232,13 +237,13 @@ impl Calibration {
 }
 
 /// `loadgen calibrate`: one measurement, printed.
-pub async fn command(args: crate::cli::CalibrateArgs) -> crate::exit::Exit {
-    let mode = match args.mode {
+pub async fn command(mode: CalibrationMode, json: bool) -> crate::exit::Exit {
+    let mode = match mode {
         CalibrationMode::Off => CalibrationMode::Quick,
         mode => mode,
     };
     match measure(mode).await {
-        Ok(speed) if args.json => match serde_json::to_string_pretty(&speed) {
+        Ok(speed) if json => match serde_json::to_string_pretty(&speed) {
             Ok(text) => {
                 println!("{text}");
                 crate::exit::Exit::Passed

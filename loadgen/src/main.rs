@@ -52,7 +52,9 @@ fn main() -> ExitCode {
         Command::Conform(args) => runtime.block_on(loadgen::conform::command::main(args)),
         Command::Client(args) => runtime.block_on(loadgen::client::main(args)),
         Command::Merge(args) => loadgen::fleet::command::main(args),
-        Command::Calibrate(args) => runtime.block_on(loadgen::calibration::command(args)),
+        Command::Calibrate(args) => {
+            runtime.block_on(loadgen::calibration::command(args.mode, args.json))
+        }
         Command::Serve(args) => runtime.block_on(loadgen::serve::main(args)),
     };
     // A task blocked reading stdin (a worker listening to its coordinator) must not keep

@@ -386,6 +386,29 @@ fn bad_usage_exits_2_and_an_unreachable_server_3() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("capacity.users"));
 
     assert_eq!(capacity(&["no/such.toml"]).status.code(), Some(2));
+    // A margin is a share of the limit: above 0 and at most 1.
+    for margin in ["0", "1.5", "nan"] {
+        let output = capacity(&[&file, "--margin", margin, "--out", out]);
+        assert_eq!(output.status.code(), Some(2), "--margin {margin}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("--margin"));
+    }
+    let in_file = write(
+        &dir,
+        "margin.toml",
+        &SMALL.replace("reproduce = 1", "reproduce = 1\nmargin = 0"),
+    );
+    let output = capacity(&[&in_file, "--out", out]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("capacity.margin"));
+    let output = capacity(&[&file, "--reproduce", "21", "--out", out]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--reproduce: at most 20"));
+    // --compare takes two reports, and no capacity file beside them.
+    assert_eq!(capacity(&["--compare", out]).status.code(), Some(2));
+    assert_eq!(
+        capacity(&[&file, "--compare", out, out]).status.code(),
+        Some(2)
+    );
     let no_addr = capacity(&[&file, "--server", "chat-server", "--out", out]);
     assert_eq!(no_addr.status.code(), Some(2));
     let pid_alone = capacity(&[&file, "--server-pid", "1", "--out", out]);

@@ -113,6 +113,15 @@ fn a_server_compared_with_itself_passes_and_writes_both_files() {
         serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 4);
     assert_eq!(json["passed"], true);
+    // The machine was calibrated at the start and the end of the gate.
+    assert!(md.contains("- machine speed: loopback send"), "{md}");
+    assert_eq!(json["calibration"]["mode"], "quick");
+    assert!(
+        json["calibration"]["end"]["cpu_workload_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     // compare.html: a chart per metric, the verdict in words, nothing fetched.
     let html = std::fs::read_to_string(out.join("compare.html")).unwrap();
     page_check::assert_self_contained(&html);

@@ -112,6 +112,52 @@ async fn smoke_run_against_the_embedded_server_is_clean() {
     assert_eq!(connect["tls"]["count"].as_u64(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("PASS"), "summary table printed");
+    // The machine was calibrated before and after (quick, as the tests ask for).
+    let calibration = &summary["calibration"];
+    assert_eq!(calibration["mode"], "quick", "{calibration}");
+    for end in ["start", "end"] {
+        assert!(calibration[end]["loopback_send_us"].as_f64().unwrap() > 0.0);
+        assert!(calibration[end]["cpu_workload_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert!(calibration["drifted"].is_boolean());
+    assert!(stdout.contains("machine speed"), "{stdout}");
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("Machine speed"));
+    assert!(page.contains("loopback send"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calibration_off_leaves_it_out_and_says_so() {
+    let dir = TempDir::new("uncalibrated");
+    let out = dir.path().join("report");
+    let output = loadgen(&[
+        "run",
+        "../scenarios/smoke.toml",
+        "--quiet",
+        "--calibration",
+        "off",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["calibration"].is_null(),
+        "{}",
+        summary["calibration"]
+    );
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("not calibrated (--calibration off)"));
+    let bad = loadgen(&["run", "../scenarios/smoke.toml", "--calibration", "fast"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    // `loadgen calibrate` measures on its own.
+    let alone = loadgen(&["calibrate", "--calibration", "quick", "--json"]).await;
+    assert_eq!(alone.status.code(), Some(0));
+    let speed: serde_json::Value = serde_json::from_slice(&alone.stdout).expect("JSON");
+    assert!(speed["loopback_send_us"].as_f64().unwrap() > 0.0, "{speed}");
+    assert!(speed["cpu_workload_ms"].as_f64().unwrap() > 0.0, "{speed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,7 +232,7 @@ async fn a_capacity_search_runs_every_step_over_wss() {
     let file = dir.path().join("tiny-capacity.toml");
     std::fs::write(
         &file,
-        "[capacity]\ngrow = \"users\"\nusers = { start = 4, step = 4, limit = 8 }\nwarmup = \"1s\"\nmeasure = \"1s\"\nbisections = 0\nconfirm = 0\npause = \"0s\"\n[load]\nrate = 10\nsenders = 2\n[verify]\ndeadline = \"500ms\"\n[thresholds]\np99 = \"2s\"\n",
+        "[capacity]\ngrow = \"users\"\nusers = { start = 4, step = 4, limit = 8 }\nwarmup = \"1s\"\nmeasure = \"1s\"\nbisections = 0\nconfirm = 0\nreproduce = 1\npause = \"0s\"\n[load]\nrate = 10\nsenders = 2\n[verify]\ndeadline = \"500ms\"\n[thresholds]\np99 = \"2s\"\n",
     )
     .unwrap();
     let out = dir.path().join("out");
@@ -256,7 +256,7 @@ async fn a_capacity_search_runs_every_step_over_wss() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("capacity.json")).unwrap()).unwrap();
     let steps = report["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2);
+    assert_eq!(steps.len(), 3, "4 and 8 users, then 8 again to reproduce");
     assert!(steps.iter().all(|s| s["met"] == true), "{report}");
 }
 

@@ -457,7 +457,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
 fn progress_line(r: &StepRecord) -> String {
     let cpu = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}%"));
     format!(
-        "{:>2} {:<6} {:>7} users {:>7} msg/s  deliveries/s {:>9.0} of {:>9.0}  p50 {:>7.2} ms  p99 {:>8.2} ms  lost {}  errors {}  CPU server {} loadgen {}  {}",
+        "{:>2} {:<14} {:>7} users {:>7} msg/s  deliveries/s {:>9.0} of {:>9.0}  p50 {:>7.2} ms  p99 {:>8.2} ms  lost {}  errors {}  CPU server {} loadgen {}  {}",
         r.number,
         r.stage,
         r.users,
