@@ -59,8 +59,18 @@ fn load_axes(report: &CapacityReport, steps: &[&StepRecord]) -> Axes {
         .and_then(|number| report.steps.iter().find(|s| s.number == number))
         .map(|step| step.level)
         .filter(|level| level.is_finite());
-    let levels = steps.iter().map(|s| s.level).chain(knee);
+    let capacity = report
+        .capacity
+        .as_ref()
+        .map(|c| c.level)
+        .filter(|level| level.is_finite());
+    let levels = steps.iter().map(|s| s.level).chain(knee).chain(capacity);
     let mut axes = Axes::around(format!("offered load ({})", report.level_unit), levels);
+    axes.markers.extend(capacity.map(|capacity| Marker {
+        x: capacity,
+        label: format!("capacity at {}", short(capacity)),
+        kind: MarkerKind::Capacity,
+    }));
     axes.markers.extend(knee.map(|knee| Marker {
         x: knee,
         label: format!("knee at {}", short(knee)),
@@ -83,7 +93,7 @@ pub fn latency_chart(report: &CapacityReport) -> Result<String, ChartError> {
         step_series("p99", C_ORANGE, &steps, |s| Some(s.p99_ms)),
         step_series("p99.9", C_PURPLE, &steps, |s| Some(s.p999_ms)),
     ];
-    let guides = limit
+    let mut guides: Vec<Guide> = limit
         .map(|limit| Guide {
             label: format!("p99 limit {} ms", short(limit)),
             value: limit,
@@ -91,6 +101,17 @@ pub fn latency_chart(report: &CapacityReport) -> Result<String, ChartError> {
         })
         .into_iter()
         .collect();
+    if let Some(limit) = limit.filter(|_| report.margin < 1.0) {
+        guides.push(Guide {
+            label: format!(
+                "margin {} ms ({:.0}%)",
+                short(limit * report.margin),
+                report.margin * 100.0
+            ),
+            value: limit * report.margin,
+            color: C_GREEN,
+        });
+    }
     let panel = Panel {
         caption: "Delivery latency by offered load".into(),
         y_desc: "latency (ms)",
@@ -232,6 +253,8 @@ mod tests {
             "p99.9",
             "p99 limit 50 ms",
             "knee at 1,400",
+            "capacity at 1,200",
+            "margin 35 ms (70%)",
             "missed objective",
         ] {
             assert!(latency.contains(text), "latency chart lacks {text:?}");

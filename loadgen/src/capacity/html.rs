@@ -21,8 +21,9 @@ use crate::xml::escape;
 
 /// How to read each chart, one line under it.
 const LATENCY_CAPTION: &str = "Delivery latency percentiles at each offered load. Filled \
-     dots met the objective, red rings missed it; the dashed line is the p99 limit and the \
-     vertical line the knee. Triangles on the top edge lie above the axis (the table below \
+     dots met the objective, red rings missed it; the red dashed line is the p99 limit and the \
+     green one the margin the published capacity keeps; the vertical lines are the \
+     published capacity (green) and the knee (grey). Triangles on the top edge lie above the axis (the table below \
      has their values).";
 const THROUGHPUT_CAPTION: &str = "Deliveries per second offered and achieved at each load: \
      where achieved falls below offered, the server (or loadgen) stopped keeping up.";

@@ -132,8 +132,21 @@ pub struct Panel {
 pub enum MarkerKind {
     /// The knee of a capacity search: a bold line labelled "knee".
     Knee,
+    /// The published capacity of a capacity search: a bold green line labelled "capacity".
+    Capacity,
     /// Where a phase of a run begins: a thin dashed line labelled with its name.
     Boundary,
+}
+
+impl MarkerKind {
+    /// The label at the top and the colour of a bold line; `None` for a thin boundary.
+    fn bold(self) -> Option<(&'static str, RGBColor)> {
+        match self {
+            MarkerKind::Knee => Some(("knee", C_KNEE)),
+            MarkerKind::Capacity => Some(("capacity", C_GREEN)),
+            MarkerKind::Boundary => None,
+        }
+    }
 }
 
 /// A vertical line across a panel.
@@ -365,10 +378,13 @@ pub fn draw_panel(area: &Area<'_>, axes: &Axes, panel: &Panel) -> DrawResult {
             ))?;
         }
     }
-    for marker in axes.markers.iter().filter(|m| m.kind == MarkerKind::Knee) {
+    for marker in &axes.markers {
+        let Some((name, color)) = marker.kind.bold() else {
+            continue;
+        };
         chart.draw_series(std::iter::once(PathElement::new(
             [(marker.x, y.start), (marker.x, y.end)],
-            C_KNEE.mix(0.8).stroke_width(2),
+            color.mix(0.8).stroke_width(2),
         )))?;
         // The label goes on the side of the line with more room.
         let (dx, h_pos) = if marker.x > middle_x {
@@ -379,10 +395,10 @@ pub fn draw_panel(area: &Area<'_>, axes: &Axes, panel: &Panel) -> DrawResult {
         chart.draw_series(std::iter::once(
             EmptyElement::at((marker.x, y.end))
                 + Text::new(
-                    "knee",
+                    name,
                     (dx, 4),
                     label_style(12)
-                        .color(&C_KNEE)
+                        .color(&color)
                         .pos(Pos::new(h_pos, VPos::Top)),
                 ),
         ))?;
@@ -464,8 +480,10 @@ pub fn draw_panel(area: &Area<'_>, axes: &Axes, panel: &Panel) -> DrawResult {
     if !boundaries.is_empty() {
         entries.push(("phase boundary".into(), Mark::Dashed(C_GUIDE)));
     }
-    for marker in axes.markers.iter().filter(|m| m.kind == MarkerKind::Knee) {
-        entries.push((marker.label.clone(), Mark::Knee));
+    for marker in &axes.markers {
+        if let Some((_, color)) = marker.kind.bold() {
+            entries.push((marker.label.clone(), Mark::Bold(color)));
+        }
     }
     if any_judged {
         entries.push(("met objective".into(), Mark::Met));
@@ -504,7 +522,8 @@ pub enum Mark {
     Line(RGBColor),
     /// A guide: a dashed line.
     Dashed(RGBColor),
-    Knee,
+    /// A bold vertical line (the knee, the capacity).
+    Bold(RGBColor),
     /// A step that met the objective: a filled dot.
     Met,
     /// A step that missed it: a red ring.
@@ -536,10 +555,10 @@ pub fn draw_legend(area: &Area<'_>, entries: &[(String, Mark)]) -> DrawResult {
             Mark::Dashed(color) => {
                 area.draw(&DashedPathElement::new(line, 6, 4, color.stroke_width(2)))?;
             }
-            Mark::Knee => {
+            Mark::Bold(color) => {
                 area.draw(&PathElement::new(
                     [(middle, y - 9), (middle, y + 9)],
-                    C_KNEE.mix(0.8).stroke_width(2),
+                    color.mix(0.8).stroke_width(2),
                 ))?;
             }
             Mark::Met => area.draw(&Circle::new((middle, y), 4, C_KNEE.filled()))?,
