@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 
 use super::charts;
+use super::procedure::Load;
 use super::wording::{
     bottleneck_text, reproduction_cells, setup_rows, step_cells, step_mark, steps_by_level,
     REPRODUCTION_COLUMNS, REPRODUCTION_NOTE, STEPS_NOTE, STEP_COLUMNS,
@@ -55,13 +56,14 @@ pub fn page(report: &CapacityReport) -> Result<String, ChartError> {
             .reproduction
             .iter()
             .map(|r| {
-                let all = r.met == r.runs;
+                // A miss is news at the capacity and the knee; above the knee it is expected.
+                let short = r.met < r.runs && r.load != Load::AboveKnee;
                 reproduction_cells(r)
                     .into_iter()
                     .enumerate()
                     .map(|(i, text)| match i {
                         0 => Cell::words(text),
-                        3 if !all => Cell::failed(text),
+                        3 if short => Cell::failed(text),
                         6 => Cell::words(text),
                         _ => Cell::figure(text),
                     })
@@ -271,6 +273,27 @@ pub(crate) mod tests {
         assert_eq!(cells, STEP_COLUMNS.len());
         // Step 4 has no server CPU figure.
         assert!(text_of(rows[3]).contains('–'));
+    }
+
+    #[test]
+    fn a_missed_re_run_is_red_at_the_knee_but_not_above_it() {
+        let page = page(&sample_report()).unwrap();
+        let doc = parse(&page);
+        let table = doc
+            .descendants()
+            .find(|n| n.attribute("id") == Some("reproduction"))
+            .expect("the reproduction table");
+        let red: Vec<String> = table
+            .descendants()
+            .filter(|n| n.has_tag_name("tr"))
+            .filter(|row| {
+                row.descendants()
+                    .any(|cell| cell.attribute("class") == Some("text fail"))
+            })
+            .map(|row| text_of(row))
+            .collect();
+        assert_eq!(red.len(), 1, "{red:?}");
+        assert!(red[0].starts_with("knee"), "{red:?}");
     }
 
     #[test]
