@@ -13,7 +13,7 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
-/// Close codes the server uses (docs/protocol.md S4, S7, M5, M6, O2).
+/// Close codes the server uses (docs/protocol.md S4, S7, M5, M6, O2, A6).
 pub mod close_code {
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
@@ -29,6 +29,8 @@ pub mod close_code {
     pub const REPLACED: u16 = 4001;
     /// Silent for two ping intervals.
     pub const IDLE: u16 = 4002;
+    /// The session's token reached its `exp` (docs/protocol.md A6).
+    pub const TOKEN_EXPIRED: u16 = 4003;
 }
 
 /// Encodes a final (FIN) frame whose payload is the concatenation of `parts`.

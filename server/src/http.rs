@@ -2,8 +2,10 @@
 //! WebSocket session, and answers `/healthz` and `/metrics` (docs/protocol.md S1–S3, R1,
 //! O1).
 //!
-//! The handshake (R1) and the name are checked *before* the upgrade, so a bad login gets
-//! `400`, `405` or `426` with a one-line reason and never becomes a session.
+//! The handshake (R1), the browser's origin (A7), the token when authentication is on
+//! (A1–A4, [`crate::auth`]) and the name are checked *before* the upgrade, so a bad login
+//! gets `400`, `401`, `403`, `405` or `426` with a one-line reason and never becomes a
+//! session.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -103,11 +105,28 @@ async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Respons
     let refuse = |reason: Refusal, detail: String| {
         shared.metrics.refuse(reason);
         debug!(reason = reason.label(), "login refused");
-        text(StatusCode::BAD_REQUEST, detail)
+        refusal(reason, detail)
     };
-    let name = match login::user_from_query(request.uri().query(), shared.config.max_name) {
-        Ok(name) => name,
-        Err(reason) => return refuse(reason, format!("{reason}\n")),
+    let origin = request.headers().get(header::ORIGIN).map(|v| v.as_bytes());
+    if !shared.origins.admits(origin) {
+        return refuse(
+            Refusal::Origin,
+            "origin: this page's Origin may not open sessions here\n".into(),
+        );
+    }
+    let (name, expires) = match &shared.verifier {
+        None => match login::user_from_query(request.uri().query(), shared.config.max_name) {
+            Ok(name) => (name, None),
+            Err(reason) => return refuse(reason, format!("{reason}\n")),
+        },
+        Some(verifier) => match verifier.verify(
+            request.headers(),
+            request.uri().query(),
+            shared.config.max_name,
+        ) {
+            Ok(proof) => (proof.name, proof.expires),
+            Err((reason, detail)) => return refuse(reason, format!("{detail}\n")),
+        },
     };
     if shared.registry.len() >= shared.max_sessions {
         shared.metrics.refuse(Refusal::ServerFull);
@@ -145,12 +164,12 @@ async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Respons
             .upgrades
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        let late = Duration::from_millis(if nth % 2 == 0 { 100 } else { 0 });
+        let late = Duration::from_millis(if nth.is_multiple_of(2) { 100 } else { 0 });
         let shared = shared.clone();
         tokio::spawn(async move {
             tokio::time::sleep(late).await;
             if let Some(session) = session::register(&shared, name, seq) {
-                session::run(shared, session, upgrade).await;
+                session::run(shared, session, upgrade, expires).await;
             }
         });
         return response.map(|_| Full::new(Bytes::new()));
@@ -162,7 +181,7 @@ async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Respons
             "server shutting down\n".into(),
         );
     };
-    tokio::spawn(session::run(shared.clone(), session, upgrade));
+    tokio::spawn(session::run(shared.clone(), session, upgrade, expires));
     response.map(|_| Full::new(Bytes::new()))
 }
 
@@ -200,6 +219,25 @@ fn handshake_refusal(request: &Request<Incoming>) -> Option<Response<Full<Bytes>
         return Some(response);
     }
     None
+}
+
+/// The answer to a refused login: its status, and for a token refused (`401`) the
+/// `WWW-Authenticate` challenge of RFC 6750.
+fn refusal(reason: Refusal, detail: String) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = text(status, detail);
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = if reason == Refusal::MissingToken {
+            "Bearer"
+        } else {
+            "Bearer error=\"invalid_token\""
+        };
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(challenge),
+        );
+    }
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

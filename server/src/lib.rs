@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod budget;
 mod bus;
 mod frame;
@@ -33,6 +34,7 @@ mod http;
 mod keepalive;
 mod login;
 mod metrics;
+mod origin;
 mod outbox;
 mod registry;
 mod session;
@@ -41,8 +43,11 @@ pub mod tls;
 mod transport;
 mod unread;
 
+pub use auth::{Authentication, DEFAULT_LEEWAY, MAX_LEEWAY};
 pub use budget::InboundBudget;
 pub use bus::BusError;
+/// The key types of [`Authentication`] (and what loadgen signs with).
+pub use jwt_keys;
 pub use metrics::MetricsSnapshot;
 
 use std::net::SocketAddr;
@@ -105,6 +110,13 @@ pub struct Config {
     /// Terminate TLS with this configuration ([`tls::server_config`]): `wss://` logins and
     /// `https://` for `/healthz` and `/metrics`. `None`: plain `ws://` and `http://`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Authenticated logins (docs/protocol.md A1–A6): a name is taken only with a signed
+    /// token whose `sub` is the name. `None`: anyone may log in as any name and evict its
+    /// owner (the demo's protocol; the server warns when it listens beyond loopback so).
+    pub auth: Option<Authentication>,
+    /// Browser origins allowed to log in (A7), as `scheme://host[:port]`; a login whose
+    /// `Origin` is not among them gets `403`. Empty: every origin.
+    pub allowed_origins: Vec<String>,
     /// A deliberate defect, for proving that checks fail on a broken server. `None` in
     /// any real use; the binary has no flag for it. Only a build with the cargo feature
     /// `fault-injection` accepts one: without it, starting refuses the configuration
@@ -131,6 +143,8 @@ impl Default for Config {
             bus: None,
             reuse_port: false,
             tls: None,
+            auth: None,
+            allowed_origins: Vec::new(),
             fault: None,
         }
     }
@@ -172,6 +186,15 @@ pub enum Fault {
     /// one, as a server shedding load would: the user is left without a session, by the
     /// server's explicit choice (for proving that loadgen names that cause, not "zombie").
     CloseReplacementWith1013,
+    /// With authentication: a token with `alg: none` and no signature is accepted (A2).
+    JwtAcceptAlgNone,
+    /// With authentication: `exp` is ignored, at login and during the session (A3, A6).
+    JwtIgnoreExpiry,
+    /// With authentication: any signature is accepted, by any key or none (A2).
+    JwtIgnoreSignature,
+    /// With authentication: the session's name comes from `?user=` when one is given,
+    /// whatever the token's `sub` (A4): any valid token takes any name.
+    JwtNameFromUser,
 }
 
 /// Why the server could not start.
@@ -218,6 +241,10 @@ pub(crate) struct Shared {
     max_sessions: usize,
     /// The cluster bus, when the server is a node of a cluster.
     bus: Option<Arc<bus::Bus>>,
+    /// Checks login tokens, when authentication is on ([`Config::auth`]).
+    verifier: Option<auth::Verifier>,
+    /// Browser origins allowed to log in ([`Config::allowed_origins`]).
+    origins: origin::AllowedOrigins,
     /// Logins accepted so far, for the deliberate `Fault::RegisterAfter101`.
     #[cfg(feature = "fault-injection")]
     upgrades: AtomicU64,
@@ -253,6 +280,12 @@ impl Server {
     pub async fn serve(listener: TcpListener, config: Config) -> Result<ServerHandle, Error> {
         validate(&config)?;
         let local_addr = listener.local_addr().map_err(Error::Listener)?;
+        let verifier = match &config.auth {
+            Some(auth) => Some(auth::Verifier::new(auth, config.fault).map_err(Error::Config)?),
+            None => None,
+        };
+        let origins = origin::AllowedOrigins::new(&config.allowed_origins)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let (stop, signal) = ShutdownSignal::new();
         let (bus, outbound) = match &config.bus {
             Some(url) => {
@@ -273,6 +306,8 @@ impl Server {
             tasks: TaskCount::default(),
             max_sessions: resolve_max_sessions(config.max_sessions),
             bus,
+            verifier,
+            origins,
             #[cfg(feature = "fault-injection")]
             upgrades: AtomicU64::new(0),
             #[cfg(feature = "fault-injection")]
@@ -289,6 +324,22 @@ impl Server {
             info!(id = %shared.config.server_id, bus = bus.url(), "joined the cluster bus");
         }
         info!(listen = %local_addr, id = %shared.config.server_id, "chat server started");
+        match &shared.config.auth {
+            Some(auth) => info!(
+                algorithm = %auth.key.algorithm(),
+                leeway_s = auth.leeway.as_secs(),
+                "logins need a signed token (JWT) whose sub is the name"
+            ),
+            None if !local_addr.ip().is_loopback() => warn!(
+                listen = %local_addr,
+                "no authentication: anyone who reaches this address can log in as any name \
+                 and evict its owner (give --jwt-secret-file or --jwt-public-key)"
+            ),
+            None => {}
+        }
+        if !shared.origins.is_empty() {
+            info!(origins = %shared.origins, "browser origins allowed to log in");
+        }
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), signal.clone()));
         tokio::spawn(keepalive::run(shared.clone(), signal));
         Ok(ServerHandle {
@@ -313,6 +364,11 @@ fn registry_for(config: &Config) -> SessionRegistry {
 
 fn validate(config: &Config) -> Result<(), Error> {
     faults_built_in(config.fault, cfg!(feature = "fault-injection"))?;
+    if let Some(auth) = &config.auth {
+        auth.check().map_err(Error::Config)?;
+    }
+    origin::AllowedOrigins::new(&config.allowed_origins)
+        .map_err(|e| Error::Config(e.to_string()))?;
     let positive = [
         ("max message", config.max_message),
         ("max name", config.max_name),

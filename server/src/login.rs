@@ -1,4 +1,6 @@
-//! Who is logging in: the `user` query parameter of the upgrade request.
+//! Who is logging in: the `user` query parameter of the upgrade request (or, with
+//! authentication on, the token's `sub`: [`crate::auth`]), and every reason a login is
+//! refused before the upgrade.
 //!
 //! docs/protocol.md S1–S3: NAME is percent-decoded UTF-8 (raw UTF-8 bytes are accepted
 //! too, as the demo's client sends them), must be present and non-empty, at most
@@ -31,11 +33,32 @@ pub enum Refusal {
     /// The node's cluster bus is down, so it cannot number the login (docs/protocol.md
     /// C4): `503`.
     BusUnavailable,
+    /// Authentication is on and the login carries no token (A1): `401`.
+    MissingToken,
+    /// The token is not a compact JWT of JSON, or lacks a claim a login needs (`sub`,
+    /// `exp`, and `aud`/`iss` when configured): `401`.
+    MalformedToken,
+    /// The token's `alg` is not the one the key verifies (`none` included, A2): `401`.
+    WrongAlgorithm,
+    /// The signature does not verify with the configured key (A2): `401`.
+    BadSignature,
+    /// `exp` is past, beyond the leeway (A3): `401`.
+    Expired,
+    /// `nbf` is ahead, beyond the leeway (A3): `401`.
+    NotYetValid,
+    /// `aud` does not name the configured audience (A3): `401`.
+    WrongAudience,
+    /// `iss` is not the configured issuer (A3): `401`.
+    WrongIssuer,
+    /// `?user=` differs from the token's `sub` (A4): `403`.
+    NameMismatch,
+    /// A browser `Origin` not on the allow-list (A7): `403`.
+    Origin,
 }
 
 impl Refusal {
     /// Every reason, for exporting zero-valued counters in `/metrics`.
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 19] = [
         Refusal::MissingUser,
         Refusal::EmptyUser,
         Refusal::NameTooLong { limit: 0 },
@@ -45,6 +68,16 @@ impl Refusal {
         Refusal::BadHandshake,
         Refusal::ServerFull,
         Refusal::BusUnavailable,
+        Refusal::MissingToken,
+        Refusal::MalformedToken,
+        Refusal::WrongAlgorithm,
+        Refusal::BadSignature,
+        Refusal::Expired,
+        Refusal::NotYetValid,
+        Refusal::WrongAudience,
+        Refusal::WrongIssuer,
+        Refusal::NameMismatch,
+        Refusal::Origin,
     ];
 
     /// The `reason` label used in `/metrics`.
@@ -59,6 +92,16 @@ impl Refusal {
             Refusal::BadHandshake => "bad_handshake",
             Refusal::ServerFull => "server_full",
             Refusal::BusUnavailable => "bus_unavailable",
+            Refusal::MissingToken => "missing_token",
+            Refusal::MalformedToken => "malformed_token",
+            Refusal::WrongAlgorithm => "wrong_algorithm",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Expired => "expired",
+            Refusal::NotYetValid => "not_yet_valid",
+            Refusal::WrongAudience => "wrong_audience",
+            Refusal::WrongIssuer => "wrong_issuer",
+            Refusal::NameMismatch => "name_mismatch",
+            Refusal::Origin => "origin",
         }
     }
 
@@ -74,6 +117,32 @@ impl Refusal {
             Refusal::BadHandshake => 6,
             Refusal::ServerFull => 7,
             Refusal::BusUnavailable => 8,
+            Refusal::MissingToken => 9,
+            Refusal::MalformedToken => 10,
+            Refusal::WrongAlgorithm => 11,
+            Refusal::BadSignature => 12,
+            Refusal::Expired => 13,
+            Refusal::NotYetValid => 14,
+            Refusal::WrongAudience => 15,
+            Refusal::WrongIssuer => 16,
+            Refusal::NameMismatch => 17,
+            Refusal::Origin => 18,
+        }
+    }
+
+    /// Whether this is a refusal of authentication (A1–A4, A7), counted apart in
+    /// [`crate::MetricsSnapshot::refused_auth`].
+    pub fn is_auth(self) -> bool {
+        self.index() >= Refusal::MissingToken.index()
+    }
+
+    /// The HTTP status of the refusal.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::ServerFull | Refusal::BusUnavailable => 503,
+            Refusal::NameMismatch | Refusal::Origin => 403,
+            reason if reason.is_auth() => 401,
+            _ => 400,
         }
     }
 }
@@ -101,6 +170,9 @@ impl fmt::Display for Refusal {
                 f,
                 "cluster bus unavailable: this node cannot order logins across the cluster now; try again shortly"
             ),
+            // The authentication refusals' lines are written where the token is checked
+            // ([`crate::auth`]), with the claim that failed; this is their short form.
+            reason => write!(f, "{}", reason.label()),
         }
     }
 }
@@ -110,15 +182,23 @@ impl fmt::Display for Refusal {
 /// The first `user` parameter wins, as in Go's `url.Values.Get`. `+` decodes to a space,
 /// as in HTML form encoding and Go; a malformed `%` escape is kept literally.
 pub fn user_from_query(query: Option<&str>, max_name: usize) -> Result<String, Refusal> {
-    let query = query.ok_or(Refusal::MissingUser)?;
-    let raw = query
-        .split('&')
-        .find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key) == b"user").then_some(value)
-        })
-        .ok_or(Refusal::MissingUser)?;
-    validate(percent_decode(raw), max_name)
+    let user = user_param(query).ok_or(Refusal::MissingUser)?;
+    validate(user, max_name)
+}
+
+/// The first `user` parameter of a raw query string, percent-decoded; `None` when there
+/// is none.
+pub fn user_param(query: Option<&str>) -> Option<Vec<u8>> {
+    query_param(query, "user")
+}
+
+/// The first `key` parameter of a raw query string, percent-decoded (`+` is a space);
+/// `None` when there is none.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<Vec<u8>> {
+    query?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(name) == key.as_bytes()).then(|| percent_decode(value))
+    })
 }
 
 /// Checks a decoded name against S2/S3.

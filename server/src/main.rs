@@ -2,7 +2,8 @@
 //! SIGINT or SIGTERM and shut down gracefully (docs/protocol.md O3).
 //!
 //! Exit codes: 0 after a graceful shutdown; 1 when the server cannot start (address in use,
-//! bad value); 2 for bad usage (clap's own).
+//! Redis unreachable, a certificate that cannot be used); 2 for bad usage (clap's own, a
+//! value out of range, a JWT key or secret file that cannot be used).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,11 +18,19 @@ use clap::Parser;
 ///
 /// Also serves `GET /healthz` and `GET /metrics` (Prometheus text). Every flag can be set
 /// from the environment variable shown. Exit codes: 0 graceful shutdown, 1 cannot start
-/// (address in use, Redis unreachable, a certificate or key that cannot be used), 2 bad
-/// usage.
+/// (address in use, Redis unreachable, a TLS certificate or key that cannot be used), 2 bad
+/// usage (a JWT key or secret file that cannot be used included).
 ///
 /// TLS: `--tls-cert chain.pem --tls-key key.pem` serves wss:// (and https://) on the
 /// listen address instead of ws://.
+///
+/// Authentication: WITHOUT A KEY ANYONE CAN LOG IN AS ANY NAME and evict its owner (fine
+/// on loopback; the server warns when it listens elsewhere without one). With
+/// `--jwt-secret-file` (HS256) or `--jwt-public-key` (RS256, ES256 or EdDSA, as the key
+/// is), a login must carry a signed JWT — `Authorization: Bearer TOKEN` or `?token=TOKEN`
+/// — whose `sub` is the name; `exp` and `nbf` are checked, and the session is closed with
+/// 4003 when its token expires. Refusals are 401 (a token missing or bad: the body names
+/// the claim) or 403 (`?user=` differing from `sub`, a browser Origin not allowed).
 ///
 /// Cluster: nodes started with the same `--bus redis://HOST:PORT` act as one server
 /// (a relogin on one node evicts the session on another; every message reaches every
@@ -94,6 +103,58 @@ struct Args {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "CHAT_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Require HS256 tokens signed with the shared secret in this file (at least 32 bytes;
+    /// one line ending at its end is not part of it). Make one: openssl rand -base64 48 >
+    /// secret. Without this or --jwt-public-key, anyone can log in as any name.
+    #[arg(
+        long,
+        env = "CHAT_JWT_SECRET_FILE",
+        value_name = "FILE",
+        group = "jwt_key"
+    )]
+    jwt_secret_file: Option<PathBuf>,
+    /// Require tokens signed by the private half of this public key (PEM, "BEGIN PUBLIC
+    /// KEY"); the algorithm follows the key: RSA → RS256, P-256 → ES256, Ed25519 → EdDSA.
+    /// Make a pair: openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out
+    /// key.pem; openssl pkey -in key.pem -pubout -out key.pub.pem
+    #[arg(
+        long,
+        env = "CHAT_JWT_PUBLIC_KEY",
+        value_name = "PEM",
+        group = "jwt_key"
+    )]
+    jwt_public_key: Option<PathBuf>,
+    /// Clock skew forgiven on a token's exp and nbf at login (at most 5m). The session
+    /// still ends at exp itself.
+    #[arg(long, env = "CHAT_JWT_LEEWAY", default_value = "30s", value_parser = parse_leeway, requires = "jwt_key")]
+    jwt_leeway: Duration,
+    /// Require this audience in every token's aud. Without it, a token that carries an aud
+    /// is refused (it was meant for another service).
+    #[arg(
+        long,
+        env = "CHAT_JWT_AUDIENCE",
+        value_name = "AUD",
+        requires = "jwt_key"
+    )]
+    jwt_audience: Option<String>,
+    /// Require this issuer as every token's iss.
+    #[arg(
+        long,
+        env = "CHAT_JWT_ISSUER",
+        value_name = "ISS",
+        requires = "jwt_key"
+    )]
+    jwt_issuer: Option<String>,
+    /// A browser origin allowed to log in (repeat, or comma-separate in the environment),
+    /// e.g. https://chat.example. With any given, a login whose Origin header is another
+    /// gets 403 (cross-site WebSocket hijacking); logins without Origin (not browsers) pass.
+    #[arg(
+        long = "allowed-origin",
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     log: String,
@@ -101,7 +162,15 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    match run(args) {
+    // A key that cannot be used is bad usage, said before anything starts.
+    let auth = match authentication(&args) {
+        Ok(auth) => auth,
+        Err(error) => {
+            eprintln!("chat-server: {error:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(args, auth) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("chat-server: {error:#}");
@@ -118,7 +187,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// The authentication the flags ask for; `None` without a key.
+fn authentication(args: &Args) -> anyhow::Result<Option<chat_server::Authentication>> {
+    use chat_server::jwt_keys::VerifyingKey;
+    let key = match (&args.jwt_secret_file, &args.jwt_public_key) {
+        (Some(path), _) => VerifyingKey::hs256_file(path)
+            .with_context(|| format!("--jwt-secret-file {}", path.display()))?,
+        (None, Some(path)) => VerifyingKey::public_pem_file(path)
+            .with_context(|| format!("--jwt-public-key {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(chat_server::Authentication {
+        leeway: args.jwt_leeway,
+        audience: args.jwt_audience.clone(),
+        issuer: args.jwt_issuer.clone(),
+        ..chat_server::Authentication::new(key)
+    }))
+}
+
+fn run(args: Args, auth: Option<chat_server::Authentication>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("bad --log filter {:?}", args.log))?;
     tracing_subscriber::fmt()
@@ -149,6 +236,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         bus: args.bus,
         reuse_port: args.reuse_port,
         tls,
+        auth,
+        allowed_origins: args.allowed_origins,
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -181,4 +270,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         Ok(duration) => Ok(duration),
         Err(error) => Err(error.to_string()),
     }
+}
+
+/// Parses `--jwt-leeway`: a duration from zero to [`chat_server::MAX_LEEWAY`].
+fn parse_leeway(text: &str) -> Result<Duration, String> {
+    let leeway = duration_text::parse(text).map_err(|error| error.to_string())?;
+    if leeway > chat_server::MAX_LEEWAY {
+        return Err(format!(
+            "{text:?} is more than {} s: a token would live that long past its exp",
+            chat_server::MAX_LEEWAY.as_secs()
+        ));
+    }
+    Ok(leeway)
 }

@@ -74,6 +74,8 @@ pub struct Metrics {
     /// TLS handshakes that resumed an earlier session (no certificate, no full key
     /// exchange).
     pub tls_resumed: AtomicU64,
+    /// Sessions closed with 4003 when their token expired (A6).
+    pub sessions_expired: AtomicU64,
 }
 
 /// A Prometheus histogram of bus round trips, in fixed buckets.
@@ -175,6 +177,11 @@ pub struct MetricsSnapshot {
     /// TLS handshakes completed, and how many of them resumed a session.
     pub tls_handshakes: u64,
     pub tls_resumed: u64,
+    /// Logins refused by authentication (no token, a bad one, a name or origin refused:
+    /// A1–A4, A7), all reasons together.
+    pub refused_auth: u64,
+    /// Sessions closed with 4003 at their token's expiry (A6).
+    pub sessions_expired: u64,
 }
 
 impl Metrics {
@@ -201,6 +208,12 @@ impl Metrics {
             refused_bus_unavailable: self.refused[Refusal::BusUnavailable.index()].load(Relaxed),
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             tls_resumed: self.tls_resumed.load(Relaxed),
+            refused_auth: Refusal::ALL
+                .iter()
+                .filter(|r| r.is_auth())
+                .map(|r| self.refused[r.index()].load(Relaxed))
+                .sum(),
+            sessions_expired: self.sessions_expired.load(Relaxed),
         }
     }
 
@@ -258,6 +271,12 @@ impl Metrics {
             "counter",
             "TLS handshakes that resumed an earlier session.",
             &self.tls_resumed,
+        );
+        metric(
+            "sessions_expired_total",
+            "counter",
+            "Sessions closed with 4003 when their token expired.",
+            &self.sessions_expired,
         );
         metric(
             "evictions_total",
@@ -425,7 +444,7 @@ mod tests {
         assert!(text.contains("chat_deliveries_out_total{server_id=\"a\\\"b\"} 1\n"));
         assert!(text.contains("reason=\"empty_user\"} 1\n"));
         assert!(text.contains("reason=\"missing_user\"} 0\n"));
-        assert_eq!(text.matches("# TYPE chat_").count(), 16);
+        assert_eq!(text.matches("# TYPE chat_").count(), 17);
     }
 
     #[test]

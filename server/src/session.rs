@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::io::{self, Cursor, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes};
 use fastwebsockets::{upgrade::UpgradeFut, CloseCode, Frame, OpCode, Role, WebSocketError};
@@ -171,8 +171,14 @@ pub(crate) fn register(shared: &Shared, name: String, seq: u64) -> Option<Arc<Se
     Some(session)
 }
 
-/// Runs one registered session's connection to its end, once the upgrade completes.
-pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: UpgradeFut) {
+/// Runs one registered session's connection to its end, once the upgrade completes. With
+/// `expires` (its token's `exp`), the session is closed with 4003 at that moment (A6).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    upgrade: UpgradeFut,
+    expires: Option<SystemTime>,
+) {
     let _task = shared.tasks.track();
     let upgraded = match upgrade.await.map(|ws| ws.into_inner().into_inner()) {
         Ok(upgraded) => upgraded.downcast::<TokioIo<UnreadLimit>>().ok(),
@@ -198,7 +204,28 @@ pub(crate) async fn run(shared: Arc<Shared>, session: Arc<Session>, upgrade: Upg
     let mut writer = tokio::spawn(write_loop(write_half, session.clone(), shared.clone()));
 
     let mut stream = AsyncReadExt::chain(Cursor::new(leftover), read_half);
-    let peer_open = read_loop(&mut stream, &session, &shared).await;
+    let peer_open = match expires {
+        None => read_loop(&mut stream, &session, &shared).await,
+        Some(expires) => {
+            // Closing at expiry wakes the read loop, which then ends as for any close.
+            let expiry = async {
+                let left = expires
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                tokio::time::sleep(left).await;
+                let bye = frame::close(close_code::TOKEN_EXPIRED, "token expired");
+                if session.close(Some(bye), false) {
+                    Metrics::inc(&shared.metrics.sessions_expired);
+                    debug!(user = %session.name, id = session.id, "token expired");
+                }
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                open = read_loop(&mut stream, &session, &shared) => open,
+                () = expiry => true,
+            }
+        }
+    };
     if shared.registry.unregister(&session, &shared.metrics) {
         if let Some(bus) = &shared.bus {
             bus.forget(session.name.clone(), session.seq);
@@ -321,7 +348,7 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
     let received = shared.metrics.messages_in.fetch_add(1, Relaxed) + 1;
     #[cfg(feature = "fault-injection")]
     if let Some(crate::Fault::DropEvery(n)) = shared.config.fault {
-        if n > 0 && received % n == 0 {
+        if n > 0 && received.is_multiple_of(n) {
             return;
         }
     }
@@ -334,7 +361,7 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
         if let Some(crate::Fault::DropEveryTo { every, name_suffix }) = shared.config.fault {
             if receiver.name.as_bytes().last() == Some(&name_suffix) {
                 let nth = shared.fault_deliveries.fetch_add(1, Relaxed) + 1;
-                if every > 0 && nth % every == 0 {
+                if every > 0 && nth.is_multiple_of(every) {
                     return;
                 }
             }

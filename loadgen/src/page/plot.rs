@@ -505,7 +505,7 @@ pub fn line_through_medians(points: &[Point]) -> Vec<(f64, f64)> {
         let mut values: Vec<f64> = rest[..same].iter().map(|p| p.value).collect();
         values.sort_by(f64::total_cmp);
         let middle = values.len() / 2;
-        let median = if values.len() % 2 == 0 {
+        let median = if values.len().is_multiple_of(2) {
             (values[middle - 1] + values[middle]) / 2.0
         } else {
             values[middle]

@@ -97,14 +97,30 @@ pub async fn login_raw(addr: SocketAddr, user_query: &str) -> Result<Client, Web
 /// Sends a WebSocket upgrade for the raw request-target `target` (any bytes, e.g. raw
 /// UTF-8) over `stream`. `Ok` is a logged-in client (101); `Err` is the refusal's status
 /// and body.
-pub async fn upgrade_raw(mut stream: TcpStream, target: &[u8]) -> Result<Client, (u16, String)> {
+pub async fn upgrade_raw(stream: TcpStream, target: &[u8]) -> Result<Client, (u16, String)> {
+    upgrade_with(stream, target, &[])
+        .await
+        .map_err(|(status, _, body)| (status, body))
+}
+
+/// [`upgrade_raw`] with extra request headers; a refusal is its status, response head and
+/// body.
+pub async fn upgrade_with(
+    mut stream: TcpStream,
+    target: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<Client, (u16, String, String)> {
     stream.set_nodelay(true).unwrap();
     let mut request = b"GET ".to_vec();
     request.extend_from_slice(target);
     request.extend_from_slice(
         b" HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
     );
+    for (name, value) in headers {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
     stream.write_all(&request).await.unwrap();
     // Byte by byte, so no frame that follows the 101 is read into a buffer and lost.
     let mut head = Vec::new();
@@ -127,7 +143,7 @@ pub async fn upgrade_raw(mut stream: TcpStream, target: &[u8]) -> Result<Client,
         .await
         .expect("response body in time")
         .expect("whole response body");
-    Err((status, String::from_utf8_lossy(&body).into_owned()))
+    Err((status, head, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Logs in with a raw request-target such as `b"/?user=\xE5\xBC\xA0"`; fails unless 101.
