@@ -18,9 +18,10 @@ use crate::segment::Segment;
 /// server under test failed (a threshold, a MUST check, a regression, a capacity below
 /// --expect-at-least); 2 bad usage or a bad scenario/capacity file (file, field and
 /// reason are printed), or a load that cannot fit the open-file limit; 3 could not run
-/// (target unreachable, server died mid-run, Ctrl-C, a report not written) — reports
-/// written so far are marked incomplete. `client` adds 4 evicted by another login of the
-/// same name (Close 4001) and 5 the server ended the session otherwise.
+/// (target unreachable, every login refused, server died mid-run, Ctrl-C, a report not
+/// written) — reports written so far are marked incomplete. `client` adds 4 evicted by
+/// another login of the same name (Close 4001), 5 the server ended the session otherwise
+/// and 6 its token expired (Close 4003).
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, propagate_version = true)]
 pub struct Cli {
@@ -36,13 +37,22 @@ pub enum Command {
     /// With no `target` in the scenario and no --target, loadgen starts chat-server itself
     /// (as a child process on 127.0.0.1, a free port) and stops it at the end.
     ///
-    /// Example: loadgen run scenarios/relogin.toml
+    /// A server that authenticates logins: [users] jwt in the scenario, or
+    /// --jwt-secret-file / --jwt-private-key, and every login carries a token minted for
+    /// it then (timed: the summary's login row). A run whose logins are all refused (401,
+    /// 403) stops at once and says why (exit 3).
+    ///
+    /// Examples:
+    ///   loadgen run scenarios/relogin.toml
+    ///   loadgen run scenarios/relogin.toml --target ws://127.0.0.1:6789/ --jwt-private-key es256.pem
     ///
     /// Exit codes: 0 every threshold met; 1 a threshold failed (each is named); 2 bad
-    /// usage or scenario (file, field and reason), or more users than the open-file limit
-    /// or the ephemeral ports (see --source-address) allow; 3 the run could not be carried
-    /// out (target unreachable, server died mid-run, a worker died, Ctrl-C) — the reports
+    /// usage or scenario (file, field and reason; a key or tokens file that cannot be
+    /// used), or more users than the open-file limit or the ephemeral ports (see
+    /// --source-address) allow; 3 the run could not be carried out (target unreachable,
+    /// every login refused, server died mid-run, a worker died, Ctrl-C) — the reports
     /// written are marked incomplete.
+    #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Check a chat server against the protocol (docs/protocol.md), rule by rule.
     ///
@@ -67,6 +77,18 @@ pub enum Command {
     /// the server down, and says so. Where a rule names a status or Close code another
     /// code is a warn; a refusal by dropping the connection is accepted and reported.
     ///
+    /// Authentication (A1-A7): given the key the server's tokens are signed with
+    /// (--jwt-secret-file for HS256, --jwt-private-key for RS256/ES256/EdDSA; --jwt-claim
+    /// aud=... when the server checks claims), every login of every check carries a token
+    /// minted for its name, and the A-rules are checked: MUST A1 no token, no session; A2
+    /// alg none, another key, a changed payload, an altered signature and (public keys) an
+    /// HS256 token keyed with the public key are refused; A3 an expired and a not-yet-valid
+    /// token (and a wrong aud/iss when the tokens carry one) are refused, and no refusal
+    /// echoes the token; A4 the session's name is the token's sub (header and ?token=;
+    /// ?user= other than sub refused); A5 a relogin with a fresh token evicts. Info: A6 the
+    /// session is closed with 4003 at exp; A7 a foreign browser Origin is refused. Without
+    /// a key, against a server that wants tokens, conform says so in one line and exits 3.
+    ///
     /// A cluster: give the URL of each node (ws://A/ ws://B/ ws://C/). Each check's logins
     /// then take the nodes in turn, so S4-S6 and M1-M6 are checked across nodes (a relogin
     /// on node 2 must evict the session on node 1), and two MUST checks are added: C2 a
@@ -85,9 +107,11 @@ pub enum Command {
     ///   loadgen conform ws://127.0.0.1:6789/ --junit conform.xml --json conform.json
     ///   loadgen conform ws://127.0.0.1:6789/ --only R4,R5 --header-timeout 2s --max-sessions 100
     ///   loadgen conform ws://127.0.0.1:6789/ ws://127.0.0.1:6790/ ws://127.0.0.1:6791/
+    ///   loadgen conform ws://127.0.0.1:6789/ --jwt-private-key es256.pem
     ///
     /// Exit codes: 0 every MUST check passed; 1 a MUST check failed; 2 bad usage;
-    /// 3 the server cannot be reached (or a report file cannot be written).
+    /// 3 the server cannot be reached, refuses every login (401/403), or a report file
+    /// cannot be written.
     #[command(verbatim_doc_comment)]
     Conform(ConformArgs),
     /// Log in as one user and chat by hand: stdin lines are sent, messages are printed.
@@ -99,14 +123,20 @@ pub enum Command {
     /// sending everything read, so it works in scripts; with --send-every it keeps going
     /// until Ctrl-C. Status lines (connected, closed, evicted) go to stderr.
     ///
+    /// With a key (--jwt-secret-file or --jwt-private-key) the login carries a token
+    /// minted for --user (valid --jwt-ttl, 10m by default); when it expires the server
+    /// ends the session with Close 4003 and the client says "token expired" (exit 6).
+    ///
     /// Examples:
     ///   loadgen client --user ann
     ///   printf 'hi\nbye\n' | loadgen client ws://127.0.0.1:6789/ --user bob
     ///   loadgen client --user demo --send-every 6s --message hello   (like the demo's client)
+    ///   loadgen client wss://chat.example/ --user ann --jwt-private-key es256.pem
     ///
     /// Exit codes: 0 closed by us (/quit, end of stdin, Ctrl-C: Close 1000); 2 bad usage;
     /// 3 cannot connect or login refused; 4 evicted by another login of the same name
-    /// (Close 4001); 5 the server ended the session otherwise (other Close, TCP drop).
+    /// (Close 4001); 5 the server ended the session otherwise (other Close, TCP drop);
+    /// 6 token expired (Close 4003): log in again with a fresh token.
     #[command(verbatim_doc_comment)]
     Client(ClientArgs),
     /// Performance regression gate: run a base and a candidate server alternately under a
@@ -277,6 +307,8 @@ pub struct RunArgs {
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
     #[command(flatten)]
+    pub jwt: JwtArgs,
+    #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
     pub calibration: CalibrationArgs,
@@ -315,6 +347,110 @@ impl TlsArgs {
         let mut settings = crate::tls::TlsSettings::default();
         self.apply(&mut settings);
         settings
+    }
+}
+
+/// How logins prove their names to a server that authenticates them (docs/protocol.md
+/// A1–A7): every command that connects has these.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JwtArgs {
+    /// Log in with HS256 tokens minted, fresh for every login, with the shared secret in
+    /// this file (the server's --jwt-secret-file). Overrides the scenario's [users] jwt
+    /// and tokens_file.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwt_private_key")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Log in with tokens signed by this PEM private key (RSA → RS256, P-256 → ES256,
+    /// Ed25519 → EdDSA; the server holds the public key). Overrides the scenario's.
+    #[arg(long, value_name = "PEM")]
+    pub jwt_private_key: Option<PathBuf>,
+    /// An extra string claim of every token, NAME=VALUE (repeat): e.g. aud=chat,
+    /// iss=https://auth.example. Replaces a same-named claim of the scenario.
+    #[arg(long = "jwt-claim", value_name = "NAME=VALUE")]
+    pub jwt_claims: Vec<String>,
+    /// How long each minted token is valid (exp = login time + this; default 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub jwt_ttl: Option<std::time::Duration>,
+    /// Where the token goes: header (Authorization: Bearer, the default) or query
+    /// (?token=, as a browser must).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub token_in: Option<crate::credentials::TokenPlacement>,
+}
+
+impl JwtArgs {
+    /// Whether any of these flags was given.
+    pub fn given(&self) -> bool {
+        self.jwt_secret_file.is_some()
+            || self.jwt_private_key.is_some()
+            || !self.jwt_claims.is_empty()
+            || self.jwt_ttl.is_some()
+            || self.token_in.is_some()
+    }
+
+    /// `users` with these flags applied: a key flag replaces the scenario's `jwt` and
+    /// `tokens_file`; claims, ttl and placement change what is there. `Err` names the
+    /// flag that cannot apply.
+    pub fn apply(&self, users: &mut crate::scenario::Users) -> Result<(), String> {
+        use crate::credentials::{resolve, JwtSettings};
+        let cwd = std::path::Path::new(".");
+        let key = match (&self.jwt_secret_file, &self.jwt_private_key) {
+            (Some(path), _) => Some(JwtSettings::with_key(Some(resolve(path, cwd)), None)),
+            (None, Some(path)) => Some(JwtSettings::with_key(None, Some(resolve(path, cwd)))),
+            (None, None) => None,
+        };
+        if let Some(key) = key {
+            let kept = users.jwt.take();
+            users.tokens_file = None;
+            users.jwt = Some(JwtSettings {
+                ttl: kept.as_ref().map_or(key.ttl, |k| k.ttl),
+                claims: kept.map(|k| k.claims).unwrap_or_default(),
+                ..key
+            });
+        }
+        let needs_jwt = |flag: &str| {
+            format!("{flag} goes with a key: --jwt-secret-file, --jwt-private-key or the scenario's [users] jwt")
+        };
+        if !self.jwt_claims.is_empty() || self.jwt_ttl.is_some() {
+            let Some(jwt) = users.jwt.as_mut() else {
+                return Err(needs_jwt(if self.jwt_ttl.is_some() {
+                    "--jwt-ttl"
+                } else {
+                    "--jwt-claim"
+                }));
+            };
+            for claim in &self.jwt_claims {
+                let Some((name, value)) = claim.split_once('=') else {
+                    return Err(format!(
+                        "--jwt-claim {claim:?}: write NAME=VALUE, e.g. aud=chat"
+                    ));
+                };
+                jwt.claims
+                    .insert(name.trim().to_string(), value.trim().to_string());
+            }
+            if let Some(ttl) = self.jwt_ttl {
+                jwt.ttl = crate::duration::Span(ttl);
+            }
+        }
+        if let Some(placement) = self.token_in {
+            if users.jwt.is_none() && users.tokens_file.is_none() {
+                return Err(needs_jwt("--token-in"));
+            }
+            users.token_in = placement;
+        }
+        Ok(())
+    }
+
+    /// The credentials of these flags alone (conform, client); `None` without a key.
+    pub fn credentials(&self) -> Result<Option<crate::credentials::Credentials>, String> {
+        let mut users = crate::scenario::Users::nobody();
+        self.apply(&mut users)?;
+        users.credentials().map_err(|error| {
+            let flag = if self.jwt_secret_file.is_some() {
+                "--jwt-secret-file"
+            } else {
+                "--jwt-private-key"
+            };
+            format!("{flag} {error}")
+        })
     }
 }
 
@@ -424,6 +560,8 @@ pub struct CapacityArgs {
     #[arg(long, requires = "server")]
     pub wss: bool,
     #[command(flatten)]
+    pub jwt: JwtArgs,
+    #[command(flatten)]
     pub tls: TlsArgs,
 }
 
@@ -433,8 +571,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// A deliberate defect, for tests that prove a check or the gate can fail:
-    /// `delete-by-name`, `swap-pairs`, `drop-every-N`, and for cluster nodes
-    /// `local-eviction-only` and `bus-swap-pairs`. Only test builds have them
+    /// `delete-by-name`, `swap-pairs`, `drop-every-N`, for cluster nodes
+    /// `local-eviction-only` and `bus-swap-pairs`, and with a JWT key
+    /// `jwt-accept-alg-none`, `jwt-ignore-expiry`, `jwt-ignore-signature` and
+    /// `jwt-name-from-user`. Only test builds have them
     /// (chat-server's `fault-injection` feature); a release build refuses with exit 3.
     #[arg(long, value_parser = parse_fault)]
     pub fault: Option<chat_server::Fault>,
@@ -451,6 +591,19 @@ pub struct ServeArgs {
     /// The key of --tls-cert (PEM), as chat-server's --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Require HS256 tokens with this secret, as chat-server's --jwt-secret-file.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwt_private_key")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Require tokens signed by this private key (its public half verifies them): the key
+    /// the run's users mint with.
+    #[arg(long, value_name = "PEM")]
+    pub jwt_private_key: Option<PathBuf>,
+    /// As chat-server's --jwt-audience.
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+    /// As chat-server's --jwt-issuer.
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
 }
 
 /// Parses `--fault`.
@@ -461,13 +614,17 @@ fn parse_fault(text: &str) -> Result<chat_server::Fault, String> {
         "swap-pairs" => Ok(Fault::SwapPairs),
         "local-eviction-only" => Ok(Fault::LocalEvictionOnly),
         "bus-swap-pairs" => Ok(Fault::BusSwapPairs),
+        "jwt-accept-alg-none" => Ok(Fault::JwtAcceptAlgNone),
+        "jwt-ignore-expiry" => Ok(Fault::JwtIgnoreExpiry),
+        "jwt-ignore-signature" => Ok(Fault::JwtIgnoreSignature),
+        "jwt-name-from-user" => Ok(Fault::JwtNameFromUser),
         _ => text
             .strip_prefix("drop-every-")
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| n > 0)
             .map(Fault::DropEvery)
             .ok_or_else(|| {
-                format!("unknown fault {text:?}: use delete-by-name, swap-pairs, local-eviction-only, bus-swap-pairs or drop-every-N")
+                format!("unknown fault {text:?}: use delete-by-name, swap-pairs, local-eviction-only, bus-swap-pairs, drop-every-N, or with a JWT key jwt-accept-alg-none, jwt-ignore-expiry, jwt-ignore-signature, jwt-name-from-user")
             }),
     }
 }
@@ -533,6 +690,8 @@ pub struct ConformArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub check_timeout: std::time::Duration,
     #[command(flatten)]
+    pub jwt: JwtArgs,
+    #[command(flatten)]
     pub tls: TlsArgs,
 }
 
@@ -557,6 +716,8 @@ pub struct ClientArgs {
     /// becomes the user's name. Example: --header 'Authorization: Bearer {user}'
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -596,6 +757,8 @@ pub struct GateArgs {
     /// --tls-key k.pem --listen {addr}).
     #[arg(long)]
     pub wss: bool,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]

@@ -1,7 +1,7 @@
 //! `loadgen client`: one user, by hand. Lines from stdin are sent as Text messages;
 //! messages received are printed with the local time (and, for loadgen-stamped ones, a
 //! latency); the way the session ends decides the exit code, so scripts can tell an
-//! eviction (4) from a lost connection (5) and from a clean close (0).
+//! eviction (4) from a lost connection (5), an expired token (6) and a clean close (0).
 //!
 //! stdin is read by a plain thread, not tokio's stdin: a blocking read would keep the
 //! runtime from shutting down when the server ends the session first.
@@ -23,6 +23,8 @@ use crate::tls::TlsClient;
 
 /// The Close code of an eviction (docs/protocol.md S4).
 const REPLACED: u16 = 4001;
+/// The Close code of a session whose token expired (docs/protocol.md A6).
+const TOKEN_EXPIRED: u16 = 4003;
 /// How long to wait for the server's answer to our Close.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -76,9 +78,31 @@ pub async fn main(args: ClientArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    let credentials = match args.jwt.credentials() {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            eprintln!("loadgen client: {error}");
+            return Exit::Usage;
+        }
+    };
+    let token = match credentials
+        .as_ref()
+        .map(|c| c.token_for(&args.user))
+        .transpose()
+    {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("loadgen client: {error}");
+            return Exit::CouldNotRun;
+        }
+    };
     let login = connection::Login {
         headers: &headers,
         tls: Some(&tls),
+        token: token.as_ref().map(|t| t.text.as_str()),
+        token_in: credentials
+            .as_ref()
+            .map_or(Default::default(), |c| c.placement),
         ..connection::Login::plain(&args.user, args.connect_timeout)
     };
     let connected = match connection::connect(&target, addr, &login).await {
@@ -88,7 +112,19 @@ pub async fn main(args: ClientArgs) -> Exit {
             return Exit::CouldNotRun;
         }
     };
-    eprintln!("connected to {target} as {}", args.user);
+    match token.as_ref().and_then(|t| t.expires) {
+        Some(expires) => {
+            let left = expires
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            eprintln!(
+                "connected to {target} as {}, with a token valid for {}",
+                args.user,
+                crate::duration::format(Duration::from_secs(left.as_secs()))
+            );
+        }
+        None => eprintln!("connected to {target} as {}", args.user),
+    }
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let reader = tokio::spawn(read_loop(connected.read, events_tx));
     let mut write = connected.write;
@@ -206,6 +242,11 @@ fn ended_by_server(code: Option<u16>, reason: &str) -> Exit {
     if code == Some(REPLACED) {
         eprintln!("evicted: server sent Close {code_text} {reason:?} (another login of this name)");
         Exit::Evicted
+    } else if code == Some(TOKEN_EXPIRED) {
+        eprintln!(
+            "token expired: server sent Close {code_text} {reason:?}; log in again with a fresh token"
+        );
+        Exit::TokenExpired
     } else {
         eprintln!("closed by the server: Close {code_text} {reason:?}");
         Exit::EndedByServer

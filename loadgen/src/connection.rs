@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::credentials::TokenPlacement;
 use crate::record::LoginTimes;
 use crate::target::{encode_name, Target};
 use crate::tls::TlsClient;
@@ -72,6 +73,8 @@ pub enum ConnectError {
     Handshake(String),
     #[error("no handshake within {0:?}")]
     Timeout(Duration),
+    #[error("{0}")]
+    Token(String),
 }
 
 impl ConnectError {
@@ -110,6 +113,10 @@ pub struct Login<'a> {
     pub source: Option<IpAddr>,
     /// How to make a `wss://` connection; the default settings when `None`.
     pub tls: Option<&'a TlsClient>,
+    /// The token proving the name, if the server wants one ([`crate::credentials`]).
+    pub token: Option<&'a str>,
+    /// Where [`Login::token`] goes.
+    pub token_in: TokenPlacement,
 }
 
 impl<'a> Login<'a> {
@@ -121,6 +128,8 @@ impl<'a> Login<'a> {
             timeout,
             source: None,
             tls: None,
+            token: None,
+            token_in: TokenPlacement::Header,
         }
     }
 }
@@ -239,9 +248,17 @@ async fn handshake(
 ) -> Result<Connected, ConnectError> {
     let (stream, tcp_us, tls_us) = open_timed(target, addr, login.source, login.tls).await?;
     let upgrade_started = Instant::now();
+    let query_token = match (login.token, login.token_in) {
+        (Some(token), TokenPlacement::Query) => format!("&token={}", encode_name(token)),
+        _ => String::new(),
+    };
     let mut request = Request::builder()
         .method("GET")
-        .uri(format!("{}?user={}", target.path, encode_name(login.user)))
+        .uri(format!(
+            "{}?user={}{query_token}",
+            target.path,
+            encode_name(login.user)
+        ))
         .header(HOST, target.authority())
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "upgrade")
@@ -250,6 +267,11 @@ async fn handshake(
             fastwebsockets::handshake::generate_key(),
         )
         .header("Sec-WebSocket-Version", "13");
+    if let (Some(token), TokenPlacement::Header) = (login.token, login.token_in) {
+        let value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ConnectError::Token("the token cannot be sent in a header".into()))?;
+        request = request.header(hyper::header::AUTHORIZATION, value);
+    }
     for (name, value) in login.headers {
         // Any UTF-8 (a user's name) is sent as its bytes (obs-text); checked names only.
         let value = hyper::header::HeaderValue::from_bytes(value.as_bytes())
@@ -289,6 +311,7 @@ async fn handshake(
         tcp_us,
         tls_us,
         upgrade_us: micros(upgrade_started.elapsed()),
+        mint_us: None,
     };
     Ok(Connected { read, write, times })
 }

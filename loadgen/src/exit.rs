@@ -3,7 +3,7 @@
 //! A CI job reads loadgen's verdict from its exit code, so every subcommand uses the same
 //! numbers for the same kind of result: 0 it passed, 1 the thing under test failed a
 //! check, 2 loadgen was used wrongly, 3 the check could not be carried out. `client`
-//! adds two codes of its own for how a session ended. Subcommand bodies return an
+//! adds three codes of its own for how a session ended. Subcommand bodies return an
 //! [`Exit`]; only `main.rs` turns it into a process exit code.
 
 use std::process::ExitCode;
@@ -30,6 +30,9 @@ pub enum Exit {
     /// 5 (`client`): the server ended the session otherwise (another Close code, or the
     /// connection dropped, which is also how the Go demo evicts).
     EndedByServer = 5,
+    /// 6 (`client`): the session's token expired — the server closed it with 4003
+    /// (docs/protocol.md A6); log in again with a fresh token.
+    TokenExpired = 6,
 }
 
 impl Exit {
@@ -58,6 +61,7 @@ mod tests {
             (Exit::CouldNotRun, 3),
             (Exit::Evicted, 4),
             (Exit::EndedByServer, 5),
+            (Exit::TokenExpired, 6),
         ];
         for (exit, code) in all {
             assert_eq!(exit.code(), code, "{exit:?}");

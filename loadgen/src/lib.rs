@@ -28,7 +28,7 @@
 //! ```
 //!
 //! Modules, general first: the inputs ([`scenario`], [`toml_file`], [`duration`],
-//! [`thresholds`], [`target`]); the wire ([`connection`], [`stamp`]); measuring
+//! [`thresholds`], [`target`]); the wire ([`connection`], [`credentials`], [`stamp`]); measuring
 //! ([`record`], [`checks`], [`resources`]); this machine's limits ([`nofile`], [`ports`]);
 //! the server under test ([`server_process`], [`serve`]); then one module per subcommand:
 //! [`run`], [`conform`], [`client`], [`gate`], [`capacity`]; and what they write
@@ -41,6 +41,7 @@ pub mod cli;
 pub mod client;
 pub mod conform;
 pub mod connection;
+pub mod credentials;
 pub mod dashboard;
 pub mod duration;
 pub mod exit;

@@ -118,6 +118,9 @@ pub struct Counters {
     pub churn_leaves: u64,
     /// Connections opened (first logins, relogins and churn rejoins).
     pub connects: u64,
+    /// Sessions the server closed with 4003 when their token expired (docs/protocol.md
+    /// A6), each followed by a login with a fresh token: expected, not a disconnect.
+    pub token_renewals: u64,
 }
 
 impl Counters {
@@ -153,6 +156,7 @@ impl Counters {
             disruptions_skipped,
             churn_leaves,
             connects,
+            token_renewals,
         } = other;
         self.sent += sent;
         self.delivered += delivered;
@@ -183,6 +187,7 @@ impl Counters {
         self.disruptions_skipped += disruptions_skipped;
         self.churn_leaves += churn_leaves;
         self.connects += connects;
+        self.token_renewals += token_renewals;
     }
 
     /// Relogins that failed an eviction check (late, missing, zombie, ghost, no single
@@ -199,14 +204,16 @@ impl Counters {
 /// Highest login phase time the connect histograms track, in µs (two minutes).
 pub const MAX_CONNECT_US: u64 = 120_000_000;
 
-/// How long the parts of logins took, µs: the TCP connect, the TLS handshake (`wss://`
-/// only) and the WebSocket upgrade (request sent to `101` received). Two significant
-/// digits: a login time to 1% is plenty, and an interval's three histograms stay ~60 KiB.
+/// How long the parts of logins took, µs: minting the login's token (with `[users] jwt`
+/// only), the TCP connect, the TLS handshake (`wss://` only) and the WebSocket upgrade
+/// (request sent to `101` received). Two significant digits: a login time to 1% is plenty,
+/// and an interval's histograms stay ~80 KiB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectTimes {
     pub tcp: Histogram<u64>,
     pub tls: Histogram<u64>,
     pub upgrade: Histogram<u64>,
+    pub mint: Histogram<u64>,
 }
 
 /// One login's phase times, µs.
@@ -216,6 +223,8 @@ pub struct LoginTimes {
     /// `None` for `ws://`.
     pub tls_us: Option<u64>,
     pub upgrade_us: u64,
+    /// Minting the login's token; `None` without one (or with a tokens file).
+    pub mint_us: Option<u64>,
 }
 
 impl Default for ConnectTimes {
@@ -228,6 +237,7 @@ impl Default for ConnectTimes {
             tcp: histogram(),
             tls: histogram(),
             upgrade: histogram(),
+            mint: histogram(),
         }
     }
 }
@@ -241,6 +251,9 @@ impl ConnectTimes {
             self.tls.saturating_record(clamp(tls));
         }
         self.upgrade.saturating_record(clamp(times.upgrade_us));
+        if let Some(mint) = times.mint_us {
+            self.mint.saturating_record(clamp(mint));
+        }
     }
 
     /// Adds another set (same bounds, so it cannot fail).
@@ -248,6 +261,7 @@ impl ConnectTimes {
         let _ = self.tcp.add(&other.tcp);
         let _ = self.tls.add(&other.tls);
         let _ = self.upgrade.add(&other.upgrade);
+        let _ = self.mint.add(&other.mint);
     }
 
     /// Logins recorded.
@@ -255,21 +269,32 @@ impl ConnectTimes {
         self.tcp.len()
     }
 
-    /// The three histograms as text ([`histogram_text`]), tcp, tls, upgrade.
-    pub fn to_text(&self) -> [String; 3] {
-        [
+    /// The histograms as text ([`histogram_text`]): tcp, tls, upgrade, mint.
+    pub fn to_text(&self) -> Vec<String> {
+        vec![
             histogram_text(&self.tcp),
             histogram_text(&self.tls),
             histogram_text(&self.upgrade),
+            histogram_text(&self.mint),
         ]
     }
 
-    /// The set of [`ConnectTimes::to_text`]; `None` when a text is not a histogram.
-    pub fn from_text(texts: &[String; 3]) -> Option<ConnectTimes> {
+    /// The set of [`ConnectTimes::to_text`] (fewer texts — files from before mint times
+    /// were kept have three — leave the rest empty); `None` when a text is not a
+    /// histogram or there are more than four.
+    pub fn from_text(texts: &[String]) -> Option<ConnectTimes> {
+        if texts.len() > 4 {
+            return None;
+        }
         let mut times = ConnectTimes::default();
-        for (histogram, text) in [&mut times.tcp, &mut times.tls, &mut times.upgrade]
-            .into_iter()
-            .zip(texts)
+        for (histogram, text) in [
+            &mut times.tcp,
+            &mut times.tls,
+            &mut times.upgrade,
+            &mut times.mint,
+        ]
+        .into_iter()
+        .zip(texts)
         {
             if !text.is_empty() {
                 histogram.add(histogram_from_text(text)?).ok()?;
@@ -413,16 +438,19 @@ mod tests {
             tcp_us: 120,
             tls_us: Some(900),
             upgrade_us: 300,
+            mint_us: Some(40),
         });
         recorder.login(&LoginTimes {
             tcp_us: 0,
             tls_us: None,
             upgrade_us: u64::MAX,
+            mint_us: None,
         });
         let times = recorder.take_logins().expect("two logins");
         assert!(recorder.take_logins().is_none(), "taken");
         assert_eq!(times.logins(), 2);
         assert_eq!(times.tls.len(), 1, "only the wss:// login has a TLS time");
+        assert_eq!(times.mint.len(), 1, "only the minted token has a mint time");
         assert!(
             times.upgrade.max() >= MAX_CONNECT_US * 99 / 100,
             "clamped, not lost"
@@ -430,6 +458,11 @@ mod tests {
         let back = ConnectTimes::from_text(&times.to_text()).expect("decodes");
         assert_eq!(back, *times);
         assert!(ConnectTimes::from_text(&["x".into(), String::new(), String::new()]).is_none());
+        // A segment file from before mint times were kept has three texts.
+        let old = times.to_text()[..3].to_vec();
+        let back = ConnectTimes::from_text(&old).expect("three texts decode");
+        assert_eq!((back.logins(), back.mint.len()), (2, 0));
+        assert!(ConnectTimes::from_text(&vec![String::new(); 5]).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::Path;
 use crate::segment::{Segment, MAX_SEGMENTS};
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::{self, Credentials, CredentialsError, JwtSettings, TokenPlacement};
 use crate::duration::Span;
 use crate::headers::{HeaderValue, LoginHeaders};
 use crate::stamp::{Stamp, FROM};
@@ -121,6 +122,18 @@ pub struct Users {
     /// How `wss://` targets are verified and whether sessions resume ([`crate::tls`]).
     #[serde(default, skip_serializing_if = "is_default_tls")]
     pub tls: TlsSettings,
+    /// Log in with a token minted for each login with this key (docs/protocol.md A1–A7,
+    /// [`crate::credentials`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSettings>,
+    /// Log in with the tokens of this CSV file (`user,token`), for servers whose tokens
+    /// loadgen cannot mint. Every user of the run needs a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Where the token goes: `"header"` (`Authorization: Bearer`) or `"query"`
+    /// (`?token=`, as browsers must).
+    #[serde(default, skip_serializing_if = "TokenPlacement::is_default")]
+    pub token_in: TokenPlacement,
 }
 
 fn is_default_tls(tls: &TlsSettings) -> bool {
@@ -128,9 +141,37 @@ fn is_default_tls(tls: &TlsSettings) -> bool {
 }
 
 impl Users {
+    /// No users and every default: a holder for settings given by flags alone.
+    pub fn nobody() -> Users {
+        Users {
+            count: 0,
+            name_prefix: default_prefix(),
+            connect_rate: None,
+            connect_over: None,
+            connect_timeout: default_connect_timeout(),
+            relogin_target: ReloginTarget::default(),
+            source_addresses: Vec::new(),
+            headers: BTreeMap::new(),
+            tls: TlsSettings::default(),
+            jwt: None,
+            tokens_file: None,
+            token_in: TokenPlacement::default(),
+        }
+    }
+
     /// `headers`, checked (validation has refused any that cannot be sent).
     pub fn login_headers(&self) -> LoginHeaders {
         LoginHeaders::of(&self.headers).unwrap_or_default()
+    }
+
+    /// The credentials of `jwt` or `tokens_file` (read and checked now), `None` for
+    /// logins without a token.
+    pub fn credentials(&self) -> Result<Option<Credentials>, CredentialsError> {
+        match (&self.jwt, &self.tokens_file) {
+            (Some(jwt), _) => Credentials::minting(jwt, self.token_in).map(Some),
+            (None, Some(path)) => Credentials::from_tokens_file(path, self.token_in).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 
     /// `source_addresses` as addresses (validation has refused any that is not one).
@@ -289,6 +330,21 @@ impl TomlFile for Scenario {
         &mut self.name
     }
 
+    fn resolve_paths(&mut self, dir: &Path) {
+        let users = &mut self.users;
+        if let Some(jwt) = &mut users.jwt {
+            for path in [&mut jwt.secret_file, &mut jwt.private_key]
+                .into_iter()
+                .flatten()
+            {
+                *path = credentials::resolve(path, dir);
+            }
+        }
+        if let Some(path) = &mut users.tokens_file {
+            *path = credentials::resolve(path, dir);
+        }
+    }
+
     fn validate(&self, _path: &Path) -> Result<(), Invalid> {
         self.check().map_err(Invalid::from)
     }
@@ -372,6 +428,80 @@ impl Scenario {
         u64::from(self.users.count) + u64::from(self.has_relogins()) + relogin_extra
     }
 
+    /// The names every login of the run needs a token for: the users, and the probe user
+    /// when phases relogin (a split run's probe users are named per segment:
+    /// [`Scenario::probe_name_of`]).
+    pub fn login_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = (0..self.users.count).map(|i| self.user_name(i)).collect();
+        if self.has_relogins() {
+            names.push(self.probe_name());
+        }
+        names
+    }
+
+    /// Checks `[users] jwt`, `tokens_file` and `token_in` (the key or file is read):
+    /// again after flags changed them.
+    pub fn check_credentials(&self) -> Result<(), (String, String)> {
+        let users = &self.users;
+        let fail = |field: &str, reason: String| Err((field.to_string(), reason));
+        if users.jwt.is_some() && users.tokens_file.is_some() {
+            return fail(
+                "users.tokens_file",
+                "set jwt (loadgen mints the tokens) or tokens_file, not both".into(),
+            );
+        }
+        let tokens = users.jwt.is_some() || users.tokens_file.is_some();
+        if !tokens && !users.token_in.is_default() {
+            return fail(
+                "users.token_in",
+                "there is no token to place: set jwt or tokens_file".into(),
+            );
+        }
+        if tokens
+            && users.token_in == TokenPlacement::Header
+            && users
+                .headers
+                .keys()
+                .any(|name| name.eq_ignore_ascii_case("authorization"))
+        {
+            return fail(
+                "users.headers",
+                "Authorization is the token's header here (jwt or tokens_file): leave it out, or set token_in = \"query\"".into(),
+            );
+        }
+        let credentials = match users.credentials() {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                let field = match (&error, &users.jwt) {
+                    (
+                        CredentialsError::TokensFile { .. }
+                        | CredentialsError::MissingTokens { .. },
+                        _,
+                    ) => "users.tokens_file",
+                    (CredentialsError::Ttl(_), _) => "users.jwt.ttl",
+                    (CredentialsError::ReservedClaim(_) | CredentialsError::BadClaim(_), _) => {
+                        "users.jwt.claims"
+                    }
+                    (CredentialsError::Algorithm { .. }, _) => "users.jwt.alg",
+                    (_, Some(jwt)) if jwt.private_key.is_some() && jwt.secret_file.is_none() => {
+                        "users.jwt.private_key"
+                    }
+                    (_, Some(jwt)) if jwt.secret_file.is_some() && jwt.private_key.is_none() => {
+                        "users.jwt.secret_file"
+                    }
+                    _ => "users.jwt",
+                };
+                return fail(field, error.to_string());
+            }
+        };
+        if let Some(credentials) = credentials {
+            if let Err(error) = credentials.cover(&self.login_names()) {
+                return fail("users.tokens_file", error.to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every value; on failure names the field and says why.
     fn check(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, reason: String| Err((field.to_string(), reason));
@@ -436,6 +566,9 @@ impl Scenario {
         }
         if let Err(error) = LoginHeaders::of(&users.headers) {
             return fail("users.headers", error.to_string());
+        }
+        if let Err((field, reason)) = self.check_credentials() {
+            return fail(&field, reason);
         }
         if users.tls.ca_file.is_some() {
             if let Err(error) = TlsClient::new(&users.tls) {
@@ -674,12 +807,28 @@ mod tests {
         for entry in std::fs::read_dir(&dir).expect("scenarios/") {
             let path = entry.expect("a directory entry").path();
             // capacity.toml is a capacity file, not a run scenario (capacity tests load it).
-            if path.extension().is_some_and(|e| e == "toml")
-                && path.file_name().is_some_and(|n| n != "capacity.toml")
-            {
-                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                loaded += 1;
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.ends_with(".toml") || name == "capacity.toml" {
+                continue;
             }
+            if name.starts_with("auth-") {
+                // Its key is made by scripts/auth-keys.sh, never committed: give it one
+                // made now, beside a copy of the file.
+                let scratch = crate::scratch::TempDir::new("shipped-scenario");
+                let dir = scratch.0.clone();
+                std::fs::create_dir_all(dir.join("keys")).expect("a keys folder");
+                for algorithm in [jwt_keys::Algorithm::ES256, jwt_keys::Algorithm::EdDSA] {
+                    let pem = jwt_keys::generate_private_pem(algorithm).expect("a key");
+                    let file = format!("keys/{}.pem", algorithm.as_str().to_lowercase());
+                    std::fs::write(dir.join(file), pem).expect("a key file");
+                }
+                let text = std::fs::read_to_string(&path).expect("readable");
+                Scenario::parse(&dir.join(name), &text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            } else {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            loaded += 1;
         }
         assert!(loaded >= 6, "only {loaded} scenarios found");
         let cluster = Scenario::load(&dir.join("cluster-relogin.toml")).expect("loads");

@@ -43,12 +43,31 @@ pub async fn main(args: crate::cli::ServeArgs) -> crate::exit::Exit {
         },
         _ => None,
     };
+    let key = match (&args.jwt_secret_file, &args.jwt_private_key) {
+        (Some(path), _) => Some(jwt_keys::VerifyingKey::hs256_file(path)),
+        (None, Some(path)) => Some(
+            jwt_keys::SigningKey::private_pem_file(path).map(|key| key.verifying_key().clone()),
+        ),
+        (None, None) => None,
+    };
+    let auth = match key.transpose() {
+        Ok(key) => key.map(|key| chat_server::Authentication {
+            audience: args.jwt_audience.clone(),
+            issuer: args.jwt_issuer.clone(),
+            ..chat_server::Authentication::new(key)
+        }),
+        Err(error) => {
+            eprintln!("loadgen serve: JWT key: {error}");
+            return crate::exit::Exit::Usage;
+        }
+    };
     let config = chat_server::Config {
         listen: args.listen,
         fault: args.fault,
         bus: args.bus,
         server_id: args.id,
         tls,
+        auth,
         ..Default::default()
     };
     match serve(config).await {

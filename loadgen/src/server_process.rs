@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
+use crate::credentials::JwtSettings;
+
 /// The line prefix `loadgen serve` prints when ready.
 pub const READY: &str = "listening ";
 
@@ -30,8 +32,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Which server to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Launch {
-    /// chat-server inside a child `loadgen serve` on 127.0.0.1, a port the kernel picks.
-    Embedded,
+    /// chat-server inside a child `loadgen serve` on 127.0.0.1, a port the kernel picks;
+    /// when the run's users mint tokens (`[users] jwt`), it verifies them with the same
+    /// key (a private key's public half) and checks their `aud` and `iss`.
+    Embedded(Option<JwtSettings>),
     /// A shell command line with `{addr}` where the listen address goes.
     Command(String),
 }
@@ -74,16 +78,34 @@ impl ServerProcess {
     /// Starts a server and waits until it is ready.
     pub async fn start(launch: &Launch) -> Result<ServerProcess, ServerError> {
         match launch {
-            Launch::Embedded => Self::embedded().await,
+            Launch::Embedded(jwt) => Self::embedded(jwt.as_ref()).await,
             Launch::Command(template) => Self::command(template).await,
         }
     }
 
-    async fn embedded() -> Result<ServerProcess, ServerError> {
+    async fn embedded(jwt: Option<&JwtSettings>) -> Result<ServerProcess, ServerError> {
         let exe = std::env::current_exe().map_err(ServerError::Exe)?;
-        let args = ["serve", "--listen", "127.0.0.1:0"];
+        let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0"]
+            .map(String::from)
+            .into();
+        if let Some(jwt) = jwt {
+            let key = [
+                ("--jwt-secret-file", &jwt.secret_file),
+                ("--jwt-private-key", &jwt.private_key),
+            ];
+            for (flag, path) in key {
+                if let Some(path) = path {
+                    args.extend([flag.to_string(), path.display().to_string()]);
+                }
+            }
+            for (flag, claim) in [("--jwt-audience", "aud"), ("--jwt-issuer", "iss")] {
+                if let Some(value) = jwt.claims.get(claim) {
+                    args.extend([flag.to_string(), value.clone()]);
+                }
+            }
+        }
         let command = format!("{} {}", exe.display(), args.join(" "));
-        let mut child = spawn(Command::new(&exe).args(args), Stdio::piped(), &command)?;
+        let mut child = spawn(Command::new(&exe).args(&args), Stdio::piped(), &command)?;
         let no_address = || ServerError::NoAddress {
             command: command.clone(),
         };

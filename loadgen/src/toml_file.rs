@@ -11,6 +11,10 @@ pub trait TomlFile: DeserializeOwned {
     /// The file's optional `name`, filled in from the file stem when absent.
     fn name_slot(&mut self) -> &mut Option<String>;
 
+    /// Makes the paths the file names relative to its own folder (`dir`) absolute, before
+    /// it is validated; nothing by default.
+    fn resolve_paths(&mut self, _dir: &Path) {}
+
     /// Checks every value; on failure names the field and says why. `path` is the file's,
     /// for checks that read another file or name it.
     fn validate(&self, path: &Path) -> Result<(), Invalid>;
@@ -81,6 +85,7 @@ pub fn parse<T: TomlFile>(path: &Path, text: &str) -> Result<T, TomlFileError> {
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned());
     }
+    file.resolve_paths(path.parent().unwrap_or(Path::new(".")));
     file.validate(path)
         .map_err(|Invalid { field, reason }| TomlFileError::Invalid {
             path: path.to_path_buf(),

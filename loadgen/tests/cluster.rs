@@ -27,11 +27,16 @@ struct Node {
 impl Node {
     /// A node with one of chat-server's deliberate defects (`loadgen serve --fault`).
     fn with_fault(bus: &str, id: &str, fault: Option<&str>) -> Node {
+        Node::with_args(bus, id, fault.map(|f| ["--fault", f]).as_slice())
+    }
+
+    /// A node with extra `loadgen serve` flags.
+    fn with_args(bus: &str, id: &str, extra: &[[&str; 2]]) -> Node {
         let mut command = Command::new(LOADGEN);
         command.env("LOADGEN_CALIBRATION", "quick");
         command.args(["serve", "--listen", "127.0.0.1:0", "--bus", bus, "--id", id]);
-        if let Some(fault) = fault {
-            command.args(["--fault", fault]);
+        for pair in extra {
+            command.args(pair);
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -149,6 +154,58 @@ fn conform_across_three_nodes_passes_every_must_check() {
     for rule in ["S4", "S5", "S6", "M1", "M3", "M6", "C2", "C3"] {
         assert_eq!(verdict(&report, rule), "pass", "{rule}: {report}");
     }
+}
+
+/// A cluster whose nodes authenticate logins (every node holds the same key) behaves as
+/// one server: every MUST rule across the nodes, with tokens, and A1–A5.
+#[test]
+fn conform_across_three_authenticated_nodes_passes_every_must_check() {
+    let redis = redis();
+    let dir = TempDir::new("cluster-auth");
+    let secret = dir.path().join("secret");
+    std::fs::write(
+        &secret,
+        "one secret for every node of this cluster, 32+ bytes",
+    )
+    .unwrap();
+    let secret = secret.to_str().unwrap().to_string();
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            Node::with_args(
+                &redis.url(),
+                &format!("n{i}"),
+                &[["--jwt-secret-file", &secret]],
+            )
+        })
+        .collect();
+    let urls = urls_of(&nodes);
+    let dir = TempDir::new("conform-auth");
+    let json = dir.path().join("conform.json");
+    let output = Command::new(LOADGEN)
+        .env("LOADGEN_CALIBRATION", "quick")
+        .arg("conform")
+        .args(&urls)
+        .args(["--only", &format!("{ACROSS},A1,A2,A3,A4,A5")])
+        .args(["--close-deadline", "1s", "--slow-stall", "2s"])
+        .args(["--jwt-secret-file", &secret])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .expect("loadgen conform runs");
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("a report")).expect("JSON");
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    for rule in [
+        "S4", "S5", "S6", "M1", "M3", "C2", "C3", "A1", "A2", "A3", "A4", "A5",
+    ] {
+        assert_eq!(verdict(&report, rule), "pass", "{rule}: {report}");
+    }
+    let refused: u64 = nodes
+        .iter()
+        .map(|n| n.metric("chat_refused_handshakes_total"))
+        .sum();
+    assert!(refused > 0, "the A-checks' bad tokens were refused");
 }
 
 #[test]

@@ -48,6 +48,10 @@ pub use budget::InboundBudget;
 pub use bus::BusError;
 /// The key types of [`Authentication`] (and what loadgen signs with).
 pub use jwt_keys;
+/// How the server decodes a login's query values (`?user=`, `?token=`): `%XX` escapes and
+/// `+` for a space, anything else as it is — for a client that must name a user exactly
+/// as the server will read it.
+pub use login::percent_decode;
 pub use metrics::MetricsSnapshot;
 
 use std::net::SocketAddr;

@@ -75,6 +75,17 @@ pub async fn main(args: CapacityArgs) -> Exit {
         return Exit::Usage;
     }
     args.tls.apply(&mut spec.tls);
+    let mut logins = crate::scenario::Users::nobody();
+    if let Err(error) = args.jwt.apply(&mut logins) {
+        eprintln!("loadgen: {error}");
+        return Exit::Usage;
+    }
+    if let Err(error) = logins.credentials() {
+        eprintln!("loadgen: {error}");
+        return Exit::Usage;
+    }
+    spec.jwt = logins.jwt;
+    spec.token_in = logins.token_in;
     if let Err(error) = crate::tls::TlsClient::new(&spec.tls) {
         eprintln!("loadgen: --ca-file: {error}");
         return Exit::Usage;
@@ -95,7 +106,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
                 eprintln!("loadgen: --server-pid is for a server given by --target or `target`");
                 return Exit::Usage;
             }
-            ServerSource::Fresh(Launch::Embedded, false)
+            ServerSource::Fresh(Launch::Embedded(spec.jwt.clone()), false)
         }
         (None, false) => {
             let addr = match resolve(&urls[0]).await {
@@ -228,18 +239,21 @@ pub async fn main(args: CapacityArgs) -> Exit {
             super::spec::trim_rate(point.rate)
         ));
         let segments_dir = step_dir.join("segments");
-        let measured =
-            match step::measure(&source, scenario, &path, true, workers, &segments_dir).await {
-                Ok(measured) => measured,
-                Err(error @ (StepError::Limits(_) | StepError::Ports(_))) => {
-                    stopped = Some((error.to_string(), Exit::Usage));
-                    break;
-                }
-                Err(StepError::Unreachable(why)) => {
-                    stopped = Some((why, Exit::CouldNotRun));
-                    break;
-                }
-            };
+        let measured = match step::measure(&source, scenario, &path, true, workers, &segments_dir)
+            .await
+        {
+            Ok(measured) => measured,
+            Err(
+                error @ (StepError::Limits(_) | StepError::Ports(_) | StepError::Credentials(_)),
+            ) => {
+                stopped = Some((error.to_string(), Exit::Usage));
+                break;
+            }
+            Err(StepError::Unreachable(why)) => {
+                stopped = Some((why, Exit::CouldNotRun));
+                break;
+            }
+        };
         let mut record = measured.record;
         record.number = number;
         record.stage = stage.as_str();

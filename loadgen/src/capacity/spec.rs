@@ -35,6 +35,13 @@ pub struct CapacitySpec {
     /// How `wss://` servers are verified (from the command line: `--ca-file`, …).
     #[serde(skip)]
     pub tls: crate::tls::TlsSettings,
+    /// How every step's users mint their login tokens (from the command line:
+    /// `--jwt-secret-file`, `--jwt-private-key`, …); `None`: logins without a token.
+    #[serde(skip)]
+    pub jwt: Option<crate::credentials::JwtSettings>,
+    /// Where the tokens go (`--token-in`).
+    #[serde(skip)]
+    pub token_in: crate::credentials::TokenPlacement,
     /// Deadlines of the delivery and eviction checks, as in a run scenario.
     #[serde(default)]
     pub verify: Verify,
@@ -369,6 +376,9 @@ impl CapacitySpec {
                 source_addresses: Vec::new(),
                 headers: Default::default(),
                 tls: self.tls.clone(),
+                jwt: self.jwt.clone(),
+                tokens_file: None,
+                token_in: self.token_in,
             },
             verify: self.verify.clone(),
             phases: vec![

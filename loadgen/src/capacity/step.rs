@@ -37,7 +37,7 @@ impl ServerSource {
     /// How the report names it.
     pub fn describe(&self) -> String {
         match self {
-            ServerSource::Fresh(Launch::Embedded, _) => {
+            ServerSource::Fresh(Launch::Embedded(_), _) => {
                 "embedded chat-server (a fresh process per step)".into()
             }
             ServerSource::Fresh(Launch::Command(command), _) => {
@@ -64,6 +64,9 @@ pub enum StepError {
     /// The server could not be started or reached.
     #[error("{0}")]
     Unreachable(String),
+    /// The login credentials cannot be used.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// What a step produced: its row, and the run behind it.
@@ -136,6 +139,7 @@ pub async fn measure(
         RunError::Limits(limits) => StepError::Limits(limits),
         RunError::Ports(ports) => StepError::Ports(ports),
         RunError::Unreachable(why) => StepError::Unreachable(why),
+        RunError::Credentials(why) => StepError::Credentials(why),
     })?;
     let from = report.started_at + warmup;
     let to = report.started_at + phases;

@@ -10,6 +10,13 @@ use crate::cli::ConformArgs;
 use crate::exit::Exit;
 
 pub async fn main(args: ConformArgs) -> Exit {
+    let credentials = match args.jwt.credentials() {
+        Ok(credentials) => credentials.map(std::sync::Arc::new),
+        Err(error) => {
+            eprintln!("loadgen conform: {error}");
+            return Exit::Usage;
+        }
+    };
     let request = Request {
         urls: args.urls.clone(),
         only: args.only.clone(),
@@ -29,6 +36,7 @@ pub async fn main(args: ConformArgs) -> Exit {
             check_timeout: args.check_timeout,
         },
         tls: args.tls.settings(),
+        credentials,
     };
     // The header waits for the first row, so a usage error or an unreachable server
     // prints only the error.

@@ -17,6 +17,7 @@
 //! [`messages`] (M1–M5), [`slow_consumer`] (M6), [`extras`] (informational checks),
 //! [`robustness`] (R1–R7), [`output`] (table, JSON, JUnit).
 
+pub mod auth;
 pub mod check;
 pub mod cluster;
 pub mod command;
@@ -34,12 +35,19 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use self::check::{CheckOutcome, CheckResult, CheckVerdict, Knobs, Settings};
-use self::peer::Endpoint;
+use self::peer::{Endpoint, Peer};
 use crate::target::Target;
 
 /// Which check to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CheckId {
+    A1,
+    A2,
+    A3,
+    A4,
+    A5,
+    A6,
+    A7,
     C2,
     C3,
     S1,
@@ -145,6 +153,18 @@ const CHECKS: &[(CheckId, &str, &str, bool)] = &[
     (CheckId::R5, "R5", "503 at the session limit", false),
     (CheckId::R6, "R6", "login registered before its 101", false),
     (CheckId::R7, "R7", "shutdown flushes before 1001", false),
+    (CheckId::A1, "A1", "no token, no session", true),
+    (
+        CheckId::A2,
+        "A2",
+        "forged and unsigned tokens refused",
+        true,
+    ),
+    (CheckId::A3, "A3", "exp, nbf, aud, iss enforced", true),
+    (CheckId::A4, "A4", "the name is the token's sub", true),
+    (CheckId::A5, "A5", "relogin with a fresh token evicts", true),
+    (CheckId::A6, "A6", "session closed with 4003 at exp", false),
+    (CheckId::A7, "A7", "foreign browser Origin refused", false),
     (CheckId::C2, "C2", "per-sender order across nodes", true),
     (
         CheckId::C3,
@@ -156,6 +176,17 @@ const CHECKS: &[(CheckId, &str, &str, bool)] = &[
 
 /// Checks that need several nodes of one cluster (two or more URLs).
 const CLUSTER_ONLY: [CheckId; 2] = [CheckId::C2, CheckId::C3];
+
+/// Checks that need the server's signing key (`--jwt-secret-file`, `--jwt-private-key`).
+const AUTH_ONLY: [CheckId; 7] = [
+    CheckId::A1,
+    CheckId::A2,
+    CheckId::A3,
+    CheckId::A4,
+    CheckId::A5,
+    CheckId::A6,
+    CheckId::A7,
+];
 
 /// Every rule `--only` accepts.
 pub fn known_rules() -> Vec<&'static str> {
@@ -173,6 +204,12 @@ pub enum ConformError {
     UnknownRule(String),
     #[error("--only {0}: a cluster rule needs the URLs of two or more nodes of one cluster")]
     NeedsCluster(String),
+    #[error("--only {0}: an authentication rule needs the key tokens are signed with (--jwt-secret-file or --jwt-private-key)")]
+    NeedsKey(String),
+    #[error("{0}")]
+    Credentials(String),
+    #[error("every login refused: {0}")]
+    Refused(String),
     #[error("no server URL given")]
     NoUrl,
     #[error("cannot resolve {host}: {why}")]
@@ -188,7 +225,9 @@ impl ConformError {
     pub fn unreachable(&self) -> bool {
         matches!(
             self,
-            ConformError::Resolve { .. } | ConformError::Unreachable { .. }
+            ConformError::Resolve { .. }
+                | ConformError::Unreachable { .. }
+                | ConformError::Refused(_)
         )
     }
 }
@@ -205,14 +244,20 @@ pub struct Request {
     pub knobs: Knobs,
     /// How `wss://` URLs are verified (`--ca-file`, `--insecure`).
     pub tls: crate::tls::TlsSettings,
+    /// What every login proves its name with, when the server authenticates (`None`: no
+    /// token; the A-rules are then not checked).
+    pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
 }
 
 /// Selected checks, validated before anything touches the network.
 fn select(
     only: &Option<Vec<String>>,
     cluster: bool,
+    signing: bool,
 ) -> Result<Vec<(CheckId, &'static str, &'static str, bool)>, ConformError> {
-    let applicable = |id: &CheckId| cluster || !CLUSTER_ONLY.contains(id);
+    let applicable = |id: &CheckId| {
+        (cluster || !CLUSTER_ONLY.contains(id)) && (signing || !AUTH_ONLY.contains(id))
+    };
     let Some(only) = only else {
         return Ok(CHECKS
             .iter()
@@ -231,7 +276,11 @@ fn select(
             return Err(ConformError::UnknownRule(rule.to_string()));
         }
         if !found.iter().any(applicable) {
-            return Err(ConformError::NeedsCluster(rule.to_string()));
+            return Err(if found.iter().any(|id| AUTH_ONLY.contains(id)) {
+                ConformError::NeedsKey(rule.to_string())
+            } else {
+                ConformError::NeedsCluster(rule.to_string())
+            });
         }
         wanted.extend(found);
     }
@@ -252,7 +301,11 @@ pub async fn run(
         .iter()
         .map(|url| url.parse())
         .collect::<Result<_, _>>()?;
-    let selected = select(&request.only, targets.len() > 1)?;
+    let signing = request
+        .credentials
+        .as_ref()
+        .is_some_and(|c| c.signing_key().is_some());
+    let selected = select(&request.only, targets.len() > 1, signing)?;
     let tls = crate::tls::TlsClient::new(&request.tls)?;
     let mut nodes = Vec::with_capacity(targets.len());
     for target in targets {
@@ -262,6 +315,7 @@ pub async fn run(
     }
     let mut endpoint = Endpoint::new(nodes, request.connect_timeout).ok_or(ConformError::NoUrl)?;
     endpoint.tls = Some(tls);
+    endpoint.credentials = request.credentials.clone();
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
@@ -272,6 +326,7 @@ pub async fn run(
         knobs: request.knobs.clone(),
         run_id,
     };
+    logins_accepted(&settings).await?;
     let mut results = Vec::with_capacity(selected.len());
     for (id, rule, check, must) in selected {
         settings.endpoint.restart_turns();
@@ -308,8 +363,48 @@ pub async fn run(
     Ok(results)
 }
 
+/// Fails in one line when the server refuses logins with 401 or 403: without the proof
+/// it wants, every check would fail for that one reason. With credentials, one login with
+/// a token shows it (a wrong key); without, a login with an empty `user` does — refused by
+/// every server, with 401 by one that wants a token before it looks at names — so that
+/// no session is opened, and no server's count of logins moves, before the checks.
+async fn logins_accepted(settings: &Settings) -> Result<(), ConformError> {
+    let refused =
+        |status, body: &str| ConformError::Refused(crate::run::refusal_said(status, body));
+    if settings.endpoint.credentials.is_none() {
+        let path = format!("{}?user=", settings.endpoint.target.path);
+        return match raw::upgrade(&settings.endpoint, path.as_bytes()).await {
+            Ok(raw::Answer::Http {
+                status: status @ (401 | 403),
+                body,
+                ..
+            }) => Err(refused(status, &body)),
+            _ => Ok(()),
+        };
+    }
+    let name = format!("{}u", settings.prefix("login"));
+    match Peer::login(&settings.endpoint, &name).await {
+        Ok(mut peer) => {
+            peer.close().await;
+            Ok(())
+        }
+        Err(crate::connection::ConnectError::Refused {
+            status: status @ (401 | 403),
+            body,
+        }) => Err(refused(status, &body)),
+        Err(_) => Ok(()),
+    }
+}
+
 async fn run_one(id: CheckId, settings: &Settings) -> CheckOutcome {
     match id {
+        CheckId::A1 => auth::token_required(settings).await,
+        CheckId::A2 => auth::signature_verified(settings).await,
+        CheckId::A3 => auth::claims_enforced(settings).await,
+        CheckId::A4 => auth::name_is_sub(settings).await,
+        CheckId::A5 => auth::relogin_evicts(settings).await,
+        CheckId::A6 => auth::session_ends_at_expiry(settings).await,
+        CheckId::A7 => auth::foreign_origin_refused(settings).await,
         CheckId::S1 => extras::raw_utf8_name(settings).await,
         CheckId::S2 => session::empty_user_refused(settings).await,
         CheckId::S3 => extras::bad_names_refused(settings).await,

@@ -15,6 +15,7 @@ use fastwebsockets::{Frame, OpCode, Payload};
 use tokio::sync::mpsc;
 
 use crate::connection::{self, ConnectError, Connected, FrameReader, Incoming, Writer};
+use crate::credentials::Credentials;
 use crate::target::Target;
 use crate::tls::TlsClient;
 
@@ -77,6 +78,9 @@ pub struct Endpoint {
     turn: Arc<AtomicUsize>,
     /// How `wss://` connections are made (`--ca-file`, `--insecure`); defaults when `None`.
     pub tls: Option<TlsClient>,
+    /// What logins prove their names with (`--jwt-secret-file`, `--jwt-private-key`):
+    /// every login of every check carries a token minted for its name. `None`: no token.
+    pub credentials: Option<Arc<Credentials>>,
 }
 
 impl Endpoint {
@@ -90,7 +94,25 @@ impl Endpoint {
             nodes,
             turn: Arc::new(AtomicUsize::new(0)),
             tls: None,
+            credentials: None,
         })
+    }
+
+    /// Where tokens go (`--token-in`).
+    pub fn token_in(&self) -> crate::credentials::TokenPlacement {
+        self.credentials
+            .as_ref()
+            .map_or(Default::default(), |c| c.placement)
+    }
+
+    /// A token proving `name`, when conform was given a key (a tokens file's token when
+    /// it has a row for `name`).
+    pub fn token_for(&self, name: &str) -> Option<String> {
+        self.credentials
+            .as_ref()?
+            .token_for(name)
+            .ok()
+            .map(|token| token.text)
     }
 
     /// Where the first node's `/metrics` is.
@@ -143,11 +165,14 @@ impl Peer {
         name: &str,
     ) -> Result<Peer, ConnectError> {
         let (target, addr) = &endpoint.nodes[node % endpoint.nodes.len()];
+        let token = endpoint.token_for(name);
         let connected = connection::connect(
             target,
             *addr,
             &connection::Login {
                 tls: endpoint.tls.as_ref(),
+                token: token.as_deref(),
+                token_in: endpoint.token_in(),
                 ..connection::Login::plain(name, endpoint.connect_timeout)
             },
         )

@@ -81,6 +81,12 @@ pub struct Upgrade<'a> {
     pub ws_version: &'a str,
     /// Bytes of an extra `X-Padding` header, to make the head large (R4).
     pub padding: usize,
+    /// The `Authorization` header: `None` proves the query's `user` the way every check
+    /// logs in (a token minted for it, when conform was given a key); `Some("")` sends
+    /// none; anything else is sent as it is.
+    pub authorization: Option<String>,
+    /// Further header lines (`Origin`, …).
+    pub headers: Vec<(String, String)>,
 }
 
 impl<'a> Upgrade<'a> {
@@ -92,6 +98,8 @@ impl<'a> Upgrade<'a> {
             http_version: "HTTP/1.1",
             ws_version: "13",
             padding: 0,
+            authorization: None,
+            headers: Vec::new(),
         }
     }
 
@@ -113,6 +121,19 @@ impl<'a> Upgrade<'a> {
             )
             .as_bytes(),
         );
+        let authorization = match &self.authorization {
+            Some(value) => Some(value.clone()).filter(|v| !v.is_empty()),
+            None => query_user(self.path_and_query)
+                .and_then(|user| endpoint.token_for(&user))
+                .map(|token| format!("Bearer {token}")),
+        };
+        let extra = authorization
+            .map(|value| ("Authorization".to_string(), value))
+            .into_iter()
+            .chain(self.headers.iter().cloned());
+        for (name, value) in extra {
+            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
         if self.padding > 0 {
             request.extend_from_slice(b"X-Padding: ");
             request.resize(request.len() + self.padding, b'p');
@@ -275,6 +296,24 @@ fn status_of(received: &[u8]) -> Option<u16> {
         .next()
         .filter(|w| w.starts_with("HTTP/"))
         .and_then(|_| words.next()?.parse().ok())
+}
+
+/// The first `user` parameter of a request target, percent-decoded (lossily: a token's
+/// `sub` is a JSON string).
+fn query_user(path_and_query: &[u8]) -> Option<String> {
+    let at = path_and_query.iter().position(|&b| b == b'?')?;
+    path_and_query[at + 1..]
+        .split(|&b| b == b'&')
+        .find_map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &[][..]),
+            };
+            (name == b"user").then(|| {
+                let value = String::from_utf8_lossy(value);
+                String::from_utf8_lossy(&chat_server::percent_decode(&value)).into_owned()
+            })
+        })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

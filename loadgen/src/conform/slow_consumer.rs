@@ -36,11 +36,14 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
     let stalled_name = format!("{prefix}stalled");
     // On a third node when there are several: the stall must not hold up any node.
     let (target, addr) = &endpoint.nodes[2 % endpoint.nodes.len()];
+    let token = endpoint.token_for(&stalled_name);
     let mut stalled = match connection::connect(
         target,
         *addr,
         &connection::Login {
             tls: endpoint.tls.as_ref(),
+            token: token.as_deref(),
+            token_in: endpoint.token_in(),
             ..connection::Login::plain(&stalled_name, timeout)
         },
     )

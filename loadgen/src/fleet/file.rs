@@ -60,9 +60,10 @@ pub struct SegmentFile {
     pub intervals: Vec<IntervalEntry>,
     /// Its users' latency over the judged intervals (after the warm-up), µs.
     pub latency: String,
-    /// Its users' login times over the whole run, the ramp included (TCP, TLS, upgrade).
+    /// Its users' login times over the whole run, the ramp included (TCP, TLS, upgrade,
+    /// token mint).
     #[serde(default)]
-    pub connect: [String; 3],
+    pub connect: Vec<String>,
     pub lag_send: String,
     pub lag_timer: String,
     pub probes_sent: u64,
@@ -85,9 +86,9 @@ pub struct IntervalEntry {
     pub users_online: u64,
     pub counters: Counters,
     pub latency: String,
-    /// Login times of the interval (TCP, TLS, upgrade; histogram text), when any.
+    /// Login times of the interval (TCP, TLS, upgrade, mint; histogram text), when any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect: Option<[String; 3]>,
+    pub connect: Option<Vec<String>>,
 }
 
 /// What one sender sent.
@@ -316,7 +317,7 @@ impl SegmentFile {
                 connect: i
                     .connect
                     .as_ref()
-                    .and_then(ConnectTimes::from_text)
+                    .and_then(|texts| ConnectTimes::from_text(texts))
                     .map(Box::new),
             })
             .collect()

@@ -53,6 +53,14 @@ pub async fn command(args: GateArgs) -> Exit {
         eprintln!("loadgen gate: --ca-file: {error}");
         return Exit::Usage;
     }
+    if let Err(error) = args.jwt.apply(&mut scenario.users) {
+        eprintln!("loadgen gate: {error}");
+        return Exit::Usage;
+    }
+    if let Err((field, reason)) = scenario.check_credentials() {
+        eprintln!("loadgen gate: {field}: {reason}");
+        return Exit::Usage;
+    }
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
     });

@@ -122,6 +122,8 @@ struct ConnectPhases {
     tcp: Latency,
     tls: Latency,
     upgrade: Latency,
+    /// Minting each login's token, loadgen's side of authentication.
+    mint: Latency,
 }
 
 /// The pretty-printed JSON text, newline-terminated.
@@ -158,6 +160,7 @@ pub fn summary_json(
             tcp: Latency::of(&report.connect.tcp),
             tls: Latency::of(&report.connect.tls),
             upgrade: Latency::of(&report.connect.upgrade),
+            mint: Latency::of(&report.connect.mint),
         },
         server_deliveries_out: report.server_deliveries_out,
         loadgen_lag_us: report.loadgen_lag,

@@ -137,6 +137,15 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
             h.value_at_quantile(q) as f64 / 1000.0
         }
     };
+    let mint = if c.mint.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "token mint p50 {:.3} p99 {:.3}; ",
+            ms(&c.mint, 0.5),
+            ms(&c.mint, 0.99)
+        )
+    };
     let tls = if c.tls.is_empty() {
         String::new()
     } else {
@@ -149,7 +158,7 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
     row(
         "login ms",
         format!(
-            "TCP connect p50 {:.3} p99 {:.3}{tls}; upgrade p50 {:.3} p99 {:.3} ({} logins, the ramp's included)",
+            "{mint}TCP connect p50 {:.3} p99 {:.3}{tls}; upgrade p50 {:.3} p99 {:.3} ({} logins, the ramp's included)",
             ms(&c.tcp, 0.5),
             ms(&c.tcp, 0.99),
             ms(&c.upgrade, 0.5),
@@ -205,10 +214,18 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
     if let Some(note) = lag.statement(t) {
         row("NOTE", note);
     }
+    let renewals = if t.token_renewals > 0 {
+        format!(
+            ", {} token expiries (Close 4003) renewed with a fresh login",
+            t.token_renewals
+        )
+    } else {
+        String::new()
+    };
     row(
         "connections",
         format!(
-            "{} opened, {} churn leaves; {} relogins or churns due but not started (every user tried was busy, or loadgen reached them after the phases)",
+            "{} opened, {} churn leaves{renewals}; {} relogins or churns due but not started (every user tried was busy, or loadgen reached them after the phases)",
             t.connects, t.churn_leaves, t.disruptions_skipped
         ),
     );

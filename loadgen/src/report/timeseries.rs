@@ -12,7 +12,7 @@ use crate::record::{ConnectTimes, Counters, IntervalRecord};
 const LEADING: [&str; 2] = ["elapsed_s", "users_online"];
 
 /// Columns after the counters: delivery latency, then the login phase times.
-const TRAILING: [&str; 13] = [
+const TRAILING: [&str; 15] = [
     "p50_us",
     "p90_us",
     "p99_us",
@@ -26,10 +26,12 @@ const TRAILING: [&str; 13] = [
     "tls_p99_us",
     "upgrade_p50_us",
     "upgrade_p99_us",
+    "mint_p50_us",
+    "mint_p99_us",
 ];
 
 /// Every field of `c` with its name, in declaration order.
-pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 29] {
+pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 30] {
     let Counters {
         sent,
         delivered,
@@ -60,6 +62,7 @@ pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 29] {
         disruptions_skipped,
         churn_leaves,
         connects,
+        token_renewals,
     } = *c;
     [
         ("sent", sent),
@@ -91,6 +94,7 @@ pub fn counter_columns(c: &Counters) -> [(&'static str, u64); 29] {
         ("disruptions_skipped", disruptions_skipped),
         ("churn_leaves", churn_leaves),
         ("connects", connects),
+        ("token_renewals", token_renewals),
     ]
 }
 
@@ -127,11 +131,11 @@ fn row(interval: &IntervalRecord) -> Vec<String> {
     row
 }
 
-/// Logins timed, then p50 and p99 of TCP, TLS and upgrade; all zero without logins (TLS
-/// zero for `ws://`).
-fn login_columns(connect: Option<&ConnectTimes>) -> [u64; 7] {
+/// Logins timed, then p50 and p99 of TCP, TLS, upgrade and token mint; all zero without
+/// logins (TLS zero for `ws://`, mint zero without minted tokens).
+fn login_columns(connect: Option<&ConnectTimes>) -> [u64; 9] {
     let Some(c) = connect else {
-        return [0; 7];
+        return [0; 9];
     };
     let q = |h: &Histogram<u64>, q: f64| {
         if h.is_empty() {
@@ -148,6 +152,8 @@ fn login_columns(connect: Option<&ConnectTimes>) -> [u64; 7] {
         q(&c.tls, 0.99),
         q(&c.upgrade, 0.5),
         q(&c.upgrade, 0.99),
+        q(&c.mint, 0.5),
+        q(&c.mint, 0.99),
     ]
 }
 
@@ -196,7 +202,7 @@ mod tests {
         let mut reader = csv::Reader::from_reader(&bytes[..]);
         let names: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(names, header());
-        assert_eq!(names.len(), 2 + 29 + 13);
+        assert_eq!(names.len(), 2 + 30 + 15);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 2);
         let column = |row: &csv::StringRecord, name: &str| -> String {
@@ -219,6 +225,6 @@ mod tests {
         let mut names = header();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 2 + 29 + 13);
+        assert_eq!(names.len(), 2 + 30 + 15);
     }
 }

@@ -46,6 +46,14 @@ pub async fn main(args: RunArgs) -> Exit {
             return Exit::Usage;
         }
     }
+    if let Err(error) = args.jwt.apply(&mut scenario.users) {
+        eprintln!("loadgen: {error}");
+        return Exit::Usage;
+    }
+    if let Err((field, reason)) = scenario.check_credentials() {
+        eprintln!("loadgen: {field}: {reason}");
+        return Exit::Usage;
+    }
     if let Err(error) = target::check_all(&args.targets) {
         eprintln!("loadgen: --target {error}");
         return Exit::Usage;
@@ -152,7 +160,7 @@ pub async fn main(args: RunArgs) -> Exit {
 fn run_error(error: RunError) -> Exit {
     eprintln!("loadgen: {error}");
     match error {
-        RunError::Limits(_) | RunError::Ports(_) => Exit::Usage,
+        RunError::Limits(_) | RunError::Ports(_) | RunError::Credentials(_) => Exit::Usage,
         RunError::Unreachable(_) => Exit::CouldNotRun,
     }
 }

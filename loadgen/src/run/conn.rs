@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use fastwebsockets::{Frame, Payload, WebSocketError};
 use tokio::sync::{watch, Notify};
@@ -18,6 +18,10 @@ use crate::connection::Writer;
 
 /// "Not set" for the run-clock times of a [`Conn`].
 pub const NEVER: u64 = u64::MAX;
+
+/// How early before its token's `exp` a Close 4003 still counts as the expiry (the
+/// server's clock may run a little ahead of this machine's).
+const TOKEN_CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,13 +72,23 @@ pub struct Conn {
     ended: watch::Sender<Option<Ended>>,
     /// Tells the reader to stop (a peer that never closes).
     abort: Notify,
+    /// When the token it logged in with expires (minted tokens only).
+    token_expires: Option<SystemTime>,
 }
 
 impl Conn {
     /// A connection whose handshake completed at `opened_ns`. `stable` says whether it is
     /// the user's session from the start (a first login or a churn rejoin) or must wait to
     /// be declared so (a relogin: see [`Conn::declare_stable`]).
-    pub fn new(id: u64, user: u32, opened_ns: u64, stable: bool, writer: Writer) -> Conn {
+    /// `token_expires` is the `exp` of the token it logged in with, if known.
+    pub fn new(
+        id: u64,
+        user: u32,
+        opened_ns: u64,
+        stable: bool,
+        writer: Writer,
+        token_expires: Option<SystemTime>,
+    ) -> Conn {
         Conn {
             id,
             user,
@@ -88,7 +102,15 @@ impl Conn {
             probe_arrived: Notify::new(),
             ended: watch::Sender::new(None),
             abort: Notify::new(),
+            token_expires,
         }
+    }
+
+    /// Whether a Close 4003 now is its token expiring (docs/protocol.md A6): the token's
+    /// `exp` has come, give or take a second of clock difference with the server.
+    pub fn token_expired(&self, now: SystemTime) -> bool {
+        self.token_expires
+            .is_some_and(|exp| now + TOKEN_CLOCK_SLACK >= exp)
     }
 
     /// Whether the connection has ended.

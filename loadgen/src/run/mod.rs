@@ -8,7 +8,8 @@
 //! The parts, from the bottom up: [`plan`] (the timetable, pure), [`conn`] (one
 //! connection's state), [`state`] (what the run's tasks share), [`user`] (a session's
 //! reader and the sender loop), [`relogin`], [`churn`] and [`disrupt`] (what disturbs the
-//! sessions; the checks in [`crate::checks`] judge it), and this module, which plays them
+//! sessions; the checks in [`crate::checks`] judge it), [`renewal`] (a session whose
+//! token expired logs in again), and this module, which plays them
 //! in order: resolve the server, ramp, measure, wind down, account.
 
 pub mod churn;
@@ -18,6 +19,7 @@ pub mod disrupt;
 pub mod plan;
 pub mod prober;
 pub mod relogin;
+pub mod renewal;
 pub mod state;
 pub mod user;
 pub mod worker_io;
@@ -30,6 +32,7 @@ use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
 use crate::checks::delivery::{tally_loss, SentLog, SessionLedger};
+use crate::connection::ConnectError;
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{new_histogram, ConnectTimes, Counters, IntervalRecord};
@@ -72,9 +75,13 @@ pub enum RunError {
     /// target (exit 2).
     #[error(transparent)]
     Ports(#[from] ports::PortsError),
-    /// The target could not be reached or started (exit 3).
+    /// The target could not be reached or started, or refused every login (exit 3).
     #[error("{0}")]
     Unreachable(String),
+    /// The login credentials cannot be used: the key or tokens file is unreadable, or
+    /// the tokens file lacks a user of the run (exit 2).
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// Which part of a split run this process plays ([`crate::segment`]).
@@ -212,6 +219,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             scenario.peak_connections(),
         ),
     };
+    let credentials = run_credentials(&scenario, segment)?;
     let (mut server, resolved, placement) = prepare_server(&scenario, players, peak).await?;
     let run_id = segment_run.map_or_else(run_id, |s| s.run_id);
     let run = Arc::new(RunState::new(RunSetup {
@@ -219,7 +227,11 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         run_id,
         targets: resolved.clone(),
         segment,
+        credentials,
     }));
+    if let Some(expired) = run.take_renewals() {
+        tokio::spawn(renewal::serve(run.clone(), expired));
+    }
     let coordinated = segment_run.is_some_and(|s| s.start == SegmentStart::OnRelease);
     let progress = Progress::new(
         quiet || coordinated,
@@ -239,6 +251,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     let mut completion = match ramp(&run, &progress, &mut interrupt).await {
         Ok(completion) => completion,
         Err(why) => {
+            run.stop();
             if let Some(server) = server {
                 server.stop(Duration::from_secs(5)).await;
             }
@@ -435,6 +448,31 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     })
 }
 
+/// What this process's logins prove their names with, checked: the key read, or the tokens
+/// file holding a row for every user `segment` plays and for its probe user.
+fn run_credentials(
+    scenario: &Scenario,
+    segment: Segment,
+) -> Result<Option<crate::credentials::Credentials>, RunError> {
+    let credentials = scenario
+        .users
+        .credentials()
+        .map_err(|error| RunError::Credentials(format!("[users] {error}")))?;
+    if let Some(credentials) = &credentials {
+        let mut names: Vec<String> = segment
+            .users(scenario.users.count)
+            .map(|i| scenario.user_name(i))
+            .collect();
+        if scenario.has_relogins() {
+            names.push(scenario.probe_name_of(segment));
+        }
+        credentials
+            .cover(&names)
+            .map_err(|error| RunError::Credentials(format!("[users] {error}")))?;
+    }
+    Ok(credentials)
+}
+
 /// The report of a run that is about to measure: its setup, no figures yet. The live view
 /// begins with it, and the final report is it with the figures filled in.
 pub fn report_header(
@@ -554,7 +592,7 @@ async fn locate_server(
     let unreachable = |e: &dyn std::fmt::Display| RunError::Unreachable(e.to_string());
     let urls = scenario.target.urls();
     if urls.is_empty() {
-        let server = ServerProcess::start(&Launch::Embedded)
+        let server = ServerProcess::start(&Launch::Embedded(scenario.users.jwt.clone()))
             .await
             .map_err(|e| unreachable(&e))?;
         let target: Target = format!("ws://{}/", server.addr)
@@ -597,6 +635,8 @@ async fn ramp(
     let mut completion = Completion::Complete;
     let mut interrupted = false;
     let (mut connected, mut failed, mut unreachable) = (0u64, 0u64, None);
+    // Logins refused for their proof (401/403): the first refusal's words, and how many.
+    let (mut refused, mut first_refusal) = (0u64, None);
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
     while !logins.is_empty() {
         tokio::select! {
@@ -611,8 +651,14 @@ async fn ramp(
                     if error.unreachable() && unreachable.is_none() {
                         unreachable = Some(error.to_string());
                     }
-                    // Nothing answers: stop trying rather than time out every login.
-                    if connected == 0 && failed >= 10.min(u64::from(count)) && unreachable.is_some() {
+                    if let ConnectError::Refused { status: status @ (401 | 403), body } = &error {
+                        refused += 1;
+                        first_refusal.get_or_insert_with(|| refusal_said(*status, body));
+                    }
+                    // Nothing answers, or every login is refused its proof: stop trying
+                    // rather than run a scenario of failures.
+                    let enough = connected == 0 && failed >= 10.min(u64::from(count));
+                    if enough && (unreachable.is_some() || refused == failed) {
                         logins.abort_all();
                     }
                 }
@@ -627,9 +673,37 @@ async fn ramp(
         }
     }
     if connected == 0 {
+        if let Some(refusal) = first_refusal.filter(|_| refused == failed) {
+            return Err(format!("every login refused: {refusal}"));
+        }
         return Err(unreachable.unwrap_or_else(|| "every login failed".into()));
     }
     Ok(completion)
+}
+
+/// A login refused with `status` (401 or 403) and `body`, in words, with what to check:
+/// `401 bad_signature: the signature does not verify … — is the key right?`.
+pub fn refusal_said(status: u16, body: &str) -> String {
+    let line = body.lines().next().unwrap_or("").trim();
+    let reason = line.split(':').next().unwrap_or("").trim();
+    let hint = match reason {
+        "missing_token" => "the server wants a token: give [users] jwt or tokens_file, or --jwt-secret-file / --jwt-private-key",
+        "bad_signature" => "is the key right?",
+        "wrong_algorithm" => "the server takes another algorithm: is it the right key?",
+        "expired" | "not_yet_valid" => "are this machine's and the server's clocks in step (and the ttl long enough)?",
+        "wrong_audience" => "set the aud claim the server wants ([users] jwt claims, --jwt-claim aud=…)",
+        "wrong_issuer" => "set the iss claim the server wants ([users] jwt claims, --jwt-claim iss=…)",
+        "malformed_token" => "the server cannot read the tokens",
+        "name_mismatch" => "the token's sub is not the user's name",
+        "origin" => "the server refuses this Origin header",
+        _ if status == 401 => "the server wants proof of the name: a token ([users] jwt, tokens_file) or a header",
+        _ => "the server forbids these logins",
+    };
+    if line.is_empty() {
+        format!("{status} — {hint}")
+    } else {
+        format!("{status} {line} — {hint}")
+    }
 }
 
 /// The interval records of the measured run, and the latency of every interval that

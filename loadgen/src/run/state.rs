@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::conn::{Conn, Ended};
 use super::plan::{self, PhasePlan};
 use super::prober::{ProbeLine, SentProbe};
 use crate::checks::delivery::SessionLedger;
+use crate::credentials::Credentials;
 use crate::headers::LoginHeaders;
 use crate::lag::LagMeter;
 use crate::record::Recorder;
@@ -80,6 +81,8 @@ pub struct RunSetup {
     pub targets: Vec<(Target, SocketAddr)>,
     /// The users this process plays ([`Segment::WHOLE`] for all).
     pub segment: Segment,
+    /// What logins prove their names with (`[users] jwt` or `tokens_file`), if anything.
+    pub credentials: Option<Credentials>,
 }
 
 /// State shared by every task of a run.
@@ -100,6 +103,8 @@ pub struct RunState {
     pub headers: LoginHeaders,
     /// How `wss://` connections are made (`[users] tls`; validated with the scenario).
     pub tls: Option<TlsClient>,
+    /// What logins prove their names with, if anything.
+    pub credentials: Option<Credentials>,
     /// How long after its handshake a session counts as online (the loss window).
     pub settle_ns: u64,
     /// Largest frame accepted from the server.
@@ -137,6 +142,10 @@ pub struct RunState {
     /// Per segment of the run: the least one-way latency (ns) of a chat message from a
     /// sender of that segment, for the clock-offset estimate of a split run.
     least_latency_from: Vec<AtomicU64>,
+    /// Sessions whose token expired, for the renewal task ([`super::renewal`]).
+    expired: mpsc::UnboundedSender<Arc<Conn>>,
+    /// The receiving end of `expired`, until the renewal task takes it.
+    renewals: Mutex<Option<mpsc::UnboundedReceiver<Arc<Conn>>>>,
 }
 
 impl RunState {
@@ -147,6 +156,7 @@ impl RunState {
             run_id,
             targets,
             segment,
+            credentials,
         } = setup;
         // Only a run with a wss:// target needs a TLS client (it holds the root store).
         let tls = targets
@@ -155,6 +165,7 @@ impl RunState {
             .then(|| TlsClient::new(&scenario.users.tls).ok())
             .flatten();
         let count = scenario.users.count;
+        let (expired, renewals) = mpsc::unbounded_channel();
         let mut names: Vec<String> = (0..count).map(|i| scenario.user_name(i)).collect();
         names.extend((0..segment.count).map(|i| {
             scenario.probe_name_of(Segment {
@@ -186,6 +197,7 @@ impl RunState {
             connect_timeout: scenario.users.connect_timeout.0,
             headers: scenario.users.login_headers(),
             tls,
+            credentials,
             settle_ns: scenario.verify.settle.0.as_nanos() as u64,
             max_frame: (max_message + 256).max(1 << 16) * 2,
             next_conn_id: AtomicU64::new(1),
@@ -201,8 +213,23 @@ impl RunState {
             probes: ProbeLine::new(scenario.verify.probe_interval.0),
             lag: LagMeter::default(),
             next_probe: AtomicU64::new(1),
+            expired,
+            renewals: Mutex::new(Some(renewals)),
             scenario,
         }
+    }
+
+    /// A session ended because its token expired: its user logs in again.
+    pub fn token_expired(&self, conn: Arc<Conn>) {
+        let _ = self.expired.send(conn);
+    }
+
+    /// The sessions whose token expired, once (for the renewal task).
+    pub fn take_renewals(&self) -> Option<mpsc::UnboundedReceiver<Arc<Conn>>> {
+        self.renewals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Nanoseconds on the run clock.
@@ -240,6 +267,11 @@ impl RunState {
             .iter()
             .map(|l| Some(l.load(Relaxed)).filter(|&ns| ns != u64::MAX))
             .collect()
+    }
+
+    /// Every name this process logs in as: its users, then the segments' probe users.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// User `index`'s name (from `users.count` on, the segments' probe users).
@@ -395,6 +427,11 @@ impl RunState {
     /// Tells senders and disruptions to stop.
     pub fn stop(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// Whether [`RunState::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 
     /// Resolves once [`RunState::stop`] was called.

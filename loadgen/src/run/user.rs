@@ -35,14 +35,32 @@ pub async fn open(
     let source = run.source_for(user);
     let name = run.name(user);
     let headers = run.headers.render(name, user);
+    let token = match &run.credentials {
+        Some(credentials) => Some(
+            credentials
+                .token_for(name)
+                .map_err(connection::ConnectError::Token)?,
+        ),
+        None => None,
+    };
     let login = connection::Login {
         user: name,
         headers: &headers,
         timeout: run.connect_timeout,
         source,
         tls: run.tls.as_ref(),
+        token: token.as_ref().map(|t| t.text.as_str()),
+        token_in: run
+            .credentials
+            .as_ref()
+            .map_or(Default::default(), |c| c.placement),
     };
-    let Connected { read, write, times } = connection::connect(target, addr, &login).await?;
+    let Connected {
+        read,
+        write,
+        mut times,
+    } = connection::connect(target, addr, &login).await?;
+    times.mint_us = token.as_ref().and_then(|t| t.mint_us);
     run.recorder.login(&times);
     let conn = Arc::new(Conn::new(
         run.next_conn_id(),
@@ -50,6 +68,7 @@ pub async fn open(
         run.now_ns(),
         stable,
         write,
+        token.and_then(|t| t.expires),
     ));
     run.opened(&conn);
     tokio::spawn(read_loop(run.clone(), conn.clone(), read));
@@ -65,6 +84,15 @@ async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
         ended = read_frames(&run, &conn, &mut read, &mut session) => ended,
     };
     let ended_at = ended.at_ns;
+    // Close 4003 at the token's expiry (A6): an end the run expects, and a new login.
+    let renew = ended.closed_with() == Some(Some(TOKEN_EXPIRED))
+        && conn.token_expired(std::time::SystemTime::now());
+    if renew {
+        conn.expect_end();
+        conn.mark_unstable(ended_at);
+        run.recorder
+            .count(conn.user as usize, |c| c.token_renewals += 1);
+    }
     for (segment, &least) in session.least_latency_from.iter().enumerate() {
         run.note_latency(segment as u32, least);
     }
@@ -82,7 +110,13 @@ async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
     });
     run.closed(&conn, &ended, ledger);
     conn.finish(ended);
+    if renew {
+        run.token_expired(conn);
+    }
 }
+
+/// The Close code of a session whose token expired (docs/protocol.md A6).
+const TOKEN_EXPIRED: u16 = 4003;
 
 /// What one session received so far.
 #[derive(Default)]

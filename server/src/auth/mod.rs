@@ -174,18 +174,18 @@ impl Verifier {
                 });
             }
         }
+        if user.is_some_and(|user| user != name.as_bytes()) {
+            return Err((
+                Refusal::NameMismatch,
+                "name_mismatch: ?user= differs from the token's sub (leave ?user= out, or make it the sub)".into(),
+            ));
+        }
         #[cfg(feature = "fault-injection")]
         if self.fault == Some(crate::Fault::JwtIgnoreExpiry) {
             return Ok(Proof {
                 name,
                 expires: None,
             });
-        }
-        if user.is_some_and(|user| user != name.as_bytes()) {
-            return Err((
-                Refusal::NameMismatch,
-                "name_mismatch: ?user= differs from the token's sub (leave ?user= out, or make it the sub)".into(),
-            ));
         }
         Ok(Proof {
             name,
@@ -298,14 +298,28 @@ impl Verifier {
         if !unchecked {
             return None;
         }
-        let claims = jwt_keys::token::payload(token)
-            .and_then(|payload| serde_json::from_value::<Claims>(payload).ok());
-        Some(match claims {
-            None => Err((Refusal::MalformedToken, "malformed_token".into())),
-            Some(claims) if claims.exp + (self.leeway.as_secs() as f64) < now_secs() => {
+        // The signature goes unchecked; the claims are checked as always.
+        let Some(payload) = jwt_keys::token::payload(token) else {
+            return Some(Err((Refusal::MalformedToken, "malformed_token".into())));
+        };
+        let leeway = self.leeway.as_secs() as f64;
+        let number = |claim: &str| payload.get(claim).and_then(serde_json::Value::as_f64);
+        let text = |claim: &str| payload.get(claim).and_then(serde_json::Value::as_str);
+        Some(match serde_json::from_value::<Claims>(payload.clone()) {
+            Err(_) => Err((Refusal::MalformedToken, "malformed_token".into())),
+            Ok(claims) if claims.exp + leeway < now_secs() => {
                 Err((Refusal::Expired, "expired".into()))
             }
-            Some(claims) => Ok(claims),
+            Ok(_) if number("nbf").is_some_and(|nbf| nbf > now_secs() + leeway) => {
+                Err((Refusal::NotYetValid, "not_yet_valid".into()))
+            }
+            Ok(_) if text("aud") != self.audience.as_deref() => {
+                Err((Refusal::WrongAudience, "wrong_audience".into()))
+            }
+            Ok(_) if self.issuer.is_some() && text("iss") != self.issuer.as_deref() => {
+                Err((Refusal::WrongIssuer, "wrong_issuer".into()))
+            }
+            Ok(claims) => Ok(claims),
         })
     }
 }
