@@ -8,16 +8,16 @@
 # per mode the medians, and what authentication adds over "off".
 #
 # Usage: scripts/bench-auth.sh
-#        USERS=2000 RELOGIN_RATE=400 DURATION=10s ROUNDS=5 PORT=16910 scripts/bench-auth.sh
-# CPU per login is each side's CPU over the run (the ramp's logins, the storm, the probes
-# that verify each relogin, a light broadcast) divided by every login of the run; the
-# differences between modes are the cost of authentication, since everything else is the
-# same.
+#        USERS=1000 RELOGIN_RATE=400 DURATION=10s ROUNDS=5 PORT=16910 scripts/bench-auth.sh
+# CPU per login is each side's CPU over the run (the ramp's logins, the storm, and the
+# probe broadcast each second that verifies the relogins; no other traffic) divided by every
+# login of the run; the differences between modes are the cost of authentication, since
+# everything else is the same.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname -- "$0")/lib.sh" # cd to the repository root; TARGET_DIR
 
-USERS=${USERS:-2000}
+USERS=${USERS:-1000}
 RELOGIN_RATE=${RELOGIN_RATE:-400}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-5}
@@ -40,8 +40,6 @@ connect_rate = 2000
 [[phase]]
 name = "relogin storm"
 duration = "$DURATION"
-rate = 10
-senders = 10
 relogin_rate = $RELOGIN_RATE
 [verify]
 probe_interval = "1s"
@@ -95,7 +93,7 @@ for round in $(seq "$ROUNDS"); do
             cat "$out.log" >&2
             exit 3
         fi
-        python3 - "$out/summary.json" "$mode" "$cpu0" "$cpu1" "$code" >> "$WORK/rows" <<'PY'
+        python3 - "$out/summary.json" "$mode" "$cpu0" "$cpu1" "$code" "$round" >> "$WORK/rows" <<'PY'
 import json, sys
 path, mode, code = sys.argv[1], sys.argv[2], sys.argv[5]
 cpu0, cpu1 = map(float, sys.argv[3:5])
@@ -105,7 +103,7 @@ loadgen_cpu = s["loadgen_resources"]["cpu_seconds"] or float("nan")
 per = lambda cpu: cpu * 1e6 / logins if logins else float("nan")
 mint, upgrade = s["connect_us"]["mint"], s["connect_us"]["upgrade"]
 print(f'{mode} {logins} {per(cpu1 - cpu0):.1f} {per(loadgen_cpu):.1f} {mint["p50"]} {mint["p99"]} '
-      f'{upgrade["p50"]} {code}')
+      f'{upgrade["p50"]} {code} {sys.argv[6]}')
 PY
         tail -1 "$WORK/rows" | awk '{printf "%-6s %7s %16s %17s %14s %14s %16s%s\n", $1, $2, $3, $4, $5, $6, $7, ($8 == "0" ? "" : "  (exit " $8 ")")}'
     done
@@ -121,8 +119,16 @@ for mode in ("off", "hs256", "es256"):
     med[mode] = (m(2), m(3))
     print(f'{mode:<6} CPU per login: server {m(2):.1f} µs, loadgen {m(3):.1f} µs; '
           f'token mint p50 {m(4):.0f} µs p99 {m(5):.0f} µs; upgrade p50 {m(6):.0f} µs ({m(1):.0f} logins)')
+# Side by side: each round's mode against the same round's "off" (the machine drifts
+# between rounds; within one, the three runs follow each other).
+rounds = {}
+for r in rows:
+    rounds.setdefault(r[8], {})[r[0]] = r
 for mode in ("hs256", "es256"):
-    ds, dl = med[mode][0] - med["off"][0], med[mode][1] - med["off"][1]
-    print(f'{mode} over off: server {ds:+.1f} µs per login ({med[mode][0] / med["off"][0]:.2f}x), '
-          f'loadgen {dl:+.1f} µs per login ({med[mode][1] / med["off"][1]:.2f}x)')
+    pairs = [(float(rd[mode][2]) - float(rd["off"][2]), float(rd[mode][3]) - float(rd["off"][3]),
+              float(rd[mode][2]) / float(rd["off"][2]), float(rd[mode][3]) / float(rd["off"][3]))
+             for rd in rounds.values() if mode in rd and "off" in rd]
+    m = lambda i: statistics.median(p[i] for p in pairs)
+    print(f'{mode} over off, median of {len(pairs)} rounds side by side: server {m(0):+.1f} µs per login '
+          f'({m(2):.2f}x), loadgen {m(1):+.1f} µs per login ({m(3):.2f}x)')
 PY

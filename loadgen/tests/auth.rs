@@ -479,3 +479,110 @@ async fn the_client_logs_in_with_a_token_and_says_when_it_expired() {
     );
     assert_eq!(server.metrics().sessions_expired, 1);
 }
+
+/// `gate` and `capacity` carry the key to every run: the servers they start verify it
+/// (`loadgen serve --jwt-secret-file`, the embedded server per step), every step's logins
+/// mint, and the knee's scenario keeps the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_and_capacity_mint_for_every_run_and_step() {
+    let dir = TempDir::new("auth-gate-capacity");
+    let (secret, _) = secret_file(dir.path());
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        "[users]\ncount = 10\nconnect_over = \"50ms\"\n[[phase]]\nduration = \"1s\"\nrate = 20\nsenders = 5\n",
+    )
+    .unwrap();
+    let server = format!(
+        "{} serve --listen {{addr}} --jwt-secret-file {secret}",
+        launch::LOADGEN
+    );
+    let out = dir.path().join("gate");
+    let output = loadgen(&[
+        "gate",
+        "--base",
+        &server,
+        "--candidate",
+        &server,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--pairs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--jwt-secret-file",
+        &secret,
+    ])
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a gate whose runs all log in"
+    );
+    // The same gate without the key: every run's logins are refused; the gate cannot run.
+    let output = loadgen(&[
+        "gate",
+        "--base",
+        &server,
+        "--candidate",
+        &server,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--pairs",
+        "2",
+        "--quiet",
+        "--out",
+        dir.path().join("gate-nokey").to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("401 missing_token"));
+
+    let (private, _) = private_key(dir.path(), "es", Algorithm::ES256);
+    let spec = dir.path().join("small.toml");
+    std::fs::write(
+        &spec,
+        "[capacity]\ngrow = \"users\"\nusers = { start = 4, step = 4, limit = 8 }\nwarmup = \"1s\"\n\
+         measure = \"1s\"\nbisections = 0\nconfirm = 0\nreproduce = 0\npause = \"0s\"\n\
+         [load]\nrate = 20\nsenders = 3\nrelogin_rate = 1\n[thresholds]\np99 = \"2s\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("capacity");
+    let output = loadgen(&[
+        "capacity",
+        spec.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--jwt-private-key",
+        &private,
+        "--jwt-claim",
+        "aud=chat",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let steps: Vec<_> = std::fs::read_dir(out.join("steps"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!steps.is_empty());
+    for step in steps {
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(step.path().join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(total(&summary, "connect_errors"), 0, "{summary}");
+        assert_eq!(
+            summary["connect_us"]["mint"]["count"].as_u64(),
+            Some(total(&summary, "connects")),
+            "every login of {:?} minted",
+            step.path()
+        );
+    }
+    let knee = std::fs::read_to_string(out.join("knee.toml")).unwrap();
+    assert!(
+        knee.contains("private_key") && knee.contains("aud = \"chat\""),
+        "{knee}"
+    );
+}

@@ -524,3 +524,124 @@ async fn the_deliberate_defects_let_bad_tokens_through() {
     wait_online(&server, 2).await;
     speaks_as(&mut eve, &mut bob, "ann").await;
 }
+
+/// The binary: bad key files, both keys at once and an out-of-range leeway exit 2 with the
+/// reason (and never the secret); a server on a non-loopback address without a key warns
+/// once, with a key or on loopback it does not; a server with a key refuses a tokenless
+/// login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_its_key_from_flags_and_refuses_what_it_cannot_use() {
+    let dir = std::env::temp_dir().join(format!("chat-auth-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(
+        &secret,
+        format!("{}\n", std::str::from_utf8(SECRET).unwrap()),
+    )
+    .unwrap();
+    let short = dir.join("short");
+    std::fs::write(&short, "only-sixteen-b\n").unwrap();
+    let key = generated(Algorithm::ES256);
+    let public = dir.join("key.pub.pem");
+    std::fs::write(&public, key.verifying_key().public_pem().unwrap()).unwrap();
+    let private = dir.join("key.pem");
+    std::fs::write(
+        &private,
+        jwt_keys::generate_private_pem(Algorithm::ES256).unwrap(),
+    )
+    .unwrap();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let exe = env!("CARGO_BIN_EXE_chat-server");
+    let refused: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--jwt-secret-file".into(),
+                path(&secret),
+                "--jwt-public-key".into(),
+                path(&public),
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["--jwt-secret-file".into(), path(&short)],
+            "HS256 needs at least 32",
+        ),
+        (
+            vec!["--jwt-public-key".into(), path(&private)],
+            "holds a private key",
+        ),
+        (
+            vec!["--jwt-public-key".into(), path(&dir.join("missing.pem"))],
+            "cannot read",
+        ),
+        (
+            vec![
+                "--jwt-secret-file".into(),
+                path(&secret),
+                "--jwt-leeway".into(),
+                "6m".into(),
+            ],
+            "--jwt-leeway",
+        ),
+        (
+            vec!["--jwt-audience".into(), "chat".into()],
+            "--jwt-secret-file",
+        ),
+        (
+            vec![
+                "--allowed-origin".into(),
+                "chat.example".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            "scheme://host",
+        ),
+    ];
+    for (args, said) in refused {
+        let output = tokio::process::Command::new(exe)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: want {said:?} in {stderr}");
+        assert!(
+            !stderr.contains(std::str::from_utf8(SECRET).unwrap()),
+            "{stderr}"
+        );
+    }
+    // Started: a warning without a key beyond loopback, none otherwise.
+    let started = |args: Vec<String>| async move {
+        let mut child = tokio::process::Command::new(exe)
+            .args(&args)
+            .args(["--log", "warn"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let _ = child.start_kill();
+        let output = child.wait_with_output().await.unwrap();
+        // tracing writes the log to stdout.
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let open = started(vec!["--listen".into(), "0.0.0.0:0".into()]).await;
+    assert_eq!(
+        open.matches("no authentication: anyone who reaches this address")
+            .count(),
+        1,
+        "{open}"
+    );
+    let keyed = started(vec![
+        "--listen".into(),
+        "0.0.0.0:0".into(),
+        "--jwt-public-key".into(),
+        path(&public),
+    ])
+    .await;
+    assert!(!keyed.contains("no authentication"), "{keyed}");
+    let local = started(vec!["--listen".into(), "127.0.0.1:0".into()]).await;
+    assert!(!local.contains("no authentication"), "{local}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
