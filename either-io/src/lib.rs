@@ -3,8 +3,10 @@
 //!
 //! chat-server and loadgen both carry a connection that is plain TCP or TLS over TCP, and
 //! everything above it (hyper, the WebSocket frames, the session's reader and writer)
-//! must not care which. Each keeps its own names for its streams; this crate is only the
-//! forwarding, written once.
+//! must not care which. This crate is that stream, written once: the forwarding here, the
+//! connection and its halves in [`tcp`].
+
+pub mod tcp;
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

@@ -21,10 +21,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tracing::debug;
 
 use crate::login::{self, Refusal};
+use crate::session;
+use crate::shared::Shared;
 use crate::shutdown::ShutdownSignal;
 use crate::transport::ClientStream;
 use crate::unread::UnreadLimit;
-use crate::{session, Shared};
 
 /// The largest request head accepted (R4): a larger one gets `431`. hyper's smallest
 /// allowed read buffer is 8 KiB.
@@ -70,6 +71,7 @@ async fn route(mut request: Request<Incoming>, shared: &Arc<Shared>) -> Response
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/metrics") => {
             let body = shared
+                .hub
                 .metrics
                 .render(&shared.config.server_id, shared.bus.is_some());
             let mut response = text(StatusCode::OK, body);
@@ -98,12 +100,12 @@ async fn route(mut request: Request<Incoming>, shared: &Arc<Shared>) -> Response
 /// refused with `503` (C4).
 async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
     if let Some(refusal) = handshake_refusal(request) {
-        shared.metrics.refuse(Refusal::BadHandshake);
+        shared.hub.metrics.refuse(Refusal::BadHandshake);
         debug!(status = %refusal.status(), "handshake refused");
         return refusal;
     }
     let refuse = |reason: Refusal, detail: String| {
-        shared.metrics.refuse(reason);
+        shared.hub.metrics.refuse(reason);
         debug!(reason = reason.label(), "login refused");
         refusal(reason, detail)
     };
@@ -128,8 +130,8 @@ async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Respons
             Err((reason, detail)) => return refuse(reason, format!("{detail}\n")),
         },
     };
-    if shared.registry.len() >= shared.max_sessions {
-        shared.metrics.refuse(Refusal::ServerFull);
+    if shared.hub.registry.len() >= shared.max_sessions {
+        shared.hub.metrics.refuse(Refusal::ServerFull);
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{}\n", Refusal::ServerFull),
@@ -149,7 +151,7 @@ async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Respons
         Some(bus) => match bus.take_login(&name).await {
             Ok(seq) => seq,
             Err(down) => {
-                shared.metrics.refuse(Refusal::BusUnavailable);
+                shared.hub.metrics.refuse(Refusal::BusUnavailable);
                 debug!(%down, "login refused: bus down");
                 return text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -159,7 +161,7 @@ async fn login(request: &mut Request<Incoming>, shared: &Arc<Shared>) -> Respons
         },
     };
     #[cfg(feature = "fault-injection")]
-    if shared.config.fault == Some(crate::Fault::RegisterAfter101) {
+    if shared.config.fault == Some(crate::fault::Fault::RegisterAfter101) {
         let nth = shared
             .upgrades
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::frame::{self, close_code};
 use crate::metrics::Metrics;
+use crate::shared::Shared;
 use crate::shutdown::ShutdownSignal;
-use crate::Shared;
 
 /// Runs until shutdown.
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
@@ -27,15 +27,15 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
             _ = ticks.tick() => {}
         }
         let now = shared.now_ms();
-        for session in shared.registry.snapshot() {
+        for session in shared.hub.registry.snapshot() {
             let silent = now.saturating_sub(session.last_heard_ms());
             if silent >= 2 * interval_ms {
                 let bye = frame::close(close_code::IDLE, "idle timeout");
                 if session.close(Some(bye), false) {
-                    Metrics::inc(&shared.metrics.idle_disconnects);
+                    Metrics::inc(&shared.hub.metrics.idle_disconnects);
                 }
             } else if silent >= interval_ms {
-                session.ping_if_unanswered(now, &shared);
+                session.ping_if_unanswered(now, shared.hub.queue_limit, &shared.hub.metrics);
             }
         }
     }

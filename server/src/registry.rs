@@ -25,8 +25,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use crate::handle::Session;
 use crate::metrics::Metrics;
-use crate::session::Session;
 
 /// The registry refused a login because the server is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub struct ShuttingDown;
 pub struct SessionRegistry {
     state: RwLock<State>,
     /// Deliberate defect for tests: remove by name, as the Go demo does
-    /// ([`crate::Fault::DeleteByName`]).
+    /// ([`crate::fault::Fault::DeleteByName`]).
     #[cfg(feature = "fault-injection")]
     delete_by_name: bool,
 }

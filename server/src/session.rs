@@ -1,4 +1,5 @@
-//! One WebSocket connection: its shared handle ([`Session`]), its read loop and its writer.
+//! One WebSocket connection once logged in: its registration, its read loop and its
+//! writer; the handle others hold is [`crate::handle::Session`].
 //!
 //! The connection's own task reads frames in order and handles each before reading the
 //! next, so two messages from one sender are fanned out in the order they were sent (M3)
@@ -13,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Cursor, IoSlice};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,17 +22,17 @@ use bytes::{Buf, Bytes};
 use fastwebsockets::{upgrade::UpgradeFut, CloseCode, Frame, OpCode, Role, WebSocketError};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
 use tracing::debug;
 
 use crate::budget::Spending;
 use crate::frame::{self, close_code};
+use crate::handle::Session;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, Outgoing, Pushed};
+use crate::outbox::Outgoing;
 use crate::registry::Registered;
+use crate::shared::Shared;
 use crate::transport::{self, SessionRead, SessionWrite};
 use crate::unread::UnreadLimit;
-use crate::Shared;
 
 /// How long a closing session waits for the peer to close its side of the TCP connection
 /// after our Close frame, so the peer reads the Close instead of a reset.
@@ -39,91 +40,6 @@ const LINGER: Duration = Duration::from_millis(500);
 
 /// Most frames handed to one vectored write.
 const MAX_SLICES: usize = 64;
-
-/// The part of a connection that others hold: the registry, broadcasters, the idle sweeper
-/// and shutdown. Everything here is safe to use from any task without awaiting.
-#[derive(Debug)]
-pub struct Session {
-    /// Unique per connection, so a session can tell its own registry entry from a
-    /// successor's with the same name.
-    pub id: u64,
-    /// The user's name, as logged in.
-    pub name: Arc<str>,
-    /// The login's number from the cluster's counter (docs/protocol.md C3); 0 on a single
-    /// node.
-    pub seq: u64,
-    /// Frames waiting for this connection's writer.
-    pub outbox: Outbox,
-    /// Wakes the read loop when someone else ends the session.
-    closing: Notify,
-    /// Server clock (ms) when the peer last sent a frame, for the idle sweeper (O2).
-    last_heard_ms: AtomicU64,
-    /// Server clock (ms) of the last Ping the idle sweeper queued.
-    pinged_ms: AtomicU64,
-}
-
-impl Session {
-    /// A session that has not yet heard anything.
-    pub fn new(id: u64, name: Arc<str>, seq: u64) -> Self {
-        Session {
-            id,
-            name,
-            seq,
-            outbox: Outbox::default(),
-            closing: Notify::new(),
-            last_heard_ms: AtomicU64::new(0),
-            pinged_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// Ends the session: `last` is the final frame, `discard_queued` drops the backlog.
-    /// Returns `false` if the session was already ending (then nothing changes).
-    pub fn close(&self, last: Option<Bytes>, discard_queued: bool) -> bool {
-        let first = self.outbox.close(last, discard_queued);
-        if first {
-            self.closing.notify_one();
-        }
-        first
-    }
-
-    /// Queues a frame for this receiver without waiting. A full queue makes this receiver
-    /// a slow consumer: it is closed with 1013, its backlog freed. Returns whether queued.
-    pub(crate) fn send(&self, item: Outgoing, shared: &Shared) -> bool {
-        match self.outbox.push(item, shared.queue_limit) {
-            Pushed::Queued => true,
-            Pushed::Closed => false,
-            Pushed::Overflow => {
-                let bye = frame::close(close_code::TRY_AGAIN_LATER, "outbound queue full");
-                if self.close(Some(bye), true) {
-                    Metrics::inc(&shared.metrics.slow_consumer_disconnects);
-                    debug!(user = %self.name, id = self.id, "slow consumer disconnected");
-                }
-                false
-            }
-        }
-    }
-
-    /// Server clock (ms) when the peer last sent anything.
-    pub fn last_heard_ms(&self) -> u64 {
-        self.last_heard_ms.load(Relaxed)
-    }
-
-    /// Queues a Ping unless one was queued since the peer was last heard. Returns whether
-    /// it did.
-    pub(crate) fn ping_if_unanswered(&self, now_ms: u64, shared: &Shared) -> bool {
-        if self.pinged_ms.load(Relaxed) > self.last_heard_ms() {
-            return false;
-        }
-        self.pinged_ms.store(now_ms.max(1), Relaxed);
-        self.send(
-            Outgoing {
-                bytes: frame::ping(),
-                chat: false,
-            },
-            shared,
-        )
-    }
-}
 
 /// The bytes of a connection after the upgrade: whatever hyper had already read past the
 /// handshake, then the socket.
@@ -143,19 +59,22 @@ pub(crate) fn register(shared: &Shared, name: String, seq: u64) -> Option<Arc<Se
         name.into(),
         seq,
     ));
-    session.last_heard_ms.store(shared.now_ms(), Relaxed);
+    session.heard(shared.now_ms());
     let registered = shared
+        .hub
         .registry
-        .register(session.clone(), &shared.metrics)
+        .register(session.clone(), &shared.hub.metrics)
         .ok()?;
-    Metrics::inc(&shared.metrics.logins);
+    Metrics::inc(&shared.hub.metrics.logins);
     debug!(user = %session.name, id = session.id, seq, "login");
     let evicted = match registered {
         Registered::Online { replaced } => replaced,
         Registered::Superseded => Some(session.clone()),
     };
     #[cfg(feature = "fault-injection")]
-    if evicted.is_some() && shared.config.fault == Some(crate::Fault::CloseReplacementWith1013) {
+    if evicted.is_some()
+        && shared.config.fault == Some(crate::fault::Fault::CloseReplacementWith1013)
+    {
         session.close(
             Some(frame::close(close_code::TRY_AGAIN_LATER, "shedding load")),
             true,
@@ -164,7 +83,7 @@ pub(crate) fn register(shared: &Shared, name: String, seq: u64) -> Option<Arc<Se
     if let Some(evicted) = evicted {
         let bye = frame::close(close_code::REPLACED, "replaced by a new login");
         if evicted.close(Some(bye), false) {
-            Metrics::inc(&shared.metrics.evictions);
+            Metrics::inc(&shared.hub.metrics.evictions);
             debug!(user = %evicted.name, id = evicted.id, "evicted");
         }
     }
@@ -197,7 +116,10 @@ pub(crate) async fn run(
         )
     }) else {
         session.close(None, true);
-        shared.registry.unregister(&session, &shared.metrics);
+        shared
+            .hub
+            .registry
+            .unregister(&session, &shared.hub.metrics);
         return;
     };
     let (read_half, write_half) = transport::split(connection);
@@ -215,7 +137,7 @@ pub(crate) async fn run(
                 tokio::time::sleep(left).await;
                 let bye = frame::close(close_code::TOKEN_EXPIRED, "token expired");
                 if session.close(Some(bye), false) {
-                    Metrics::inc(&shared.metrics.sessions_expired);
+                    Metrics::inc(&shared.hub.metrics.sessions_expired);
                     debug!(user = %session.name, id = session.id, "token expired");
                 }
                 std::future::pending::<()>().await;
@@ -226,7 +148,11 @@ pub(crate) async fn run(
             }
         }
     };
-    if shared.registry.unregister(&session, &shared.metrics) {
+    if shared
+        .hub
+        .registry
+        .unregister(&session, &shared.hub.metrics)
+    {
         if let Some(bus) = &shared.bus {
             bus.forget(session.name.clone(), session.seq);
         }
@@ -253,7 +179,7 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
     if stream.get_ref().0.remaining() == 0 {
         tokio::select! {
             biased;
-            _ = session.closing.notified() => return true,
+            _ = session.closing() => return true,
             ready = transport::readable(stream.get_ref().1) => {
                 if ready.is_err() {
                     session.close(None, true);
@@ -270,17 +196,17 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
     loop {
         let event = tokio::select! {
             biased;
-            _ = session.closing.notified() => return true,
+            _ = session.closing() => return true,
             event = reader.next() => event,
         };
-        session.last_heard_ms.store(shared.now_ms(), Relaxed);
+        session.heard(shared.now_ms());
         // Frames already buffered are parsed without touching the socket, so without this
         // a burst would be fanned out in one go and the receivers' writers would not get
         // to run until it was over — overflowing their queues although they read.
         tokio::task::consume_budget().await;
         match event {
             #[cfg(feature = "fault-injection")]
-            Event::Text(message) if shared.config.fault == Some(crate::Fault::SwapPairs) => {
+            Event::Text(message) if shared.config.fault == Some(crate::fault::Fault::SwapPairs) => {
                 match held.take() {
                     None => held = Some(message),
                     Some(first) => {
@@ -294,27 +220,29 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
                 // Over budget: read nothing more until it refills (R3).
                 let wait = spending.spend(message.len(), Instant::now());
                 if !wait.is_zero() {
-                    Metrics::inc(&shared.metrics.throttled);
+                    Metrics::inc(&shared.hub.metrics.throttled);
                     let waited = Instant::now();
                     tokio::select! {
                         biased;
-                        _ = session.closing.notified() => return true,
+                        _ = session.closing() => return true,
                         _ = tokio::time::sleep(wait) => {}
                     }
                     shared
+                        .hub
                         .metrics
                         .throttled_ms
                         .fetch_add(waited.elapsed().as_millis() as u64, Relaxed);
                 }
             }
-            Event::Binary => Metrics::inc(&shared.metrics.binary_ignored),
+            Event::Binary => Metrics::inc(&shared.hub.metrics.binary_ignored),
             Event::Ping(payload) => {
                 session.send(
                     Outgoing {
                         bytes: frame::pong(&payload),
                         chat: false,
                     },
-                    shared,
+                    shared.hub.queue_limit,
+                    &shared.hub.metrics,
                 );
             }
             Event::Pong | Event::Partial => {}
@@ -323,7 +251,7 @@ async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) 
                 return true;
             }
             Event::Violation(code, reason) => {
-                Metrics::inc(&shared.metrics.protocol_errors);
+                Metrics::inc(&shared.hub.metrics.protocol_errors);
                 debug!(user = %session.name, code, reason, "protocol violation");
                 session.close(Some(frame::close(code, reason)), false);
                 return true;
@@ -345,35 +273,41 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
     }
     // `received` numbers the message for the deliberate `Fault::DropEvery`.
     #[cfg_attr(not(feature = "fault-injection"), allow(unused_variables))]
-    let received = shared.metrics.messages_in.fetch_add(1, Relaxed) + 1;
+    let received = shared.hub.metrics.messages_in.fetch_add(1, Relaxed) + 1;
     #[cfg(feature = "fault-injection")]
-    if let Some(crate::Fault::DropEvery(n)) = shared.config.fault {
+    if let Some(crate::fault::Fault::DropEvery(n)) = shared.config.fault {
         if n > 0 && received.is_multiple_of(n) {
             return;
         }
     }
     let bytes = frame::chat(message, &sender.name);
     if let Some(bus) = &shared.bus {
-        bus.publish_chat(&sender.name, &bytes, &shared.metrics);
+        bus.publish_chat(&sender.name, &bytes, &shared.hub.metrics);
     }
-    shared.registry.for_each_other(&sender.name, |receiver| {
-        #[cfg(feature = "fault-injection")]
-        if let Some(crate::Fault::DropEveryTo { every, name_suffix }) = shared.config.fault {
-            if receiver.name.as_bytes().last() == Some(&name_suffix) {
-                let nth = shared.fault_deliveries.fetch_add(1, Relaxed) + 1;
-                if every > 0 && nth.is_multiple_of(every) {
-                    return;
+    shared
+        .hub
+        .registry
+        .for_each_other(&sender.name, |receiver| {
+            #[cfg(feature = "fault-injection")]
+            if let Some(crate::fault::Fault::DropEveryTo { every, name_suffix }) =
+                shared.config.fault
+            {
+                if receiver.name.as_bytes().last() == Some(&name_suffix) {
+                    let nth = shared.fault_deliveries.fetch_add(1, Relaxed) + 1;
+                    if every > 0 && nth.is_multiple_of(every) {
+                        return;
+                    }
                 }
             }
-        }
-        receiver.send(
-            Outgoing {
-                bytes: bytes.clone(),
-                chat: true,
-            },
-            shared,
-        );
-    });
+            receiver.send(
+                Outgoing {
+                    bytes: bytes.clone(),
+                    chat: true,
+                },
+                shared.hub.queue_limit,
+                &shared.hub.metrics,
+            );
+        });
 }
 
 /// What the peer did, one complete message or control frame at a time.
@@ -549,7 +483,9 @@ async fn write_loop(mut socket: SessionWrite, session: Arc<Session>, shared: Arc
     loop {
         let last = session.outbox.next_batch(&mut batch).await;
         // Boxed so the idle writer's task does not carry the write's stack of slices.
-        if let Err(error) = Box::pin(write_batch(&mut socket, &mut batch, &shared.metrics)).await {
+        if let Err(error) =
+            Box::pin(write_batch(&mut socket, &mut batch, &shared.hub.metrics)).await
+        {
             debug!(user = %session.name, %error, "write failed");
             session.close(None, true);
             return;

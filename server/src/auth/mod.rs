@@ -97,7 +97,7 @@ pub(crate) struct Verifier {
     issuer: Option<String>,
     /// A deliberate defect (fault-injection builds only; `None` otherwise).
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
-    fault: Option<crate::Fault>,
+    fault: Option<crate::fault::Fault>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -118,7 +118,10 @@ struct Claims {
 
 impl Verifier {
     /// The verifier of `auth` (checked by [`Authentication::check`]).
-    pub fn new(auth: &Authentication, fault: Option<crate::Fault>) -> Result<Verifier, String> {
+    pub fn new(
+        auth: &Authentication,
+        fault: Option<crate::fault::Fault>,
+    ) -> Result<Verifier, String> {
         provider::install();
         let key = provider::decoding_key(&auth.key).map_err(|e| e.to_string())?;
         let algorithm = auth.key.algorithm();
@@ -136,7 +139,7 @@ impl Verifier {
         }
         validation.set_required_spec_claims(&required);
         #[cfg(feature = "fault-injection")]
-        if fault == Some(crate::Fault::JwtIgnoreExpiry) {
+        if fault == Some(crate::fault::Fault::JwtIgnoreExpiry) {
             validation.validate_exp = false;
         }
         Ok(Verifier {
@@ -165,7 +168,7 @@ impl Verifier {
             .map_err(|reason| (reason, format!("{reason} (in the token's sub)")))?;
         let user = login::user_param(query);
         #[cfg(feature = "fault-injection")]
-        if self.fault == Some(crate::Fault::JwtNameFromUser) {
+        if self.fault == Some(crate::fault::Fault::JwtNameFromUser) {
             if let Some(user) = user {
                 let user = login::validate(user, max_name).map_err(|r| (r, r.to_string()))?;
                 return Ok(Proof {
@@ -181,7 +184,7 @@ impl Verifier {
             ));
         }
         #[cfg(feature = "fault-injection")]
-        if self.fault == Some(crate::Fault::JwtIgnoreExpiry) {
+        if self.fault == Some(crate::fault::Fault::JwtIgnoreExpiry) {
             return Ok(Proof {
                 name,
                 expires: None,
@@ -290,7 +293,7 @@ impl Verifier {
     /// The deliberate defects' way with a token, or `None` to check it properly.
     #[cfg(feature = "fault-injection")]
     fn faulty_claims(&self, token: &str, alg: Option<&str>) -> Option<Result<Claims, Refused>> {
-        use crate::Fault;
+        use crate::fault::Fault;
         let unchecked = matches!(
             (self.fault, alg),
             (Some(Fault::JwtAcceptAlgNone), Some("none")) | (Some(Fault::JwtIgnoreSignature), _)

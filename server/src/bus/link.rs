@@ -30,10 +30,10 @@ use tracing::{debug, info, warn};
 use super::wire::{self, BusMessage};
 use super::{Bus, Outbound, BACKOFF_CAP, RESPONSE_TIMEOUT};
 use crate::frame::{self, close_code};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::outbox::Outgoing;
 use crate::shutdown::ShutdownSignal;
-use crate::Shared;
 
 /// How often a node probes its own round trip through the bus.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -82,7 +82,8 @@ return 1";
 /// milliseconds to every message that crosses the bus. On its own thread the link only
 /// waits for the kernel's scheduler.
 pub async fn start(
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
+    server_id: String,
     bus: Arc<Bus>,
     outbound: mpsc::Receiver<Outbound>,
     shutdown: ShutdownSignal,
@@ -93,13 +94,13 @@ pub async fn start(
         .map_err(|e| format!("cannot start the bus runtime: {e}"))?;
     let (ready, connected) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name(format!("chat-bus-{}", shared.config.server_id))
+        .name(format!("chat-bus-{server_id}"))
         .spawn(move || {
             runtime.block_on(async move {
                 match connect(&shared, &bus).await {
                     Ok(link) => {
                         let _ = ready.send(Ok(()));
-                        run(shared, bus, outbound, link, shutdown).await;
+                        run(shared, server_id, bus, outbound, link, shutdown).await;
                     }
                     Err(why) => {
                         let _ = ready.send(Err(why));
@@ -120,7 +121,7 @@ pub struct Connected {
 }
 
 /// Connects, subscribes and resynchronises (see the module doc), then marks the bus up.
-async fn connect(shared: &Shared, bus: &Bus) -> Result<Connected, String> {
+async fn connect(shared: &Hub, bus: &Bus) -> Result<Connected, String> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -162,7 +163,7 @@ async fn connect(shared: &Shared, bus: &Bus) -> Result<Connected, String> {
 
 /// Step 3 of resynchronising: returns (sessions kept, sessions closed).
 async fn reassert(
-    shared: &Shared,
+    shared: &Hub,
     bus: &Bus,
     commands: &mut MultiplexedConnection,
 ) -> Result<(usize, usize), String> {
@@ -204,13 +205,13 @@ async fn reassert(
 
 /// Serves the link until shutdown; reconnects whenever it is lost.
 async fn run(
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
+    id: String,
     bus: Arc<Bus>,
     mut outbound: mpsc::Receiver<Outbound>,
     first: Connected,
     mut shutdown: ShutdownSignal,
 ) {
-    let id = shared.config.server_id.clone();
     let mut connected = first;
     loop {
         let lost = serve(&shared, &bus, &mut outbound, connected, &mut shutdown).await;
@@ -257,7 +258,7 @@ fn drain(outbound: &mut mpsc::Receiver<Outbound>, metrics: &Metrics) -> u64 {
 
 /// Serves one established link. Returns `None` on shutdown, or why the link was lost.
 async fn serve(
-    shared: &Shared,
+    shared: &Hub,
     bus: &Bus,
     outbound: &mut mpsc::Receiver<Outbound>,
     connected: Connected,
@@ -350,7 +351,7 @@ async fn publish(
 }
 
 /// Handles one publication heard on the channel.
-fn receive(shared: &Shared, bus: &Bus, payload: &[u8], probe_heard: &mut Instant) {
+fn receive(shared: &Hub, bus: &Bus, payload: &[u8], probe_heard: &mut Instant) {
     let message = match BusMessage::decode(payload) {
         Ok(message) => message,
         Err(error) => {
@@ -379,14 +380,15 @@ fn receive(shared: &Shared, bus: &Bus, payload: &[u8], probe_heard: &mut Instant
                         bytes: frame.clone(),
                         chat: true,
                     },
-                    shared,
+                    shared.queue_limit,
+                    &shared.metrics,
                 );
             });
         }
         BusMessage::Login { seq, name, .. } => {
             bus.highest_seen.fetch_max(seq, Relaxed);
             #[cfg(feature = "fault-injection")]
-            if shared.config.fault == Some(crate::Fault::LocalEvictionOnly) {
+            if shared.fault == Some(crate::fault::Fault::LocalEvictionOnly) {
                 return;
             }
             evict_for(shared, &name, seq, Instant::now());
@@ -397,7 +399,7 @@ fn receive(shared: &Shared, bus: &Bus, payload: &[u8], probe_heard: &mut Instant
 
 /// A login of `name` numbered `seq` exists elsewhere: closes the local session of `name`
 /// if it is older (C3).
-fn evict_for(shared: &Shared, name: &str, seq: u64, now: Instant) {
+fn evict_for(shared: &Hub, name: &str, seq: u64, now: Instant) {
     if let Some(older) = shared.registry.heard_login(name, seq, now, &shared.metrics) {
         let bye = frame::close(close_code::REPLACED, "replaced by a new login");
         if older.close(Some(bye), false) {

@@ -125,7 +125,7 @@ impl Bus {
     pub fn new(
         url: &str,
         keys: Keys,
-        fault: Option<crate::Fault>,
+        fault: Option<crate::fault::Fault>,
     ) -> Result<(Arc<Bus>, mpsc::Receiver<Outbound>), BusError> {
         use redis::IntoConnectionInfo;
         let bad_url = |error: redis::RedisError| BusError::Url {
@@ -150,7 +150,7 @@ impl Bus {
             outbound,
             highest_seen: AtomicU64::new(0),
             #[cfg(feature = "fault-injection")]
-            swap_held: (fault == Some(crate::Fault::BusSwapPairs)).then(Default::default),
+            swap_held: (fault == Some(crate::fault::Fault::BusSwapPairs)).then(Default::default),
         };
         Ok((Arc::new(bus), receiver))
     }
