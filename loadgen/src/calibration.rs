@@ -236,39 +236,6 @@ impl Calibration {
     }
 }
 
-/// `loadgen calibrate`: one measurement, printed.
-pub async fn command(mode: CalibrationMode, json: bool) -> crate::exit::Exit {
-    let mode = match mode {
-        CalibrationMode::Off => CalibrationMode::Quick,
-        mode => mode,
-    };
-    match measure(mode).await {
-        Ok(speed) if json => match serde_json::to_string_pretty(&speed) {
-            Ok(text) => {
-                println!("{text}");
-                crate::exit::Exit::Passed
-            }
-            Err(error) => {
-                eprintln!("loadgen: {error}");
-                crate::exit::Exit::CouldNotRun
-            }
-        },
-        Ok(speed) => {
-            println!(
-                "loopback send {} µs per 128-byte write, CPU workload {} ms ({})",
-                us(speed.loopback_send_us),
-                ms(speed.cpu_workload_ms),
-                mode.as_str()
-            );
-            crate::exit::Exit::Passed
-        }
-        Err(error) => {
-            eprintln!("loadgen: calibration: {error}");
-            crate::exit::Exit::CouldNotRun
-        }
-    }
-}
-
 /// `(after / before − 1) × 100`, 0 when `before` is not a positive number.
 pub fn percent_change(before: f64, after: f64) -> f64 {
     if before > 0.0 && after.is_finite() {
@@ -278,11 +245,11 @@ pub fn percent_change(before: f64, after: f64) -> f64 {
     }
 }
 
-fn us(value: f64) -> String {
+pub fn us(value: f64) -> String {
     format!("{value:.2}")
 }
 
-fn ms(value: f64) -> String {
+pub fn ms(value: f64) -> String {
     format!("{value:.0}")
 }
 
@@ -295,7 +262,7 @@ pub async fn measure(mode: CalibrationMode) -> Result<MachineSpeed, CalibrationE
 }
 
 fn measure_blocking(scale: u64) -> Result<MachineSpeed, CalibrationError> {
-    let at = crate::report::clock::rfc3339(SystemTime::now());
+    let at = crate::clock::rfc3339(SystemTime::now());
     let loopback_send_us = loopback_send_us(SENDS_PER_CHUNK * scale / 10)?;
     // A quick calibration runs a tenth of the workload; scaled up, its figure stays
     // comparable (if rougher) with a full one.

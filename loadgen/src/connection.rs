@@ -92,6 +92,31 @@ impl ConnectError {
     }
 }
 
+/// A login refused with `status` (401 or 403) and `body`, in words, with what to check:
+/// `401 bad_signature: the signature does not verify … — is the key right?`.
+pub fn refusal_said(status: u16, body: &str) -> String {
+    let line = body.lines().next().unwrap_or("").trim();
+    let reason = line.split(':').next().unwrap_or("").trim();
+    let hint = match reason {
+        "missing_token" => "the server wants a token: give [users] jwt or tokens_file, or --jwt-secret-file / --jwt-private-key",
+        "bad_signature" => "is the key right?",
+        "wrong_algorithm" => "the server takes another algorithm: is it the right key?",
+        "expired" | "not_yet_valid" => "are this machine's and the server's clocks in step (and the ttl long enough)?",
+        "wrong_audience" => "set the aud claim the server wants ([users] jwt claims, --jwt-claim aud=…)",
+        "wrong_issuer" => "set the iss claim the server wants ([users] jwt claims, --jwt-claim iss=…)",
+        "malformed_token" => "the server cannot read the tokens",
+        "name_mismatch" => "the token's sub is not the user's name",
+        "origin" => "the server refuses this Origin header",
+        _ if status == 401 => "the server wants proof of the name: a token ([users] jwt, tokens_file) or a header",
+        _ => "the server forbids these logins",
+    };
+    if line.is_empty() {
+        format!("{status} — {hint}")
+    } else {
+        format!("{status} {line} — {hint}")
+    }
+}
+
 /// A logged-in connection, split.
 pub struct Connected {
     /// Frames from the server; wrap in [`FrameReader`] when it is time to read.

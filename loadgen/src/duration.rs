@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use duration_text::{format, parse, DurationError};
+pub use duration_text::{format, parse};
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// A [`Duration`] that (de)serializes as `"500ms"`.

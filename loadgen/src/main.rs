@@ -1,64 +1,6 @@
-//! The `loadgen` binary: parses the command line, runs the subcommand on a tokio
-//! runtime, and turns its [`Exit`] into the process exit code. Every subcommand's body
-//! lives in the library.
+//! The `loadgen` binary: everything it does is [`loadgen::run_command_line`] (the command
+//! line, its subcommands and their exit codes live in the library's `commands`).
 
-use std::process::ExitCode;
-
-use clap::Parser;
-use loadgen::cli::{Cli, Command};
-use loadgen::exit::Exit;
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOADGEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    // Local workers (`run --workers N`) share this machine's cores: each takes its share,
-    // and a share of one core is a single-threaded runtime. Measured at 10,000 users, 2
-    // workers on 2 cores (scripts/bench-workers.sh, 5 pairs): 1.11x the CPU per delivery
-    // of one process; 1.17x with one thread of a multi-thread runtime; 1.34x with a thread
-    // per core each. The price: when one worker must read a broadcast to 16,000 users,
-    // its own timers wait behind those reads (loadgen_lag says so).
-    let threads = match &cli.command {
-        Command::Run(args) if args.coordinated => args.segment.map(|segment| {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (cores / segment.count.max(1) as usize).max(1)
-        }),
-        _ => None,
-    };
-    let mut builder = match threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(n);
-            builder
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let runtime = match builder.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("loadgen: cannot start the tokio runtime: {error}");
-            return Exit::CouldNotRun.into();
-        }
-    };
-    let exit = match cli.command {
-        Command::Run(args) => runtime.block_on(loadgen::run::command::main(args)),
-        Command::Gate(args) => runtime.block_on(loadgen::gate::command(args)),
-        Command::Capacity(args) => runtime.block_on(loadgen::capacity::command::main(args)),
-        Command::Conform(args) => runtime.block_on(loadgen::conform::command::main(args)),
-        Command::Client(args) => runtime.block_on(loadgen::client::main(args)),
-        Command::Merge(args) => loadgen::fleet::command::main(args),
-        Command::Calibrate(args) => {
-            runtime.block_on(loadgen::calibration::command(args.mode, args.json))
-        }
-        Command::Serve(args) => runtime.block_on(loadgen::serve::main(args)),
-    };
-    // A task blocked reading stdin (a worker listening to its coordinator) must not keep
-    // the process alive once the command is done.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    exit.into()
+fn main() -> std::process::ExitCode {
+    loadgen::run_command_line()
 }

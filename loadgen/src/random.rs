@@ -22,11 +22,13 @@ impl SplitMix {
     }
 
     /// A uniform value in [0, 1).
+    #[cfg(test)]
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A standard normal value (Box–Muller), for simulated noise in tests.
+    #[cfg(test)]
     pub fn normal(&mut self) -> f64 {
         let u1 = self.unit().max(f64::MIN_POSITIVE);
         let u2 = self.unit();

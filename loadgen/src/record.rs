@@ -49,147 +49,108 @@ pub fn histogram_from_text(text: &str) -> Option<Histogram<u64>> {
     Some(h)
 }
 
-/// Event counts. Every field is a count of events in the interval (or the whole run).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counters {
+/// Declares [`Counters`] from its field list — the one place the fields are written: the
+/// struct, [`Counters::add`] and [`Counters::fields`] (the names and values in order, which
+/// `timeseries.csv` takes as its columns) all come from it.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $field:ident,)*) => {
+        /// Event counts. Every field is a count of events in the interval (or the whole
+        /// run).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $field: u64,)*
+        }
+
+        impl Counters {
+            /// How many fields there are.
+            pub const FIELDS: usize = [$(stringify!($field),)*].len();
+
+            /// Adds every field of `other`.
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$field += other.$field;)*
+            }
+
+            /// Every field with its name, in declaration order.
+            pub fn fields(&self) -> [(&'static str, u64); Counters::FIELDS] {
+                [$((stringify!($field), self.$field),)*]
+            }
+        }
+    };
+}
+
+counters! {
     /// Chat messages sent by simulated users (probes excluded).
-    pub sent: u64,
+    sent,
     /// Text frames received by simulated users, of any kind (equals the server's
     /// deliveries to loadgen connections).
-    pub delivered: u64,
+    delivered,
     /// Deliveries that the delivery check expected (see the loss window in the docs).
-    pub expected: u64,
+    expected,
     /// Expected deliveries that never arrived.
-    pub lost: u64,
+    lost,
     /// Deliveries that arrived although the receiver was not in the message's window
     /// (churned, relogging, or not yet confirmed online): neither expected nor lost.
-    pub unverified: u64,
+    unverified,
     /// A (sender, sequence) received twice by one session.
-    pub duplicates: u64,
+    duplicates,
     /// A message that arrived after a later message of the same sender.
-    pub order_errors: u64,
+    order_errors,
     /// Text that is not a loadgen message, or whose `-- FROM` does not name its stamped
     /// sender.
-    pub foreign: u64,
+    foreign,
     /// A user received its own message (M2).
-    pub self_deliveries: u64,
+    self_deliveries,
     /// Login attempts that failed (refused, timed out, connection error).
-    pub connect_errors: u64,
+    connect_errors,
     /// Sessions that ended without the loadgen asking (not evicted, not churned).
-    pub unexpected_disconnects: u64,
+    unexpected_disconnects,
     /// Relogins started.
-    pub relogins: u64,
+    relogins,
     /// Relogins whose old session ended within the deadline, the new one got the probe,
     /// and the old one got nothing after the new login.
-    pub evictions_ok: u64,
+    evictions_ok,
     /// The old session ended, but after the deadline.
-    pub evictions_late: u64,
+    evictions_late,
     /// The old session never ended.
-    pub evictions_missing: u64,
+    evictions_missing,
     /// The new session did not receive the probe (S5: it is online but deaf).
-    pub evictions_zombie: u64,
+    evictions_zombie,
     /// The old session received a message sent after the new login (plus grace).
-    pub evictions_ghost: u64,
+    evictions_ghost,
     /// Not exactly one new session was open at the eviction deadline (S6).
-    pub evictions_no_survivor: u64,
+    evictions_no_survivor,
     /// The server closed the surviving session before it got its probe (not a failure;
     /// the close is counted by its code below).
-    pub evictions_survivor_closed: u64,
+    evictions_survivor_closed,
     /// The probe reached the survivor after the probe deadline (not a failure).
-    pub evictions_probe_late: u64,
+    evictions_probe_late,
     /// No probe to judge by: none could be sent, or nobody received it (not a failure).
-    pub evictions_unprobed: u64,
+    evictions_unprobed,
     /// Unexpected disconnects by how they ended: Close 1001 (server going away).
-    pub unexpected_close_1001: u64,
+    unexpected_close_1001,
     /// Close 1013 (try again later: the server's slow-consumer disconnect).
-    pub unexpected_close_1013: u64,
+    unexpected_close_1013,
     /// Close 4001 (replaced by a new login, when no relogin of ours explains it).
-    pub unexpected_close_4001: u64,
+    unexpected_close_4001,
     /// A Close with any other code, or none.
-    pub unexpected_close_other: u64,
+    unexpected_close_other,
     /// The connection dropped without a Close.
-    pub unexpected_tcp_drop: u64,
+    unexpected_tcp_drop,
     /// Relogins and churn that were due but not started: every user tried was still busy
     /// with an earlier one (the scenario asks more of its users than they can do), or
     /// loadgen reached them only after the phases had ended (it ran late).
-    pub disruptions_skipped: u64,
+    disruptions_skipped,
     /// Churn disconnects (a user leaving on purpose).
-    pub churn_leaves: u64,
+    churn_leaves,
     /// Connections opened (first logins, relogins and churn rejoins).
-    pub connects: u64,
+    connects,
     /// Sessions the server closed with 4003 when their token expired (docs/protocol.md
     /// A6), each followed by a login with a fresh token: expected, not a disconnect.
-    pub token_renewals: u64,
+    token_renewals,
 }
 
 impl Counters {
-    /// Adds every field of `other`.
-    pub fn add(&mut self, other: &Counters) {
-        let Counters {
-            sent,
-            delivered,
-            expected,
-            lost,
-            unverified,
-            duplicates,
-            order_errors,
-            foreign,
-            self_deliveries,
-            connect_errors,
-            unexpected_disconnects,
-            relogins,
-            evictions_ok,
-            evictions_late,
-            evictions_missing,
-            evictions_zombie,
-            evictions_ghost,
-            evictions_no_survivor,
-            evictions_survivor_closed,
-            evictions_probe_late,
-            evictions_unprobed,
-            unexpected_close_1001,
-            unexpected_close_1013,
-            unexpected_close_4001,
-            unexpected_close_other,
-            unexpected_tcp_drop,
-            disruptions_skipped,
-            churn_leaves,
-            connects,
-            token_renewals,
-        } = other;
-        self.sent += sent;
-        self.delivered += delivered;
-        self.expected += expected;
-        self.lost += lost;
-        self.unverified += unverified;
-        self.duplicates += duplicates;
-        self.order_errors += order_errors;
-        self.foreign += foreign;
-        self.self_deliveries += self_deliveries;
-        self.connect_errors += connect_errors;
-        self.unexpected_disconnects += unexpected_disconnects;
-        self.relogins += relogins;
-        self.evictions_ok += evictions_ok;
-        self.evictions_late += evictions_late;
-        self.evictions_missing += evictions_missing;
-        self.evictions_zombie += evictions_zombie;
-        self.evictions_ghost += evictions_ghost;
-        self.evictions_no_survivor += evictions_no_survivor;
-        self.evictions_survivor_closed += evictions_survivor_closed;
-        self.evictions_probe_late += evictions_probe_late;
-        self.evictions_unprobed += evictions_unprobed;
-        self.unexpected_close_1001 += unexpected_close_1001;
-        self.unexpected_close_1013 += unexpected_close_1013;
-        self.unexpected_close_4001 += unexpected_close_4001;
-        self.unexpected_close_other += unexpected_close_other;
-        self.unexpected_tcp_drop += unexpected_tcp_drop;
-        self.disruptions_skipped += disruptions_skipped;
-        self.churn_leaves += churn_leaves;
-        self.connects += connects;
-        self.token_renewals += token_renewals;
-    }
-
     /// Relogins that failed an eviction check (late, missing, zombie, ghost, no single
     /// survivor; see `checks::eviction` for the outcomes that are not failures).
     pub fn eviction_failures(&self) -> u64 {

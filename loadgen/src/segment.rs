@@ -175,7 +175,7 @@ fn rfc3339_ns(text: &str) -> Option<u64> {
 }
 
 /// Days from 1970-01-01 to the given proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`, the inverse of the one in `report::clock`).
+/// `days_from_civil`, the inverse of the one in `clock`).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);

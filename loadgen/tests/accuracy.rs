@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 
 use chat_server::{Config, Server, ServerHandle};
 use delay_proxy::DelayProxy;
-use loadgen::run::{run, Completion, RunRequest};
-use loadgen::scenario::Scenario;
-use loadgen::server_process::{Launch, ServerProcess};
+use loadgen::test_support::{Launch, ServerProcess};
+use loadgen::{run, Completion, RunRequest, Scenario};
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 

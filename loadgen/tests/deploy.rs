@@ -17,10 +17,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use loadgen::cli::{Cli, Command};
-use loadgen::ports::{self, PortRange};
-use loadgen::scenario::Scenario;
-use loadgen::segment::{self, Segment};
+use loadgen::test_support::Segment;
+use loadgen::test_support::{check_ports, parse_start_at, unix_now_ns, Players, PortRange};
+use loadgen::test_support::{Cli, Command};
+use loadgen::Scenario;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -203,8 +203,7 @@ fn accepted(argv: &[String]) -> Result<Command, String> {
     let cli = Cli::try_parse_from(argv).map_err(|e| format!("{argv:?}: {e}"))?;
     if let Command::Run(run) = &cli.command {
         if let Some(at) = &run.start_at {
-            segment::parse_start_at(at, segment::unix_now_ns())
-                .map_err(|e| format!("{argv:?}: --start-at {e}"))?;
+            parse_start_at(at, unix_now_ns()).map_err(|e| format!("{argv:?}: --start-at {e}"))?;
         }
     }
     Ok(cli.command)
@@ -256,7 +255,7 @@ fn configmap_file<'m>(manifest: &'m [Value], job: &Value, path: &Path) -> &'m st
 /// The run Job's segments, checked: every pod's argv accepted, pod I playing segment I/N
 /// with N its Job's `completions`, all pods at once, one start time. Returns each pod's
 /// `loadgen run` arguments, in index order.
-fn check_run_job(job: &Value) -> Result<Vec<loadgen::cli::RunArgs>, String> {
+fn check_run_job(job: &Value) -> Result<Vec<loadgen::test_support::RunArgs>, String> {
     let completions = job["spec"]["completions"].as_u64().unwrap_or(0);
     if job["spec"]["completionMode"].as_str() != Some("Indexed") || completions == 0 {
         return Err("the run Job must be Indexed, with completions = N".into());
@@ -365,7 +364,7 @@ fn scenario_of_the_configmap_parses_and_fits_each_pod() {
     );
     for run in &runs {
         let segment = run.segment.expect("checked");
-        let peak = loadgen::run::segment_peak_connections(&scenario, segment);
+        let peak = loadgen::test_support::segment_peak_connections(&scenario, segment);
         assert!(
             peak <= POD_CONNECTIONS,
             "segment {segment} holds up to {peak} connections, more than a pod is sized for"
@@ -376,12 +375,12 @@ fn scenario_of_the_configmap_parses_and_fits_each_pod() {
     let service: SocketAddr = "127.0.0.1:6789".parse().expect("an address");
     for run in &runs {
         let segment = run.segment.expect("checked");
-        ports::check(
-            ports::Players {
+        check_ports(
+            Players {
                 count: scenario.users.count,
                 segment,
             },
-            loadgen::run::segment_peak_connections(&scenario, segment),
+            loadgen::test_support::segment_peak_connections(&scenario, segment),
             &[service],
             &[],
             PortRange::LINUX_DEFAULT,
@@ -402,7 +401,7 @@ fn start_at_left_unset_is_refused_by_loadgen() {
         .and_then(|e| e["value"].as_str())
         .expect("START_AT is declared with a placeholder value");
     assert!(
-        segment::parse_start_at(placeholder, segment::unix_now_ns()).is_err(),
+        parse_start_at(placeholder, unix_now_ns()).is_err(),
         "a START_AT nobody set must stop the run, not start it at some time"
     );
 }

@@ -4,10 +4,7 @@
 use std::path::Path;
 
 use chat_server::{Config, Fault, Server};
-use loadgen::checks::eviction::EvictionOutcome;
-use loadgen::record::Counters;
-use loadgen::run::{run, Completion, RunRequest};
-use loadgen::scenario::Scenario;
+use loadgen::{run, Completion, Counters, EvictionOutcome, RunRequest, Scenario};
 
 const SCENARIO: &str = r#"
 [users]
@@ -25,7 +22,7 @@ min_delivery_ratio = 1.0
 max_eviction_failures = 0
 "#;
 
-async fn run_against(fault: Option<Fault>) -> (loadgen::report::RunReport, Completion) {
+async fn run_against(fault: Option<Fault>) -> (loadgen::RunReport, Completion) {
     let server = Server::start(Config {
         listen: "127.0.0.1:0".parse().expect("an address"),
         fault,
@@ -53,7 +50,7 @@ async fn run_against(fault: Option<Fault>) -> (loadgen::report::RunReport, Compl
 async fn a_run_driven_in_process_reports_and_judges() {
     let (report, completion) = run_against(None).await;
     assert_eq!(completion, Completion::Complete);
-    assert_eq!(report.scenario_name, "library");
+    assert_eq!(report.setup.scenario_name, "library");
     let Counters {
         sent,
         lost,

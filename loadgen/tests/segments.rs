@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chat_server::{Fault, ServerHandle};
 use launch::{loadgen, server, total, LOADGEN};
-use loadgen::record::histogram_from_text;
+use loadgen::test_support::histogram_from_text;
 use scratch::TempDir;
 use serde_json::Value;
 
@@ -141,7 +141,7 @@ async fn four_workers_send_and_expect_what_one_process_does_and_add_histograms_e
     assert_eq!(count, 160 * 39);
     assert_eq!(hlog_count(&out.join("latency.hlog")), count);
     // ... and its percentiles are those of the segments' histograms added.
-    let mut added = loadgen::record::new_histogram();
+    let mut added = loadgen::test_support::new_histogram();
     for i in 0..4 {
         let segment = json(
             &out.join("segments")

@@ -15,12 +15,10 @@ use serde::Deserialize;
 
 use super::report::CAPACITY_JSON;
 use crate::calibration::{Calibration, MachineSpeed};
-use crate::exit::Exit;
 
 /// The parts of a `capacity.json` a comparison reads.
 #[derive(Debug, Deserialize)]
 pub struct SavedReport {
-    pub name: String,
     pub level_unit: String,
     pub started_at: String,
     pub cores: usize,
@@ -129,33 +127,13 @@ fn figures(path: &Path, report: &SavedReport) -> Result<(f64, MachineSpeed), Com
     Ok((level, speed))
 }
 
-/// The command: prints the comparison and exits 0 (explained), 1 (not) or 2.
-pub fn main(pair: &[PathBuf], tolerance: f64) -> Exit {
-    let [a_path, b_path] = pair else {
-        eprintln!("loadgen: --compare takes two reports");
-        return Exit::Usage;
-    };
-    if !(tolerance.is_finite() && (0.0..100.0).contains(&tolerance)) {
-        eprintln!("loadgen: --tolerance {tolerance}: give a percentage from 0 to below 100");
-        return Exit::Usage;
-    }
-    match run(a_path, b_path, tolerance) {
-        Ok((text, explained)) => {
-            println!("{text}");
-            if explained {
-                Exit::Passed
-            } else {
-                Exit::Failed
-            }
-        }
-        Err(error) => {
-            eprintln!("loadgen: --compare: {error}");
-            Exit::Usage
-        }
-    }
-}
-
-fn run(a_path: &Path, b_path: &Path, tolerance: f64) -> Result<(String, bool), CompareError> {
+/// Compares the reports at `a_path` and `b_path`: the text to show, and whether the
+/// machines explain the difference (within `tolerance`, percent).
+pub fn compare_reports(
+    a_path: &Path,
+    b_path: &Path,
+    tolerance: f64,
+) -> Result<(String, bool), CompareError> {
     let (a, b) = (read(a_path)?, read(b_path)?);
     if a.level_unit != b.level_unit {
         return Err(CompareError::Units {

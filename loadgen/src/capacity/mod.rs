@@ -14,9 +14,9 @@
 //! scenarios that reproduce the two loads around the knee).
 
 pub mod charts;
-pub mod command;
 pub mod compare;
 pub mod conclusion;
+pub mod conduct;
 #[cfg(test)]
 mod fixtures;
 pub mod html;

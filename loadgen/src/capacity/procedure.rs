@@ -304,6 +304,7 @@ impl Procedure {
     }
 
     /// The published capacity (once the margin search has ended).
+    #[cfg(test)]
     pub fn published(&self) -> Option<Published> {
         self.published
     }
@@ -330,6 +331,7 @@ impl Procedure {
     }
 
     /// Every reproduction measurement so far.
+    #[cfg(test)]
     pub fn reproduced(&self) -> &[(Load, Verdict)] {
         &self.reproduced
     }

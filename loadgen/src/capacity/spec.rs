@@ -235,6 +235,7 @@ impl CapacitySpec {
     }
 
     /// Parses and validates capacity-file text; `path` is for messages and the default name.
+    #[cfg(test)]
     pub fn parse(path: &Path, text: &str) -> Result<CapacitySpec, TomlFileError> {
         toml_file::parse(path, text)
     }

@@ -121,11 +121,6 @@ impl ReceivedSet {
         })
     }
 
-    /// Whether nothing was received.
-    pub fn is_empty(&self) -> bool {
-        self.range.is_none()
-    }
-
     /// How many distinct sequence numbers were received.
     pub fn len(&self) -> u64 {
         match self.range {

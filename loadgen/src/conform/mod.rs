@@ -20,8 +20,8 @@
 pub mod auth;
 pub mod check;
 pub mod cluster;
-pub mod command;
 pub mod extras;
+pub mod limits;
 pub mod messages;
 pub mod output;
 pub mod peer;
@@ -370,7 +370,7 @@ pub async fn run(
 /// no session is opened, and no server's count of logins moves, before the checks.
 async fn logins_accepted(settings: &Settings) -> Result<(), ConformError> {
     let refused =
-        |status, body: &str| ConformError::Refused(crate::run::refusal_said(status, body));
+        |status, body: &str| ConformError::Refused(crate::connection::refusal_said(status, body));
     if settings.endpoint.credentials.is_none() {
         let path = format!("{}?user=", settings.endpoint.target.path);
         return match raw::upgrade(&settings.endpoint, path.as_bytes()).await {
@@ -423,10 +423,10 @@ async fn run_one(id: CheckId, settings: &Settings) -> CheckOutcome {
         CheckId::R1 => robustness::handshake_refused(settings).await,
         CheckId::R2 => robustness::frames_checked(settings).await,
         CheckId::R3 => robustness::flood_throttled(settings).await,
-        CheckId::R4 => robustness::heads_bounded(settings).await,
-        CheckId::R5 => robustness::session_limit(settings).await,
-        CheckId::R6 => robustness::registered_before_101(settings).await,
-        CheckId::R7 => robustness::shutdown_flushes(settings).await,
+        CheckId::R4 => limits::heads_bounded(settings).await,
+        CheckId::R5 => limits::session_limit(settings).await,
+        CheckId::R6 => limits::registered_before_101(settings).await,
+        CheckId::R7 => limits::shutdown_flushes(settings).await,
         CheckId::C2 => cluster::order_across_nodes(settings).await,
         CheckId::C3 => cluster::one_session_cluster_wide(settings).await,
     }

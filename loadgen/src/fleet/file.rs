@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::delivery::{ReceivedSet, SentLog, SeqRange, SessionLedger};
 use crate::record::{histogram_from_text, histogram_text, ConnectTimes, Counters, IntervalRecord};
-use crate::report::{LoadgenResources, ServerPlacement};
+use crate::report::{LoadgenResources, RunSetup};
 use crate::run::{Completion, RunOutput};
 use crate::segment::Segment;
 
@@ -39,15 +39,9 @@ pub struct SegmentFile {
     pub format: String,
     pub segment: Segment,
     pub run_id: u32,
-    pub scenario_name: String,
-    pub scenario_path: String,
-    /// The scenario as run, as JSON (every segment of one run has the same).
-    pub scenario: serde_json::Value,
-    pub targets: Vec<String>,
-    pub server: ServerPlacement,
-    pub loadgen_version: String,
-    pub git_revision: Option<String>,
-    pub cores: usize,
+    /// What ran and where (the scenario as run is the same in every segment of a run).
+    #[serde(flatten)]
+    pub setup: RunSetup,
     /// The common start of the measured phases (ns since the Unix epoch).
     pub measure_start_ns: u64,
     pub started_at_unix_ns: u64,
@@ -146,14 +140,7 @@ impl SegmentFile {
             format: FORMAT.to_string(),
             segment,
             run_id: output.run_id,
-            scenario_name: report.scenario_name.clone(),
-            scenario_path: report.scenario_path.clone(),
-            scenario: report.scenario.clone(),
-            targets: report.targets.clone(),
-            server: report.server.clone(),
-            loadgen_version: report.loadgen_version.clone(),
-            git_revision: report.git_revision.clone(),
-            cores: report.cores,
+            setup: report.setup.clone(),
             measure_start_ns: output.measure_start_ns,
             started_at_unix_ns: unix_ns(report.started_at),
             ended_at_unix_ns: unix_ns(report.ended_at),

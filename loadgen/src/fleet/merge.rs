@@ -83,7 +83,10 @@ pub fn merge(
             "the start time",
             f.file.measure_start_ns == first.file.measure_start_ns,
         )?;
-        same("the scenario", f.file.scenario == first.file.scenario)?;
+        same(
+            "the scenario",
+            f.file.setup.scenario == first.file.setup.scenario,
+        )?;
         if let Some(other) = by_index.insert(f.file.segment.index, f) {
             return Err(MergeError::Duplicate {
                 index: f.file.segment.index,
@@ -93,9 +96,11 @@ pub fn merge(
         }
     }
     let scenario: Scenario =
-        serde_json::from_value(first.file.scenario.clone()).map_err(|e| MergeError::Scenario {
-            path: first.origin.clone(),
-            reason: e.to_string(),
+        serde_json::from_value(first.file.setup.scenario.clone()).map_err(|e| {
+            MergeError::Scenario {
+                path: first.origin.clone(),
+                reason: e.to_string(),
+            }
         })?;
     for index in 0..count {
         let known = problems.iter().any(|p| p.index == index);
@@ -219,14 +224,7 @@ fn merged_report(
         loadgen_resources.add(&file.loadgen_resources);
     }
     RunReport {
-        scenario_name: first.scenario_name.clone(),
-        scenario_path: first.scenario_path.clone(),
-        scenario: first.scenario.clone(),
-        targets: first.targets.clone(),
-        server: first.server.clone(),
-        loadgen_version: first.loadgen_version.clone(),
-        git_revision: first.git_revision.clone(),
-        cores: first.cores,
+        setup: first.setup.clone(),
         started_at: system_time(
             files
                 .iter()

@@ -9,7 +9,6 @@
 //! [`merge`] combines them; [`workers`] coordinates local workers; [`command`] is
 //! `loadgen merge`.
 
-pub mod command;
 pub mod file;
 pub mod merge;
 pub mod workers;

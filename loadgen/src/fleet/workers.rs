@@ -108,7 +108,7 @@ pub async fn run_workers(
         server.stop(Duration::from_secs(10)).await;
     }
     let (mut report, completion) = outcome?;
-    report.server = placement;
+    report.setup.server = placement;
     if deliveries_out.is_some() {
         report.server_deliveries_out = deliveries_out;
     }
@@ -204,7 +204,7 @@ async fn coordinate(
     }
     let (mut report, mut completion) =
         merge::merge(found, problems).map_err(|e| could_not(e.to_string()))?;
-    report.scenario_path = scenario_path.to_string();
+    report.setup.scenario_path = scenario_path.to_string();
     // The coordinator is part of the run's cost too.
     report.loadgen_resources.add(&LoadgenResources::of_self());
     if interrupted && completion == Completion::Complete {

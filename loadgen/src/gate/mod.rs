@@ -8,19 +8,16 @@
 //! and server CPU seconds per 1,000 deliveries. The scenario's thresholds are checked on
 //! every run too: a correctness failure (loss, eviction errors, …) fails the gate.
 //!
-//! Exit codes: 0 no regression; 1 a regression or a correctness failure; 2 bad usage;
-//! 3 the gate could not run (a server would not start, a run failed).
+//! [`run`] plays the pairs and judges them; [`markdown`] and [`write`] make the reports
+//! (the command, `commands::gate`, prints them and says the exit code).
 
 pub mod html;
 pub mod result;
 pub mod stats;
 
-use crate::calibration::Started;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::cli::GateArgs;
-use crate::exit::Exit;
 use crate::run::{Completion, RunRequest};
 use crate::scenario::Scenario;
 use crate::server_process::{Launch, ServerProcess};
@@ -28,112 +25,85 @@ use crate::{report, thresholds};
 pub use result::{GateResult, GateRun, Side};
 use stats::{Better, Comparison, GateVerdict};
 
-/// Runs the gate; returns its exit code. Writes compare.md, compare.json and
-/// compare.html ([`html`]).
-pub async fn command(args: GateArgs) -> Exit {
-    for (flag, command) in [("--base", &args.base), ("--candidate", &args.candidate)] {
-        if !command.contains("{addr}") {
-            eprintln!("loadgen gate: {flag} must contain {{addr}} where the listen address goes, e.g. \"target/release/chat-server --listen {{addr}}\"");
-            return Exit::Usage;
-        }
-    }
-    if !(args.tolerance > 0.0 && args.tolerance < 1.0) {
-        eprintln!("loadgen gate: --tolerance must be between 0 and 1 (0.10 is 10%)");
-        return Exit::Usage;
-    }
-    let mut scenario = match Scenario::load(&args.scenario) {
-        Ok(scenario) => scenario,
-        Err(error) => {
-            eprintln!("loadgen gate: {error}");
-            return Exit::Usage;
-        }
-    };
-    args.tls.apply(&mut scenario.users.tls);
-    if let Err(error) = crate::tls::TlsClient::new(&scenario.users.tls) {
-        eprintln!("loadgen gate: --ca-file: {error}");
-        return Exit::Usage;
-    }
-    if let Err(error) = args.jwt.apply(&mut scenario.users) {
-        eprintln!("loadgen gate: {error}");
-        return Exit::Usage;
-    }
-    if let Err((field, reason)) = scenario.check_credentials() {
-        eprintln!("loadgen gate: {field}: {reason}");
-        return Exit::Usage;
-    }
-    let dir = args.out.clone().unwrap_or_else(|| {
-        report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
-    });
-    let workers = args.workers.or(scenario.workers).unwrap_or(1);
-    let calibration = match Started::measure(args.calibration.mode).await {
-        Ok(started) => started,
-        Err(error) => {
-            eprintln!(
-                "loadgen gate: machine calibration failed, the reports will not have one: {error}"
-            );
-            None
-        }
-    };
+/// What a gate compares, and how.
+pub struct GateRequest {
+    /// The command lines of the two servers, each with `{addr}`.
+    pub base: String,
+    pub candidate: String,
+    /// The scenario every run plays (its `target` is ignored), and its file for reports.
+    pub scenario: Scenario,
+    pub scenario_path: PathBuf,
+    /// Base/candidate pairs, run alternately.
+    pub pairs: u32,
+    /// Relative change a metric may worsen by before it can count as a regression.
+    pub tolerance: f64,
+    /// loadgen processes per run.
+    pub workers: u32,
+    /// The servers serve TLS: connect with `wss://`.
+    pub wss: bool,
+    /// Where the runs' worker segments go (`DIR/segments/…`).
+    pub dir: PathBuf,
+}
+
+/// Why a gate could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("pair {pair}, {side:?}: {why}")]
+    Run { pair: u32, side: Side, why: String },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode compare.json: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot draw compare.html: {0}")]
+    Draw(String),
+}
+
+/// Runs the pairs, calling `on_run` after each run, and judges them (no calibration:
+/// the caller measures the machine around this).
+pub async fn run(
+    request: &GateRequest,
+    mut on_run: impl FnMut(&GateRun),
+) -> Result<GateResult, GateError> {
     let mut runs = Vec::new();
-    for pair in 1..=args.pairs {
+    for pair in 1..=request.pairs {
         // Counterbalanced order (base first in odd pairs, candidate first in even ones):
         // the second run of a pair is measurably slower here (a few %, the first run's
         // sockets still being torn down), which must not look like a difference.
         let order = if pair % 2 == 1 {
-            [(Side::Base, &args.base), (Side::Candidate, &args.candidate)]
+            [
+                (Side::Base, &request.base),
+                (Side::Candidate, &request.candidate),
+            ]
         } else {
-            [(Side::Candidate, &args.candidate), (Side::Base, &args.base)]
+            [
+                (Side::Candidate, &request.candidate),
+                (Side::Base, &request.base),
+            ]
         };
         for (side, command) in order {
-            let segments = dir
+            let segments = request
+                .dir
                 .join("segments")
                 .join(format!("{pair}-{side:?}").to_lowercase());
             let load = Load {
-                scenario: &scenario,
-                path: &args.scenario,
-                workers,
+                scenario: &request.scenario,
+                path: &request.scenario_path,
+                workers: request.workers,
                 segments: &segments,
-                scheme: if args.wss { "wss" } else { "ws" },
+                scheme: if request.wss { "wss" } else { "ws" },
             };
-            match measure(pair, side, command, &load).await {
-                Ok(run) => {
-                    if !args.quiet {
-                        eprintln!(
-                            "pair {pair}/{} {:<9} {:>9.0} deliveries/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:.4} CPU s/1000 deliveries{}",
-                            args.pairs,
-                            format!("{side:?}").to_lowercase(),
-                            run.deliveries_per_sec,
-                            run.p50_ms,
-                            run.p99_ms,
-                            run.cpu_per_1000,
-                            if run.correct { String::new() } else { format!("  INCORRECT: {}", run.problems.join("; ")) }
-                        );
-                    }
-                    runs.push(run);
-                }
-                Err(error) => {
-                    eprintln!("loadgen gate: pair {pair}, {side:?}: {error}");
-                    return Exit::CouldNotRun;
-                }
-            }
+            let run = measure(pair, side, command, &load)
+                .await
+                .map_err(|why| GateError::Run { pair, side, why })?;
+            on_run(&run);
+            runs.push(run);
         }
     }
-    let mut result = judge(&args, &runs);
-    if let Some(started) = calibration {
-        result.calibration = Some(started.finish().await);
-    }
-    let markdown = markdown(&result);
-    if let Err(error) = write(&dir, &result, &markdown) {
-        eprintln!("loadgen gate: {error}");
-        return Exit::CouldNotRun;
-    }
-    println!("{markdown}");
-    println!("reports: {}", dir.display());
-    if result.passed {
-        Exit::Passed
-    } else {
-        Exit::Failed
-    }
+    Ok(judge(request, &runs))
 }
 
 /// The load every run of the gate offers.
@@ -149,8 +119,10 @@ struct Load<'a> {
 }
 
 /// One run of one side on a fresh server.
-async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> anyhow::Result<GateRun> {
-    let server = ServerProcess::start(&Launch::Command(command.to_string())).await?;
+async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> Result<GateRun, String> {
+    let server = ServerProcess::start(&Launch::Command(command.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
     let before = server.cpu_seconds();
     let request = RunRequest {
         scenario: load.scenario.clone(),
@@ -164,7 +136,7 @@ async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> anyho
     let outcome = crate::fleet::run(request, load.workers, load.segments).await;
     let after = server.cpu_seconds();
     server.stop(std::time::Duration::from_secs(10)).await;
-    let (report, completion) = outcome?;
+    let (report, completion) = outcome.map_err(|e| e.to_string())?;
     let verdicts = report.verdicts();
     let mut problems: Vec<String> = verdicts
         .iter()
@@ -198,7 +170,7 @@ async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> anyho
 type Metric = (&'static str, Better, fn(&GateRun) -> f64);
 
 /// Compares the sides metric by metric.
-fn judge(args: &GateArgs, runs: &[GateRun]) -> GateResult {
+fn judge(args: &GateRequest, runs: &[GateRun]) -> GateResult {
     let side = |s: Side, f: fn(&GateRun) -> f64| -> Vec<f64> {
         runs.iter().filter(|r| r.side == s).map(f).collect()
     };
@@ -231,7 +203,7 @@ fn judge(args: &GateArgs, runs: &[GateRun]) -> GateResult {
     GateResult {
         base: args.base.clone(),
         candidate: args.candidate.clone(),
-        scenario: args.scenario.display().to_string(),
+        scenario: args.scenario_path.display().to_string(),
         pairs: args.pairs,
         tolerance: args.tolerance,
         comparisons,
@@ -244,7 +216,7 @@ fn judge(args: &GateArgs, runs: &[GateRun]) -> GateResult {
 }
 
 /// `compare.md`: a table per metric and the list of runs.
-fn markdown(result: &GateResult) -> String {
+pub fn markdown(result: &GateResult) -> String {
     let mut md = String::new();
     let verdict = if result.passed {
         "PASS"
@@ -311,16 +283,20 @@ fn markdown(result: &GateResult) -> String {
     md
 }
 
-fn write(dir: &Path, result: &GateResult, markdown: &str) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json: PathBuf = dir.join("compare.json");
-    let text = serde_json::to_string_pretty(result).context("cannot encode compare.json")?;
-    std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
-    let md = dir.join("compare.md");
-    std::fs::write(&md, markdown).with_context(|| format!("cannot write {}", md.display()))?;
-    let page = html::page(result).context("cannot draw compare.html")?;
-    let html = dir.join("compare.html");
-    std::fs::write(&html, page).with_context(|| format!("cannot write {}", html.display()))?;
-    Ok(())
+/// Writes `compare.json`, `compare.md` (`markdown`) and `compare.html` into `dir`.
+pub fn write(dir: &Path, result: &GateResult, markdown: &str) -> Result<(), GateError> {
+    let write = |path: PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).map_err(|source| GateError::Write { path, source })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| GateError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write(
+        dir.join("compare.json"),
+        serde_json::to_string_pretty(result)?.as_bytes(),
+    )?;
+    write(dir.join("compare.md"), markdown.as_bytes())?;
+    let page = html::page(result).map_err(|e| GateError::Draw(e.to_string()))?;
+    write(dir.join("compare.html"), page.as_bytes())
 }

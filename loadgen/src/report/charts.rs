@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn a_warm_up_is_shaded_and_a_picture_without_intervals_still_draws() {
         let mut report = sample();
-        report.scenario["warmup"] = serde_json::json!("1s");
+        report.setup.scenario["warmup"] = serde_json::json!("1s");
         let picture = RunPicture::of(&report, &report.verdicts());
         assert!(latency(&picture).unwrap().contains("warm-up (not judged)"));
         report.intervals.clear();

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, IntervalLogWriterError};
 use hdrhistogram::serialization::{V2DeflateSerializeError, V2DeflateSerializer};
 
-use super::clock;
+use crate::clock;
 use crate::record::IntervalRecord;
 
 /// Why the log could not be encoded.

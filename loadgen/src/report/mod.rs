@@ -5,7 +5,6 @@
 //! file has its own module; this one decides where they go and writes them all.
 
 pub mod charts;
-pub mod clock;
 mod hgrm;
 mod hlog;
 pub mod html;
@@ -21,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use run_report::{
-    measured_secs, LoadgenResources, RunReport, SegmentProblem, SegmentsInfo, ServerPlacement,
+    measured_secs, LoadgenResources, RunReport, RunSetup, SegmentProblem, SegmentsInfo,
+    ServerPlacement,
 };
 
 use crate::thresholds::ThresholdVerdict;
@@ -84,7 +84,7 @@ pub fn default_dir(reports_root: &Path, scenario_name: &str, started_at: SystemT
     reports_root.join(format!(
         "{}-{}",
         path_safe(scenario_name),
-        clock::compact(started_at)
+        crate::clock::compact(started_at)
     ))
 }
 
@@ -230,22 +230,24 @@ pub(super) mod tests {
             connect: None,
         });
         RunReport {
-            scenario_name: "smoke".into(),
-            scenario_path: "scenarios/smoke.toml".into(),
-            scenario: serde_json::json!({
-                "name": "smoke",
-                "users": { "count": 10 },
-                "phase": [{ "duration": "2s" }, { "duration": "1000ms" }],
-            }),
-            targets: vec!["ws://127.0.0.1:9000/".into()],
-            server: ServerPlacement::EmbeddedChild {
-                pid: 4242,
-                address: "127.0.0.1:9000".into(),
-                command: "loadgen serve --listen 127.0.0.1:0".into(),
+            setup: RunSetup {
+                scenario_name: "smoke".into(),
+                scenario_path: "scenarios/smoke.toml".into(),
+                scenario: serde_json::json!({
+                    "name": "smoke",
+                    "users": { "count": 10 },
+                    "phase": [{ "duration": "2s" }, { "duration": "1000ms" }],
+                }),
+                targets: vec!["ws://127.0.0.1:9000/".into()],
+                server: ServerPlacement::EmbeddedChild {
+                    pid: 4242,
+                    address: "127.0.0.1:9000".into(),
+                    command: "loadgen serve --listen 127.0.0.1:0".into(),
+                },
+                loadgen_version: "0.1.0".into(),
+                git_revision: Some("0123abcd".into()),
+                cores: 2,
             },
-            loadgen_version: "0.1.0".into(),
-            git_revision: Some("0123abcd".into()),
-            cores: 2,
             started_at,
             ended_at: started_at + Duration::from_secs(4),
             ramp: Duration::from_millis(500),
@@ -400,7 +402,7 @@ pub(super) mod tests {
         report.incomplete = Some("interrupted".into());
         report.intervals.truncate(1);
         assert_eq!(measured_secs(&report), 1.0);
-        report.scenario = serde_json::json!({});
+        report.setup.scenario = serde_json::json!({});
         report.incomplete = None;
         assert_eq!(measured_secs(&report), 1.0);
     }

@@ -8,9 +8,9 @@
 
 use hdrhistogram::Histogram;
 
-use super::clock;
 use super::run_report::{RunReport, SegmentsInfo};
 use super::table::{placement, result_line, summary_rows};
+use crate::clock;
 use crate::duration;
 use crate::page::format::number;
 use crate::page::html::Tone;
@@ -131,15 +131,15 @@ impl RunPicture {
     /// figures, no verdict (the caller says what is going on).
     pub fn header(report: &RunReport) -> RunPicture {
         RunPicture {
-            name: report.scenario_name.clone(),
+            name: report.setup.scenario_name.clone(),
             headline: String::new(),
             tone: Tone::Pending,
             setup: setup_rows(report),
             figures: Vec::new(),
             verdicts: Vec::new(),
             thresholds_note: None,
-            phases: phases(&report.scenario),
-            warmup_s: seconds(report.scenario.get("warmup")).unwrap_or(0.0),
+            phases: phases(&report.setup.scenario),
+            warmup_s: seconds(report.setup.scenario.get("warmup")).unwrap_or(0.0),
             p99_limit_ms: report
                 .thresholds
                 .p99
@@ -148,7 +148,7 @@ impl RunPicture {
             latency: new_histogram(),
             footer: format!(
                 "Written by loadgen {} from {}.",
-                report.loadgen_version, report.scenario_path
+                report.setup.loadgen_version, report.setup.scenario_path
             ),
             refresh: None,
         }
@@ -162,16 +162,19 @@ impl RunPicture {
 
 /// The setup of a run in label/value rows.
 fn setup_rows(report: &RunReport) -> Vec<(&'static str, String)> {
-    let scenario = &report.scenario;
+    let scenario = &report.setup.scenario;
     let mut rows = vec![(
         "Scenario",
-        format!("{} ({})", report.scenario_name, report.scenario_path),
+        format!(
+            "{} ({})",
+            report.setup.scenario_name, report.setup.scenario_path
+        ),
     )];
     if let Some(description) = scenario.get("description").and_then(|d| d.as_str()) {
         rows.push(("Description", description.to_string()));
     }
-    rows.push(("Server", placement(&report.server)));
-    rows.push(("Targets", report.targets.join(", ")));
+    rows.push(("Server", placement(&report.setup.server)));
+    rows.push(("Targets", report.setup.targets.join(", ")));
     if let Some(tls) = super::table::tls_line(report) {
         rows.push(("TLS", tls));
     }
@@ -237,8 +240,8 @@ fn setup_rows(report: &RunReport) -> Vec<(&'static str, String)> {
         "loadgen",
         format!(
             "{} at git revision {}",
-            report.loadgen_version,
-            report.git_revision.as_deref().unwrap_or("unknown")
+            report.setup.loadgen_version,
+            report.setup.git_revision.as_deref().unwrap_or("unknown")
         ),
     ));
     rows.push((
@@ -255,7 +258,7 @@ fn setup_rows(report: &RunReport) -> Vec<(&'static str, String)> {
 /// The machine in words. Memory and CPU model are this machine's, so they are given only
 /// for a report written by the process that ran (a merge may run elsewhere).
 fn machine_text(report: &RunReport) -> String {
-    let mut text = format!("{} logical CPUs", report.cores);
+    let mut text = format!("{} logical CPUs", report.setup.cores);
     if matches!(report.segments, Some(SegmentsInfo::Merged { .. })) {
         return text + " (segment 0's)";
     }

@@ -99,9 +99,10 @@ pub struct SegmentProblem {
     pub why: String,
 }
 
-/// Everything one run measured, as handed to the report writers.
-#[derive(Debug, Clone)]
-pub struct RunReport {
+/// What a run was and where it ran: the part of a report that is the same in a run's
+/// report and in each of its segments' files (`segment.json` holds it flattened).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RunSetup {
     /// The scenario's name (its file stem unless `name` is set).
     pub scenario_name: String,
     /// The scenario file as given on the command line.
@@ -118,6 +119,13 @@ pub struct RunReport {
     pub git_revision: Option<String>,
     /// Logical CPUs on this machine.
     pub cores: usize,
+}
+
+/// Everything one run measured, as handed to the report writers.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// What ran, and where.
+    pub setup: RunSetup,
     /// Wall-clock start of the measured run (after all users connected).
     pub started_at: SystemTime,
     /// Wall-clock end.
@@ -186,7 +194,7 @@ pub fn measured_secs(report: &RunReport) -> f64 {
         .map(|i| i.length_s)
         .filter(|s| s.is_finite() && *s > 0.0)
         .sum();
-    match planned_secs(&report.scenario) {
+    match planned_secs(&report.setup.scenario) {
         Some(planned) if planned > 0.0 && report.incomplete.is_none() => planned,
         Some(planned) if planned > 0.0 => planned.min(covered),
         _ => covered,

@@ -8,10 +8,10 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::clock;
 use super::run_report::{
     measured_secs, LoadgenResources, RunReport, SegmentsInfo, ServerPlacement,
 };
+use crate::clock;
 use crate::lag::LoadgenLag;
 use crate::record::Counters;
 use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
@@ -134,14 +134,14 @@ pub fn summary_json(
     let measured_s = measured_secs(report);
     let totals = &report.totals;
     let summary = Summary {
-        scenario_name: &report.scenario_name,
-        scenario_path: &report.scenario_path,
-        scenario: &report.scenario,
-        targets: &report.targets,
-        server: &report.server,
-        loadgen_version: &report.loadgen_version,
-        git_revision: report.git_revision.as_deref(),
-        cores: report.cores,
+        scenario_name: &report.setup.scenario_name,
+        scenario_path: &report.setup.scenario_path,
+        scenario: &report.setup.scenario,
+        targets: &report.setup.targets,
+        server: &report.setup.server,
+        loadgen_version: &report.setup.loadgen_version,
+        git_revision: report.setup.git_revision.as_deref(),
+        cores: report.setup.cores,
         started_at: clock::rfc3339(report.started_at),
         ended_at: clock::rfc3339(report.ended_at),
         ramp_s: report.ramp.as_secs_f64(),

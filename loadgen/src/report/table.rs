@@ -6,8 +6,8 @@
 
 use std::fmt::Write;
 
-use super::clock;
 use super::run_report::{measured_secs, RunReport, SegmentsInfo, ServerPlacement};
+use crate::clock;
 use crate::thresholds::{deliveries_per_sec, delivery_ratio, per_sec, ThresholdVerdict};
 
 /// Width of the label column.
@@ -58,14 +58,18 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
     let mut rows = Vec::new();
     let mut row = |label: &'static str, value: String| rows.push((label, value));
 
-    let scenario = format!("{} ({})", report.scenario_name, report.scenario_path);
+    let scenario = format!(
+        "{} ({})",
+        report.setup.scenario_name, report.setup.scenario_path
+    );
     row("scenario", scenario);
-    row("server", placement(&report.server));
-    row("targets", report.targets.join(", "));
+    row("server", placement(&report.setup.server));
+    row("targets", report.setup.targets.join(", "));
     if let Some(tls) = tls_line(report) {
         row("tls", tls);
     }
     let configured = report
+        .setup
         .scenario
         .pointer("/users/count")
         .and_then(serde_json::Value::as_u64)
@@ -117,6 +121,7 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
         )
     };
     let warmup = report
+        .setup
         .scenario
         .get("warmup")
         .and_then(|w| w.as_str())
@@ -255,10 +260,11 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
 
 /// How the `wss://` targets were verified, when there are any (`--insecure` says so).
 pub(super) fn tls_line(report: &RunReport) -> Option<String> {
-    if !report.targets.iter().any(|t| t.starts_with("wss://")) {
+    if !report.setup.targets.iter().any(|t| t.starts_with("wss://")) {
         return None;
     }
     let settings: crate::tls::TlsSettings = report
+        .setup
         .scenario
         .pointer("/users/tls")
         .and_then(|tls| serde_json::from_value(tls.clone()).ok())
@@ -271,6 +277,7 @@ fn resources_line(report: &RunReport) -> String {
     let r = &report.loadgen_resources;
     let delivered = report.totals.delivered;
     let users = report
+        .setup
         .scenario
         .pointer("/users/count")
         .and_then(|c| c.as_u64())

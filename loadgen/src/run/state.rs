@@ -73,7 +73,7 @@ impl RunClock {
 }
 
 /// What a run's state is built from.
-pub struct RunSetup {
+pub struct StateSetup {
     pub scenario: Scenario,
     /// Random id in every stamp of this run.
     pub run_id: u32,
@@ -150,8 +150,8 @@ pub struct RunState {
 
 impl RunState {
     /// The state of a run that starts now.
-    pub fn new(setup: RunSetup) -> RunState {
-        let RunSetup {
+    pub fn new(setup: StateSetup) -> RunState {
+        let StateSetup {
             scenario,
             run_id,
             targets,
@@ -248,11 +248,6 @@ impl RunState {
         self.users() + self.segment.index
     }
 
-    /// Whether this process plays user `index`.
-    pub fn owns(&self, index: u32) -> bool {
-        self.segment.owns(index)
-    }
-
     /// A session saw chat messages from senders of segment `segment` arrive at least
     /// `latency_ns` after their stamps (split runs only).
     pub fn note_latency(&self, segment: u32, latency_ns: u64) {
@@ -267,11 +262,6 @@ impl RunState {
             .iter()
             .map(|l| Some(l.load(Relaxed)).filter(|&ns| ns != u64::MAX))
             .collect()
-    }
-
-    /// Every name this process logs in as: its users, then the segments' probe users.
-    pub fn names(&self) -> &[String] {
-        &self.names
     }
 
     /// User `index`'s name (from `users.count` on, the segments' probe users).

@@ -1,14 +1,14 @@
 //! `loadgen merge DIR... --out DIR`: reads the segment folders of a split run, merges them
-//! ([`super::merge`]), writes the run's report, and judges its thresholds.
+//! ([`crate::fleet::merge`]), writes the run's report, and judges its thresholds.
 
 use std::path::{Path, PathBuf};
 
-use super::file::SegmentFile;
-use super::merge::{self, Found};
-use crate::cli::MergeArgs;
-use crate::exit::Exit;
+use crate::commands::cli::MergeArgs;
+use crate::commands::exit::Exit;
+use crate::commands::run::conclude;
+use crate::fleet::file::SegmentFile;
+use crate::fleet::merge::{self, Found};
 use crate::report;
-use crate::run::command::conclude;
 
 pub fn main(args: MergeArgs) -> Exit {
     let mut found = Vec::new();
@@ -34,7 +34,7 @@ pub fn main(args: MergeArgs) -> Exit {
     let dir: PathBuf = args.out.unwrap_or_else(|| {
         let base = report::default_dir(
             Path::new("reports"),
-            &report.scenario_name,
+            &report.setup.scenario_name,
             report.started_at,
         );
         PathBuf::from(format!("{}-merged", base.display()))

@@ -32,13 +32,13 @@ pub async fn serve(config: chat_server::Config) -> anyhow::Result<()> {
 }
 
 /// The body of `loadgen serve`.
-pub async fn main(args: crate::cli::ServeArgs) -> crate::exit::Exit {
+pub async fn main(args: crate::commands::cli::ServeArgs) -> crate::commands::exit::Exit {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match chat_server::tls::server_config(cert, key) {
             Ok(tls) => Some(tls),
             Err(error) => {
                 eprintln!("loadgen serve: {error}");
-                return crate::exit::Exit::CouldNotRun;
+                return crate::commands::exit::Exit::CouldNotRun;
             }
         },
         _ => None,
@@ -58,7 +58,7 @@ pub async fn main(args: crate::cli::ServeArgs) -> crate::exit::Exit {
         }),
         Err(error) => {
             eprintln!("loadgen serve: JWT key: {error}");
-            return crate::exit::Exit::Usage;
+            return crate::commands::exit::Exit::Usage;
         }
     };
     let config = chat_server::Config {
@@ -71,10 +71,10 @@ pub async fn main(args: crate::cli::ServeArgs) -> crate::exit::Exit {
         ..Default::default()
     };
     match serve(config).await {
-        Ok(()) => crate::exit::Exit::Passed,
+        Ok(()) => crate::commands::exit::Exit::Passed,
         Err(error) => {
             eprintln!("loadgen serve: {error:#}");
-            crate::exit::Exit::CouldNotRun
+            crate::commands::exit::Exit::CouldNotRun
         }
     }
 }

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use fastwebsockets::{Frame, Payload};
 use tokio::sync::mpsc;
 
-use crate::cli::ClientArgs;
+use crate::commands::cli::ClientArgs;
+use crate::commands::exit::Exit;
 use crate::connection::{self, FrameReader, Incoming, ReadStream, Writer};
-use crate::exit::Exit;
 use crate::headers::{with_flags, LoginHeaders};
 use crate::stamp::Stamp;
 use crate::target::Target;

@@ -4,15 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{run_part, Completion, RunError, RunRequest, SegmentRun, SegmentStart};
 use crate::calibration::Started;
-use crate::cli::RunArgs;
+use crate::commands::cli::RunArgs;
+use crate::commands::exit::Exit;
 use crate::dashboard::Dashboard;
-use crate::exit::Exit;
 use crate::fleet::{self, file::SegmentFile};
 use crate::headers;
 use crate::report::live::LivePicture;
 use crate::report::{self, RunReport};
+use crate::run::{run_part, Completion, RunError, RunRequest, SegmentRun, SegmentStart};
 use crate::scenario::Scenario;
 use crate::segment::{self, WorkerLine};
 use crate::target;
@@ -251,7 +251,7 @@ async fn segment_main(args: RunArgs, scenario: Scenario) -> Exit {
     let dir: PathBuf = args.out.unwrap_or_else(|| {
         let base = report::default_dir(
             Path::new("reports"),
-            &output.report.scenario_name,
+            &output.report.setup.scenario_name,
             output.report.started_at,
         );
         PathBuf::from(format!(

@@ -4,10 +4,10 @@
 
 use std::io::Write as _;
 
-use super::check::{all_must_passed, Knobs};
-use super::{output, Request};
-use crate::cli::ConformArgs;
-use crate::exit::Exit;
+use crate::commands::cli::ConformArgs;
+use crate::commands::exit::Exit;
+use crate::conform::check::{all_must_passed, Knobs};
+use crate::conform::{output, Request};
 
 pub async fn main(args: ConformArgs) -> Exit {
     let credentials = match args.jwt.credentials() {
@@ -41,7 +41,7 @@ pub async fn main(args: ConformArgs) -> Exit {
     // The header waits for the first row, so a usage error or an unreachable server
     // prints only the error.
     let mut header = Some(output::table_header());
-    let printed = super::run(&request, |result| {
+    let printed = crate::conform::run(&request, |result| {
         if let Some(header) = header.take() {
             println!("{header}");
         }

@@ -1,11 +1,8 @@
-//! The body of `loadgen capacity`: read the file, drive the [`KneeSearch`] with real steps,
-//! then conclude and write the report.
-//!
-//! Each step also leaves its own run reports (`steps/NN-…/`), so a surprising row can be
-//! looked at in full, and the search writes `capacity.toml`, `knee.toml` and
-//! `above-knee.toml`: plain scenarios that run the published capacity, the knee and 20%
-//! above it with `loadgen run`. The machine is calibrated before the first step and after
-//! the last ([`crate::calibration`]).
+//! The search with real steps: every measurement the [`Procedure`] asks for is a plain run
+//! of the file's scenario at that load ([`step::measure`]), against the server the caller
+//! chose; each step's reports are written as it ends, and [`conduct`] returns the whole
+//! [`CapacityReport`]. It prints nothing: what happens goes to the caller's sink as
+//! [`SearchEvent`]s (`commands::capacity` prints them).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -13,18 +10,15 @@ use std::time::SystemTime;
 use super::conclusion::{self, Context};
 use super::procedure::{Load, Next, Procedure, Settings, Verdict, ABOVE_KNEE};
 use super::search::{Found, Stage};
-use super::spec::{toml_of, CapacitySpec, Grow, Point};
+use super::spec::{self, toml_of, CapacitySpec, Grow, Point};
 use super::step::{self, ServerSource, StepError};
 use super::{
     CapacityReport, PublishedCapacity, Reproduction, SearchOutcome, StepRecord, UsageSource,
 };
-use crate::calibration::Started;
-use crate::cli::CapacityArgs;
-use crate::exit::Exit;
-use crate::report::{self, clock};
+use crate::calibration::{CalibrationMode, Started};
+use crate::clock;
+use crate::report;
 use crate::resources;
-use crate::server_process::Launch;
-use crate::target::{self, Target};
 
 /// The file that runs the published capacity with `loadgen run`.
 pub const CAPACITY_TOML: &str = "capacity.toml";
@@ -33,138 +27,58 @@ pub const KNEE_TOML: &str = "knee.toml";
 /// The file that reproduces 20% above the knee.
 pub const ABOVE_KNEE_TOML: &str = "above-knee.toml";
 
-pub async fn main(args: CapacityArgs) -> Exit {
-    if let Some(pair) = &args.compare {
-        return super::compare::main(pair, args.tolerance);
-    }
-    let Some(file) = args.file.clone() else {
-        eprintln!("loadgen: capacity needs a capacity file (or --compare A B)");
-        return Exit::Usage;
-    };
-    let mut spec = match CapacitySpec::load(&file) {
-        Ok(spec) => spec,
-        Err(error) => {
-            eprintln!("loadgen: {error}");
-            return Exit::Usage;
-        }
-    };
-    if let Some(margin) = args.margin {
-        spec.capacity.margin = margin;
-    }
-    if let Some(reproduce) = args.reproduce {
-        spec.capacity.reproduce = reproduce;
-    }
-    if let Err(invalid) = spec.check() {
-        let flag = match invalid.field.as_str() {
-            "capacity.margin" => "--margin",
-            "capacity.reproduce" => "--reproduce",
-            other => other,
-        };
-        eprintln!("loadgen: {flag}: {}", invalid.reason);
-        return Exit::Usage;
-    }
-    if let Err(error) = target::check_all(&args.targets) {
-        eprintln!("loadgen: --target {error}");
-        return Exit::Usage;
-    }
-    if !args.targets.is_empty() {
-        spec.target = crate::scenario::Targets::Many(args.targets.clone());
-    }
-    if args.wss && args.server.is_none() {
-        eprintln!("loadgen: --wss is for a server started by --server (a URL says wss:// itself)");
-        return Exit::Usage;
-    }
-    args.tls.apply(&mut spec.tls);
-    let mut logins = crate::scenario::Users::nobody();
-    if let Err(error) = args.jwt.apply(&mut logins) {
-        eprintln!("loadgen: {error}");
-        return Exit::Usage;
-    }
-    if let Err(error) = logins.credentials() {
-        eprintln!("loadgen: {error}");
-        return Exit::Usage;
-    }
-    spec.jwt = logins.jwt;
-    spec.token_in = logins.token_in;
-    if let Err(error) = crate::tls::TlsClient::new(&spec.tls) {
-        eprintln!("loadgen: --ca-file: {error}");
-        return Exit::Usage;
-    }
-    let urls = spec.target.urls();
-    let source = match (&args.server, urls.is_empty()) {
-        (Some(_), false) => {
-            eprintln!("loadgen: --server starts the server itself; leave out --target and the file's `target`");
-            return Exit::Usage;
-        }
-        (Some(command), true) if !command.contains("{addr}") => {
-            eprintln!("loadgen: --server needs {{addr}} where the listen address goes");
-            return Exit::Usage;
-        }
-        (Some(command), true) => ServerSource::Fresh(Launch::Command(command.clone()), args.wss),
-        (None, true) => {
-            if args.server_pid.is_some() {
-                eprintln!("loadgen: --server-pid is for a server given by --target or `target`");
-                return Exit::Usage;
-            }
-            ServerSource::Fresh(Launch::Embedded(spec.jwt.clone()), false)
-        }
-        (None, false) => {
-            let addr = match resolve(&urls[0]).await {
-                Some(addr) => addr,
-                None => {
-                    eprintln!("loadgen: cannot resolve {}", urls[0]);
-                    return Exit::CouldNotRun;
-                }
-            };
-            if let Some(pid) = args.server_pid {
-                if resources::process(pid).is_none() {
-                    eprintln!("loadgen: --server-pid {pid}: no such process in /proc");
-                    return Exit::Usage;
-                }
-            }
-            ServerSource::External {
-                urls,
-                addr,
-                pid: args.server_pid,
-            }
-        }
-    };
-    // The largest step must fit this process's open-file limit: say so now, not after
-    // ten minutes of steps.
-    let workers = args.workers.unwrap_or(1);
-    let largest = spec.scenario_at(spec.last_k());
-    let largest_peak = if workers > 1 {
-        let widest = crate::segment::Segment {
-            index: 0,
-            count: workers,
-        };
-        crate::run::segment_peak_connections(&largest, widest)
-    } else {
-        largest.peak_connections()
-    };
-    if let Err(error) = crate::nofile::ensure(largest_peak) {
-        eprintln!(
-            "loadgen: the limit of the search ({}) cannot run here: {error}",
-            spec.describe(spec.point(spec.last_k()))
-        );
-        return Exit::Usage;
-    }
+/// What to search and where.
+pub struct SearchRequest<'a> {
+    pub spec: &'a CapacitySpec,
+    /// The capacity file, for the reports.
+    pub file: &'a Path,
+    pub source: ServerSource,
+    /// loadgen processes per step.
+    pub workers: u32,
+    /// The report folder (each step's reports go to `steps/NN-…/` in it).
+    pub dir: PathBuf,
+    pub calibration: CalibrationMode,
+    pub started_at: SystemTime,
+}
 
-    let started_at = SystemTime::now();
-    let dir = args.out.clone().unwrap_or_else(|| {
-        let name = if spec.name() == "capacity" {
-            "capacity".to_string()
-        } else {
-            format!("capacity-{}", spec.name())
-        };
-        report::default_dir(Path::new("reports"), &name, started_at)
-    });
-    let say = |line: String| {
-        if !args.quiet {
-            println!("{line}");
-        }
-    };
-    say(format!(
+/// What the search tells its caller as it goes.
+pub enum SearchEvent<'a> {
+    /// The search starts: what it grows and the objective, in one line.
+    Began(String),
+    /// The machine was calibrated (start or end), in one line.
+    Calibrated(String),
+    /// Calibration could not run; the report will have none.
+    CalibrationFailed(String),
+    /// A step ended.
+    Step(&'a StepRecord),
+}
+
+/// Why a search stopped before its end (its report is still complete as far as it went).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A step cannot run here (open files, ports, credentials).
+    Usage,
+    /// The server could not be reached or started, or Ctrl-C.
+    CouldNotRun,
+}
+
+/// A finished (or stopped) search: its report, the loads to reproduce, and why it stopped
+/// early, if it did.
+pub struct Conducted {
+    pub report: CapacityReport,
+    pub capacity_point: Option<Point>,
+    pub knee_point: Option<Point>,
+    pub stopped: Option<(String, Stop)>,
+}
+
+/// Runs the search to its end (or until it must stop), writing each step's reports.
+/// `Err` only when a step's report cannot be written.
+pub async fn conduct(
+    request: SearchRequest<'_>,
+    mut sink: impl FnMut(SearchEvent<'_>),
+) -> Result<Conducted, report::ReportError> {
+    let spec = request.spec;
+    sink(SearchEvent::Began(format!(
         "capacity: {} — grow {}, from {} ({} warm-up + {} measured per step), objective: {}",
         spec.name(),
         match spec.capacity.grow {
@@ -175,8 +89,8 @@ pub async fn main(args: CapacityArgs) -> Exit {
         spec.describe(spec.point(0.0)),
         spec.capacity.warmup,
         spec.capacity.measure,
-        objective(&spec).join(", ")
-    ));
+        objective(spec).join(", ")
+    )));
 
     let mut procedure = Procedure::new(Settings {
         last_k: spec.last_k(),
@@ -186,32 +100,32 @@ pub async fn main(args: CapacityArgs) -> Exit {
         margin: spec.capacity.margin,
         reproduce: spec.capacity.reproduce,
     });
-    let calibration_start = match Started::measure(args.calibration.mode).await {
+    let calibration_start = match Started::measure(request.calibration).await {
         Ok(started) => started,
         Err(error) => {
-            eprintln!("loadgen: machine calibration failed, the report will not have one: {error}");
+            sink(SearchEvent::CalibrationFailed(error.to_string()));
             None
         }
     };
     if let Some(started) = &calibration_start {
-        say(format!(
+        sink(SearchEvent::Calibrated(format!(
             "calibration at the start: loopback send {:.2} µs, CPU workload {:.0} ms",
             started.start().loopback_send_us,
             started.start().cpu_workload_ms
-        ));
+        )));
     }
     // Each step's position on the path and row; a reproduction above the knee and an
     // interrupted step have position NaN (neither is a search measurement).
     let mut steps: Vec<(f64, StepRecord)> = Vec::new();
     let mut reproduced: Vec<(Load, StepRecord)> = Vec::new();
-    let mut stopped: Option<(String, Exit)> = None;
+    let mut stopped: Option<(String, Stop)> = None;
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
     while let Some(next) = procedure.next_measurement() {
         if !steps.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep(spec.capacity.pause.0) => {}
                 _ = &mut interrupt => {
-                    stopped = Some((crate::run::INTERRUPTED.into(), Exit::CouldNotRun));
+                    stopped = Some((crate::run::INTERRUPTED.into(), Stop::CouldNotRun));
                     break;
                 }
             }
@@ -219,7 +133,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
         let (k, stage, point) = match next {
             Next::Search { k, stage } => (k, stage, spec.point(k)),
             Next::Reproduce { load, .. } => {
-                let Some((k, point)) = reproduction_point(&spec, &procedure, load) else {
+                let Some((k, point)) = reproduction_point(spec, &procedure, load) else {
                     // Not reachable: the procedure plans only loads it has found.
                     procedure.record(Verdict {
                         met: false,
@@ -232,25 +146,32 @@ pub async fn main(args: CapacityArgs) -> Exit {
         };
         let number = steps.len() + 1;
         let scenario = spec.scenario_for(point);
-        let path = format!("{} (step {number})", file.display());
-        let step_dir = dir.join("steps").join(format!(
+        let path = format!("{} (step {number})", request.file.display());
+        let step_dir = request.dir.join("steps").join(format!(
             "{number:02}-{}u-{}mps",
             point.users,
-            super::spec::trim_rate(point.rate)
+            spec::trim_rate(point.rate)
         ));
         let segments_dir = step_dir.join("segments");
-        let measured = match step::measure(&source, scenario, &path, true, workers, &segments_dir)
-            .await
+        let measured = match step::measure(
+            &request.source,
+            scenario,
+            &path,
+            true,
+            request.workers,
+            &segments_dir,
+        )
+        .await
         {
             Ok(measured) => measured,
             Err(
                 error @ (StepError::Limits(_) | StepError::Ports(_) | StepError::Credentials(_)),
             ) => {
-                stopped = Some((error.to_string(), Exit::Usage));
+                stopped = Some((error.to_string(), Stop::Usage));
                 break;
             }
             Err(StepError::Unreachable(why)) => {
-                stopped = Some((why, Exit::CouldNotRun));
+                stopped = Some((why, Stop::CouldNotRun));
                 break;
             }
         };
@@ -261,17 +182,12 @@ pub async fn main(args: CapacityArgs) -> Exit {
             Grow::Rate => point.rate,
             Grow::Users | Grow::Both => f64::from(point.users),
         };
-        if let Err(error) =
-            report::write_all(&step_dir, &measured.report, &measured.report.verdicts())
-        {
-            eprintln!("loadgen: {error}");
-            return Exit::CouldNotRun;
-        }
-        say(progress_line(&record));
+        report::write_all(&step_dir, &measured.report, &measured.report.verdicts())?;
+        sink(SearchEvent::Step(&record));
         // An interrupted step is shown but not judged: it says nothing about the load.
         if measured.interrupted {
             steps.push((f64::NAN, record));
-            stopped = Some((crate::run::INTERRUPTED.into(), Exit::CouldNotRun));
+            stopped = Some((crate::run::INTERRUPTED.into(), Stop::CouldNotRun));
             break;
         }
         procedure.record(Verdict {
@@ -292,9 +208,70 @@ pub async fn main(args: CapacityArgs) -> Exit {
         None => None,
     };
     if let Some(calibration) = &calibration {
-        say(format!("calibration: {}", calibration.line()));
+        sink(SearchEvent::Calibrated(format!(
+            "calibration: {}",
+            calibration.line()
+        )));
     }
 
+    Ok(assemble(
+        &request,
+        &procedure,
+        Measured {
+            steps,
+            reproduced,
+            stopped,
+            calibration,
+        },
+    ))
+}
+
+/// The objective as text: every threshold of the file, latency ones first.
+pub fn objective(spec: &CapacitySpec) -> Vec<String> {
+    let t = &spec.thresholds;
+    let mut out = Vec::new();
+    for (name, limit) in [
+        ("p50", t.p50),
+        ("p90", t.p90),
+        ("p99", t.p99),
+        ("p99.9", t.p999),
+        ("max", t.max),
+    ] {
+        if let Some(limit) = limit {
+            out.push(format!("{name} <= {limit}"));
+        }
+    }
+    out.push(format!("delivery ratio >= {}", t.min_delivery_ratio));
+    if let Some(rate) = t.min_deliveries_per_sec {
+        out.push(format!("deliveries/s >= {rate}"));
+    }
+    out.push(format!(
+        "eviction failures <= {}, connect errors <= {}, order errors <= {}, duplicates <= {}",
+        t.max_eviction_failures, t.max_connect_errors, t.max_order_errors, t.max_duplicates
+    ));
+    out
+}
+
+/// What the search measured, for [`assemble`].
+struct Measured {
+    /// Each step's position on the path (NaN off it) and row.
+    steps: Vec<(f64, StepRecord)>,
+    /// The reproduction runs, by load.
+    reproduced: Vec<(Load, StepRecord)>,
+    stopped: Option<(String, Stop)>,
+    calibration: Option<crate::calibration::Calibration>,
+}
+
+/// The report of a search from what it measured: the knee, the published capacity, the
+/// reproduction, the conclusion in words.
+fn assemble(request: &SearchRequest<'_>, procedure: &Procedure, measured: Measured) -> Conducted {
+    let spec = request.spec;
+    let Measured {
+        steps,
+        reproduced,
+        stopped,
+        calibration,
+    } = measured;
     let found = procedure
         .knee()
         .unwrap_or(Found::FailedAtStart { bad: 0.0 });
@@ -367,7 +344,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
             capacity: published.as_ref(),
             knee: knee.and_then(|i| records.get(i)),
             margin: spec.capacity.margin,
-            objective_has_latency: objective_has_latency(&spec),
+            objective_has_latency: objective_has_latency(spec),
             reproduction: &reproduction,
             calibration: calibration.as_ref(),
             capacity_is_knee: procedure.capacity_is_knee(),
@@ -380,7 +357,7 @@ pub async fn main(args: CapacityArgs) -> Exit {
             format!("The search stopped early: {why}. The figures below are what was measured before that."),
         );
     }
-    let probe_source = match &source {
+    let probe_source = match &request.source {
         ServerSource::External { pid: None, .. } => UsageSource::Metrics,
         _ => UsageSource::Proc,
     };
@@ -391,19 +368,19 @@ pub async fn main(args: CapacityArgs) -> Exit {
     };
     let capacity = CapacityReport {
         name: spec.name().to_string(),
-        path: file.display().to_string(),
+        path: request.file.display().to_string(),
         description: spec.description.clone(),
         grow: format!("{:?}", spec.capacity.grow).to_lowercase(),
         level_unit: spec.level_unit(),
-        objective: objective(&spec),
+        objective: objective(spec),
         p99_limit_ms: spec.thresholds.p99.map(|p| p.0.as_secs_f64() * 1000.0),
-        server: source.describe(),
+        server: request.source.describe(),
         server_usage_source,
         cores,
         memory_bytes,
         warmup_s: spec.capacity.warmup.0.as_secs_f64(),
         measure_s: spec.capacity.measure.0.as_secs_f64(),
-        started_at: clock::rfc3339(started_at),
+        started_at: clock::rfc3339(request.started_at),
         ended_at: clock::rfc3339(SystemTime::now()),
         loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
         git_revision: crate::run::git_revision(),
@@ -421,106 +398,18 @@ pub async fn main(args: CapacityArgs) -> Exit {
         outcome,
         conclusion,
     };
-    if let Err(error) = super::report::write_all(&dir, &capacity) {
-        eprintln!("loadgen: {error}");
-        return Exit::CouldNotRun;
-    }
     let knee_point = knee.map(|i| spec.point(steps[i].0));
     let capacity_point = capacity_k.map(|k| spec.point(k));
-    if let Err(error) = write_reproductions(&dir, &file, &spec, capacity_point, knee_point, workers)
-    {
-        eprintln!("loadgen: {error}");
-        return Exit::CouldNotRun;
+    Conducted {
+        report: capacity,
+        capacity_point,
+        knee_point,
+        stopped,
     }
-    println!("{}", capacity.conclusion.headline);
-    for line in &capacity.conclusion.details {
-        println!("  {line}");
-    }
-    println!("report: {}", dir.join(super::report::REPORT_HTML).display());
-    if capacity_point.is_some() {
-        println!(
-            "plan with: loadgen run {}",
-            dir.join(CAPACITY_TOML).display()
-        );
-    }
-    if knee_point.is_some() {
-        println!(
-            "knee: loadgen run {} (and {})",
-            dir.join(KNEE_TOML).display(),
-            dir.join(ABOVE_KNEE_TOML).display()
-        );
-    }
-    if let Some((why, code)) = stopped {
-        eprintln!("loadgen: capacity search incomplete: {why}");
-        return code;
-    }
-    if let Some(expected) = args.expect_at_least {
-        let sustained = capacity.capacity.as_ref().map_or(0.0, |c| c.level);
-        if sustained < expected {
-            eprintln!(
-                "loadgen: the published capacity {sustained} {} is below --expect-at-least {expected}",
-                spec.level_unit()
-            );
-            return Exit::Failed;
-        }
-    }
-    Exit::Passed
 }
-
-/// One line per step while the search runs.
-fn progress_line(r: &StepRecord) -> String {
-    let cpu = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}%"));
-    format!(
-        "{:>2} {:<14} {:>7} users {:>7} msg/s  deliveries/s {:>9.0} of {:>9.0}  p50 {:>7.2} ms  p99 {:>8.2} ms  lost {}  errors {}  CPU server {} loadgen {}  {}",
-        r.number,
-        r.stage,
-        r.users,
-        super::spec::trim_rate(r.rate),
-        r.achieved_deliveries_per_sec,
-        r.offered_deliveries_per_sec,
-        r.p50_ms,
-        r.p99_ms,
-        r.lost,
-        r.errors,
-        cpu(r.server.cpu_percent),
-        cpu(r.loadgen.cpu_percent),
-        if r.met {
-            "met".to_string()
-        } else {
-            format!("MISSED: {}", r.failures.join("; "))
-        }
-    )
-}
-
-/// The objective as text: every threshold of the file, latency ones first.
-fn objective(spec: &CapacitySpec) -> Vec<String> {
-    let t = &spec.thresholds;
-    let mut out = Vec::new();
-    for (name, limit) in [
-        ("p50", t.p50),
-        ("p90", t.p90),
-        ("p99", t.p99),
-        ("p99.9", t.p999),
-        ("max", t.max),
-    ] {
-        if let Some(limit) = limit {
-            out.push(format!("{name} <= {limit}"));
-        }
-    }
-    out.push(format!("delivery ratio >= {}", t.min_delivery_ratio));
-    if let Some(rate) = t.min_deliveries_per_sec {
-        out.push(format!("deliveries/s >= {rate}"));
-    }
-    out.push(format!(
-        "eviction failures <= {}, connect errors <= {}, order errors <= {}, duplicates <= {}",
-        t.max_eviction_failures, t.max_connect_errors, t.max_order_errors, t.max_duplicates
-    ));
-    out
-}
-
 /// Writes `capacity.toml` (when there is a published capacity), `knee.toml` and
 /// `above-knee.toml` (when there is a knee).
-fn write_reproductions(
+pub fn write_reproductions(
     dir: &Path,
     file: &Path,
     spec: &CapacitySpec,
@@ -615,12 +504,4 @@ fn reproduction_rows(reproduced: &[(Load, StepRecord)], margin: f64) -> Vec<Repr
 fn objective_has_latency(spec: &CapacitySpec) -> bool {
     let t = &spec.thresholds;
     t.p50.is_some() || t.p90.is_some() || t.p99.is_some() || t.p999.is_some() || t.max.is_some()
-}
-
-async fn resolve(url: &str) -> Option<std::net::SocketAddr> {
-    let target: Target = url.parse().ok()?;
-    tokio::net::lookup_host(target.authority())
-        .await
-        .ok()?
-        .next()
 }
