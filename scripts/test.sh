@@ -3,11 +3,12 @@
 # runs the whole suite and the doc tests.
 #
 # The tests run real programs: redis-server (the cluster), openssl (keys made at test
-# time), Node.js with npm (an independent JWT client, its packages from its lock file:
-# server/tests/independent-client), and cargo-nextest runs them. Each missing one is
-# installed (Debian packages with apt-get, as root or through sudo; cargo-nextest with
-# cargo install); when it cannot be (no root, no sudo), this says which command would, and
-# exits 3. Extra arguments go to cargo nextest (e.g. -p chat-server, or a test name).
+# time), Node.js with npm (an independent JWT client and the Socket.IO and JSON chat
+# servers loadgen's protocol profiles are tested against, their packages from their lock
+# files: server/tests/independent-client, loadgen/tests/peers), and cargo-nextest runs
+# them. Each missing one is installed (Debian packages with apt-get, as root or through
+# sudo; cargo-nextest with cargo install); when it cannot be (no root, no sudo), this says
+# which command would, and exits 3. Extra arguments go to cargo nextest (e.g. -p chat-server, or a test name).
 #
 # Usage: scripts/test.sh [NEXTEST ARGS...]
 # Exit codes: 0 every test passed; 1 a test failed; 3 the tests could not be set up.
@@ -43,15 +44,23 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     }
 fi
 
-CLIENT=server/tests/independent-client
-if [ ! -d "$CLIENT/node_modules/jose" ] || [ ! -d "$CLIENT/node_modules/ws" ] ||
-    [ "$CLIENT/package-lock.json" -nt "$CLIENT/node_modules/.package-lock.json" ]; then
-    echo "test.sh: npm packages of $CLIENT (from its lock file)" >&2
-    npm ci --prefix "$CLIENT" --no-audit --no-fund >&2 || {
-        echo "test.sh: npm ci failed: cd $CLIENT && npm ci" >&2
-        exit 3
-    }
-fi
+# The npm packages of the Node.js programs the tests run, each from its lock file: the
+# independent JWT client, and the foreign chat servers of loadgen's protocol profiles.
+for pair in server/tests/independent-client:jose,ws loadgen/tests/peers:socket.io,ws; do
+    DIR=${pair%%:*}
+    missing=0
+    IFS=, read -r -a packages <<<"${pair#*:}"
+    for package in "${packages[@]}"; do
+        [ -d "$DIR/node_modules/$package" ] || missing=1
+    done
+    if [ $missing = 1 ] || [ "$DIR/package-lock.json" -nt "$DIR/node_modules/.package-lock.json" ]; then
+        echo "test.sh: npm packages of $DIR (from its lock file)" >&2
+        npm ci --prefix "$DIR" --no-audit --no-fund >&2 || {
+            echo "test.sh: npm ci failed: cd $DIR && npm ci" >&2
+            exit 3
+        }
+    fi
+done
 
 status=0
 cargo nextest run --workspace --locked --no-fail-fast "$@" || status=1

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Role, WebSocketError, WebSocketRead, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
 use http_body_util::Empty;
 use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper::{Request, StatusCode};
@@ -26,8 +26,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::credentials::TokenPlacement;
+use crate::protocol::{LoginStep, Profile, Who};
 use crate::record::LoginTimes;
-use crate::target::{encode_name, Target};
+use crate::target::Target;
 use crate::tls::TlsClient;
 use crate::transport::{self, ClientStream, StreamRead, StreamWrite};
 use either_io::EitherIo;
@@ -69,6 +70,8 @@ pub enum ConnectError {
     Tls { addr: SocketAddr, reason: String },
     #[error("login refused with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
+    #[error("login refused: {0}")]
+    Rejected(String),
     #[error("handshake failed: {0}")]
     Handshake(String),
     #[error("no handshake within {0:?}")]
@@ -142,6 +145,8 @@ pub struct Login<'a> {
     pub token: Option<&'a str>,
     /// Where [`Login::token`] goes.
     pub token_in: TokenPlacement,
+    /// The protocol the server speaks ([`crate::protocol`]).
+    pub protocol: &'a Profile,
 }
 
 impl<'a> Login<'a> {
@@ -155,6 +160,16 @@ impl<'a> Login<'a> {
             tls: None,
             token: None,
             token_in: TokenPlacement::Header,
+            protocol: &crate::protocol::CHAT,
+        }
+    }
+
+    /// What the protocol's templates are filled with.
+    fn who(&self) -> Who<'a> {
+        Who {
+            user: self.user,
+            token: self.token,
+            token_in: self.token_in,
         }
     }
 }
@@ -273,17 +288,10 @@ async fn handshake(
 ) -> Result<Connected, ConnectError> {
     let (stream, tcp_us, tls_us) = open_timed(target, addr, login.source, login.tls).await?;
     let upgrade_started = Instant::now();
-    let query_token = match (login.token, login.token_in) {
-        (Some(token), TokenPlacement::Query) => format!("&token={}", encode_name(token)),
-        _ => String::new(),
-    };
+    let who = login.who();
     let mut request = Request::builder()
         .method("GET")
-        .uri(format!(
-            "{}?user={}{query_token}",
-            target.path,
-            encode_name(login.user)
-        ))
+        .uri(login.protocol.request_target(&target.path, who))
         .header(HOST, target.authority())
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "upgrade")
@@ -292,7 +300,7 @@ async fn handshake(
             fastwebsockets::handshake::generate_key(),
         )
         .header("Sec-WebSocket-Version", "13");
-    if let (Some(token), TokenPlacement::Header) = (login.token, login.token_in) {
+    if let (Some(token), true) = (login.token, login.protocol.token_in_header(who)) {
         let value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| ConnectError::Token("the token cannot be sent in a header".into()))?;
         request = request.header(hyper::header::AUTHORIZATION, value);
@@ -330,8 +338,18 @@ async fn handshake(
     let (read, write) = transport::split(parts.io.into_inner());
     // Copying the leftover frees hyper's whole read buffer, which `read_buf` points into.
     let leftover = Bytes::copy_from_slice(&parts.read_buf);
-    let read = AsyncReadExt::chain(Cursor::new(leftover), read);
-    let write = fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Client).1;
+    let mut read = AsyncReadExt::chain(Cursor::new(leftover), read);
+    let mut write =
+        fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Client).1;
+    for frame in login.protocol.opening_frames(who) {
+        write
+            .write_frame(Frame::text(Payload::Owned(frame)))
+            .await
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    }
+    if login.protocol.waits_for_ready() {
+        read = login_exchange(read, &mut write, login.protocol, who).await?;
+    }
     let times = LoginTimes {
         tcp_us,
         tls_us,
@@ -339,6 +357,123 @@ async fn handshake(
         mint_us: None,
     };
     Ok(Connected { read, write, times })
+}
+
+/// The largest frame the login exchange reads (a greeting, a CONNECT answer).
+const MAX_LOGIN_FRAME: usize = 1 << 20;
+
+/// Reads frames until the protocol says the login is complete, answering what it says to
+/// answer; returns the stream with whatever arrived after the last login frame still in
+/// it, for the reader that follows. The frames are parsed here, by hand (a server's
+/// frames are unmasked and short), so that no byte past the login is taken from the
+/// reader that follows.
+async fn login_exchange(
+    read: ReadStream,
+    write: &mut Writer,
+    protocol: &Profile,
+    who: Who<'_>,
+) -> Result<ReadStream, ConnectError> {
+    let mut read = read;
+    let mut buffer: Vec<u8> = Vec::with_capacity(512);
+    loop {
+        while let Some(frame) = raw_frame(&buffer)? {
+            let payload = buffer[frame.payload.clone()].to_vec();
+            buffer.drain(..frame.len);
+            let step = match frame.opcode {
+                OpCode::Text => protocol.login_step(&payload, who),
+                OpCode::Ping => {
+                    let _ = write
+                        .write_frame(Frame::pong(Payload::Owned(payload)))
+                        .await;
+                    LoginStep::Wait
+                }
+                OpCode::Close => {
+                    let said = match payload.as_slice() {
+                        [hi, lo, reason @ ..] => format!(
+                            "the server closed the connection with {} {:?} before the login completed",
+                            u16::from_be_bytes([*hi, *lo]),
+                            String::from_utf8_lossy(reason)
+                        ),
+                        _ => "the server closed the connection before the login completed".into(),
+                    };
+                    return Err(ConnectError::Rejected(said));
+                }
+                _ => LoginStep::Wait,
+            };
+            match step {
+                LoginStep::Wait => {}
+                LoginStep::Send(answer) => write
+                    .write_frame(Frame::text(Payload::Owned(answer)))
+                    .await
+                    .map_err(|e| ConnectError::Handshake(e.to_string()))?,
+                LoginStep::Refused(reason) => return Err(ConnectError::Rejected(reason)),
+                LoginStep::Ready => {
+                    let (cursor, socket) = read.into_inner();
+                    let unread = &cursor.get_ref()[cursor.position() as usize..];
+                    buffer.extend_from_slice(unread);
+                    let rest = Cursor::new(Bytes::from(buffer));
+                    return Ok(AsyncReadExt::chain(rest, socket));
+                }
+            }
+        }
+        let got = read
+            .read_buf(&mut buffer)
+            .await
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        if got == 0 {
+            return Err(ConnectError::Rejected(
+                "the server dropped the connection before the login completed".into(),
+            ));
+        }
+    }
+}
+
+/// One frame at the start of a buffer: its length in all and where its payload is.
+struct RawFrame {
+    len: usize,
+    opcode: OpCode,
+    payload: std::ops::Range<usize>,
+}
+
+/// The whole frame at the start of `bytes`, `None` until it has all arrived.
+fn raw_frame(bytes: &[u8]) -> Result<Option<RawFrame>, ConnectError> {
+    let bad = |why: &str| Err(ConnectError::Handshake(format!("login frame: {why}")));
+    let [first, second, ..] = *bytes else {
+        return Ok(None);
+    };
+    if first & 0x80 == 0 {
+        return bad("fragmented");
+    }
+    let opcode = match first & 0x0f {
+        0x1 => OpCode::Text,
+        0x2 => OpCode::Binary,
+        0x8 => OpCode::Close,
+        0x9 => OpCode::Ping,
+        0xa => OpCode::Pong,
+        _ => return bad("unexpected opcode"),
+    };
+    if second & 0x80 != 0 {
+        return bad("masked by the server");
+    }
+    let (len, header) = match second & 0x7f {
+        126 if bytes.len() >= 4 => (u64::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+        127 if bytes.len() >= 10 => {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&bytes[2..10]);
+            (u64::from_be_bytes(be), 10)
+        }
+        126 | 127 => return Ok(None),
+        short => (u64::from(short), 2),
+    };
+    if len > MAX_LOGIN_FRAME as u64 {
+        return bad("larger than 1 MiB");
+    }
+    let end = header + len as usize;
+    Ok((bytes.len() >= end).then_some(RawFrame {
+        len: end,
+        opcode,
+        payload: header..end,
+    }))
 }
 
 async fn read_body(body: hyper::body::Incoming) -> String {

@@ -1,6 +1,7 @@
 //! `loadgen`: a load-testing and conformance harness for the chat protocol of
 //! `docs/protocol.md` — open-model load, latency without coordinated omission, and
-//! protocol-aware checks of delivery, order and relogin eviction.
+//! protocol-aware checks of delivery, order and relogin eviction — and, through protocol
+//! profiles (`[protocol]`), for Socket.IO servers and any text or JSON chat protocol.
 //!
 //! The engine is a library, so that tests and other programs can drive a run without a
 //! subprocess. What an embedding program needs is re-exported here, and only that: run a
@@ -37,7 +38,8 @@
 //! ```
 //!
 //! Modules, general first: the inputs (`scenario`, `toml_file`, `duration`, `thresholds`,
-//! `target`); the wire (`connection`, `credentials`, `stamp`, `clock`); measuring
+//! `target`); the wire (`protocol`: how each kind of server is spoken to; `connection`,
+//! `credentials`, `stamp`, `clock`); measuring
 //! (`record`, `checks`, `resources`, `calibration`); this machine's limits (`nofile`,
 //! `ports`); the server under test (`server_process`); the engines, from the bottom up:
 //! `report`, `run`, `fleet` (split runs), `gate`, `capacity`, `conform`; and on top the
@@ -62,6 +64,7 @@ mod nofile;
 mod page;
 mod ports;
 mod progress;
+mod protocol;
 mod random;
 mod record;
 mod report;

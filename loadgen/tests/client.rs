@@ -1,11 +1,15 @@
 //! End-to-end tests of `loadgen client`: real processes talking through chat-server on
 //! loopback — two users exchange messages, a relogin evicts the first client (exit 4),
-//! piped stdin is sent and then closed cleanly, and Ctrl-C closes cleanly.
+//! piped stdin is sent and then closed cleanly, and Ctrl-C closes cleanly; and the same
+//! by hand against a Socket.IO app and a JSON chat (`--protocol`).
 
 use std::process::Stdio;
 use std::time::Duration;
 
+mod peer_app;
+
 use chat_server::{Config, Server, ServerHandle};
+use peer_app::{App, PeerApp};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
@@ -25,7 +29,13 @@ struct Client {
 impl Client {
     /// Starts `loadgen client URL --user NAME` and waits until it has logged in.
     async fn start(server: &ServerHandle, user: &str, extra: &[&str]) -> Client {
-        let url = format!("ws://{}/", server.local_addr());
+        Client::start_at(&format!("ws://{}/", server.local_addr()), user, extra).await
+    }
+
+    /// Starts `loadgen client URL --user NAME` with `extra` flags and waits until it has
+    /// logged in.
+    async fn start_at(url: &str, user: &str, extra: &[&str]) -> Client {
+        let url = url.to_string();
         let mut child = Command::new(LOADGEN)
             .env("LOADGEN_CALIBRATION", "quick")
             .args(["client", &url, "--user", user])
@@ -215,4 +225,36 @@ async fn unreachable_server_exits_3() {
         .await
         .expect("client runs");
     assert_eq!(output.status.code(), Some(3));
+}
+
+/// Under `--protocol`, lines typed are sent in the protocol's frames, deliveries are
+/// printed, pings are answered, and a relogin's eviction ends the first client with 4.
+async fn two_users_talk_and_a_relogin_evicts(app: App, protocol: &str) {
+    let server = PeerApp::start(app, &["--ping-interval", "200"]).await;
+    let url = server.url();
+    let mut ann = Client::start_at(&url, "ann", &["--protocol", protocol]).await;
+    let mut bob = Client::start_at(&url, "bob", &["--protocol", protocol]).await;
+    bob.send("hello from bob").await;
+    let line = ann.stdout_line("hello from bob").await;
+    assert!(line.contains("bob"), "{line}");
+    // Past two ping intervals: a client that did not answer would have been cut.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    ann.send("still here").await;
+    bob.stdout_line("still here").await;
+    let _again = Client::start_at(&url, "ann", &["--protocol", protocol]).await;
+    assert_eq!(ann.exit_code().await, EVICTED);
+    bob.stdin.take();
+    assert_eq!(bob.exit_code().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socketio_user_by_hand() {
+    two_users_talk_and_a_relogin_evicts(App::SocketIo, "socketio").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_chat_user_by_hand() {
+    // A scenario file holds the [protocol] table --protocol reads.
+    let protocol = peer_app::scenario_path("json-chat.toml");
+    two_users_talk_and_a_relogin_evicts(App::JsonChat, &protocol).await;
 }

@@ -9,7 +9,7 @@ mod delay_proxy;
 mod launch;
 mod scratch;
 
-use launch::{loadgen, server, total};
+use launch::{assert_clean, loadgen, server, summary_in, total};
 use scratch::TempDir;
 
 use chat_server::{Fault, ServerHandle};
@@ -53,10 +53,7 @@ async fn run_scenario(
         args.extend(["--target", target]);
     }
     let output = loadgen(&args).await;
-    let summary = std::fs::read_to_string(out.join("summary.json"))
-        .map(|text| serde_json::from_str(&text).expect("summary.json parses"))
-        .unwrap_or(serde_json::Value::Null);
-    (output.status.code().unwrap_or(-1), summary, dir)
+    (output.status.code().unwrap_or(-1), summary_in(&out), dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,18 +79,7 @@ async fn smoke_run_against_the_embedded_server_is_clean() {
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["delivery_ratio"].as_f64(), Some(1.0));
-    for field in [
-        "lost",
-        "duplicates",
-        "order_errors",
-        "foreign",
-        "self_deliveries",
-        "connect_errors",
-        "unexpected_disconnects",
-    ] {
-        assert_eq!(total(&summary, field), 0, "{field}");
-    }
+    assert_clean(&summary);
     assert_eq!(summary["eviction_failures"].as_u64(), Some(0));
     assert!(total(&summary, "evictions_ok") > 0, "relogins were checked");
     assert!(total(&summary, "churn_leaves") > 0, "churn happened");

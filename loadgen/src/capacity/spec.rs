@@ -27,6 +27,12 @@ pub struct CapacitySpec {
     /// Server URL(s), as in a run scenario. Absent: a fresh embedded chat-server per step.
     #[serde(default)]
     pub target: Targets,
+    /// The protocol the target speaks, as in a run scenario (absent: our chat protocol).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::protocol::ProtocolSettings::is_default"
+    )]
+    pub protocol: crate::protocol::ProtocolSettings,
     /// What grows and how far.
     pub capacity: SearchSettings,
     /// The traffic of every step.
@@ -367,6 +373,7 @@ impl CapacitySpec {
                 senders
             )),
             target: self.target.clone(),
+            protocol: self.protocol.clone(),
             users: Users {
                 count: point.users,
                 name_prefix: load.name_prefix.clone(),

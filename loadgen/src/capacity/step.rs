@@ -64,7 +64,7 @@ pub enum StepError {
     /// The server could not be started or reached.
     #[error("{0}")]
     Unreachable(String),
-    /// The login credentials cannot be used.
+    /// The login credentials cannot be used, or the protocol cannot be spoken to the server.
     #[error("{0}")]
     Credentials(String),
 }
@@ -140,6 +140,7 @@ pub async fn measure(
         RunError::Ports(ports) => StepError::Ports(ports),
         RunError::Unreachable(why) => StepError::Unreachable(why),
         RunError::Credentials(why) => StepError::Credentials(why),
+        error @ RunError::ProtocolWithoutTarget(_) => StepError::Credentials(error.to_string()),
     })?;
     let from = report.started_at + warmup;
     let to = report.started_at + phases;

@@ -187,24 +187,50 @@ pub fn classify_text<'n>(
 ) -> Delivery {
     let decoded = std::str::from_utf8(bytes)
         .ok()
-        .and_then(|text| Stamp::decode_delivery(text).ok())
-        .filter(|(stamp, _)| stamp.run == run_id);
+        .and_then(|text| Stamp::decode_delivery(text).ok());
     let Some((stamp, from)) = decoded else {
         return Delivery::Foreign;
     };
+    let names_its_sender = |sender| {
+        let name = name_of(sender);
+        !name.is_empty() && from == name
+    };
+    classify(stamp, run_id, receiver, users, names_its_sender, false)
+}
+
+/// Classifies a stamp found in a frame of a protocol that does not name the sender the
+/// chat protocol's way ([`crate::protocol`]): the stamp alone says who sent it. With
+/// `self_delivery`, the receiver's own messages are deliveries like any other.
+pub fn classify_stamp<'n>(
+    stamp: Stamp,
+    run_id: u32,
+    receiver: u32,
+    users: u32,
+    name_of: impl Fn(u32) -> &'n str,
+    self_delivery: bool,
+) -> Delivery {
+    let exists = |sender| !name_of(sender).is_empty();
+    classify(stamp, run_id, receiver, users, exists, self_delivery)
+}
+
+fn classify(
+    stamp: Stamp,
+    run_id: u32,
+    receiver: u32,
+    users: u32,
+    sender_ok: impl Fn(u32) -> bool,
+    self_delivery: bool,
+) -> Delivery {
+    if stamp.run != run_id {
+        return Delivery::Foreign;
+    }
     match stamp.kind {
-        Kind::Probe
-            if stamp.sender >= users
-                && !name_of(stamp.sender).is_empty()
-                && from == name_of(stamp.sender) =>
-        {
-            Delivery::Probe {
-                id: stamp.seq,
-                sent_ns: stamp.intended_ns,
-            }
-        }
-        Kind::Chat if stamp.sender < users && stamp.seq > 0 && from == name_of(stamp.sender) => {
-            if stamp.sender == receiver {
+        Kind::Probe if stamp.sender >= users && sender_ok(stamp.sender) => Delivery::Probe {
+            id: stamp.seq,
+            sent_ns: stamp.intended_ns,
+        },
+        Kind::Chat if stamp.sender < users && stamp.seq > 0 && sender_ok(stamp.sender) => {
+            if stamp.sender == receiver && !self_delivery {
                 Delivery::OwnMessage
             } else {
                 Delivery::Chat {
@@ -289,11 +315,14 @@ impl SentLog {
 }
 
 /// Computes loss over all sessions. `sent[s]` is what sender `s` sent; `interval_of` maps a
-/// send time to the index of the report interval it fell in.
+/// send time to the index of the report interval it fell in. With `self_delivery` (the
+/// protocol sends a user's messages back to it), a session expects its own user's
+/// messages too.
 pub fn tally_loss(
     ledgers: &[SessionLedger],
     sent: &[SentLog],
     deadline_ns: u64,
+    self_delivery: bool,
     interval_of: impl Fn(u64) -> usize,
 ) -> LossTally {
     let mut tally = LossTally::default();
@@ -305,7 +334,7 @@ pub fn tally_loss(
         for (sender, log) in sent.iter().enumerate() {
             let times = &log.times;
             let sender = sender as u32;
-            if sender == ledger.user {
+            if sender == ledger.user && !self_delivery {
                 continue;
             }
             let received = ledger.received.get(&sender);
@@ -411,6 +440,59 @@ mod tests {
         assert_eq!(set.count_in(21, 30), 0);
     }
 
+    #[test]
+    fn declared_self_delivery_expects_a_users_own_messages() {
+        let sends = vec![
+            SentLog::from_times(vec![10, 20]),
+            SentLog::from_times(vec![15]),
+        ];
+        // User 0 got one of its own two messages back and user 1's one.
+        let own = ledger(0, 0, 1000, &[(0, &[1]), (1, &[1])]);
+        let tally = tally_loss(std::slice::from_ref(&own), &sends, 10, true, |_| 0);
+        assert_eq!((tally.expected, tally.lost), (vec![3], vec![1]));
+        // Undeclared, its own messages are not expected (one back is a self delivery).
+        let tally = tally_loss(&[own], &sends, 10, false, |_| 0);
+        assert_eq!((tally.expected, tally.lost), (vec![1], vec![]));
+        let stamp = Stamp {
+            run: 7,
+            kind: Kind::Chat,
+            sender: 0,
+            seq: 1,
+            intended_ns: 5,
+        };
+        let names = |i: u32| if i < 3 { "x" } else { "" };
+        assert_eq!(
+            classify_stamp(stamp, 7, 0, 2, names, false),
+            Delivery::OwnMessage
+        );
+        assert!(matches!(
+            classify_stamp(stamp, 7, 0, 2, names, true),
+            Delivery::Chat { sender: 0, .. }
+        ));
+        assert_eq!(
+            classify_stamp(stamp, 8, 1, 2, names, false),
+            Delivery::Foreign
+        );
+        let probe = Stamp {
+            kind: Kind::Probe,
+            sender: 2,
+            ..stamp
+        };
+        assert!(matches!(
+            classify_stamp(probe, 7, 1, 2, names, false),
+            Delivery::Probe { .. }
+        ));
+        let nobody = Stamp {
+            kind: Kind::Probe,
+            sender: 9,
+            ..stamp
+        };
+        assert_eq!(
+            classify_stamp(nobody, 7, 1, 2, names, false),
+            Delivery::Foreign
+        );
+    }
+
     fn ledger(user: u32, from: u64, until: u64, got: &[(u32, &[u64])]) -> SessionLedger {
         let mut received = HashMap::new();
         for (sender, seqs) in got {
@@ -435,13 +517,16 @@ mod tests {
         // Receiver 1 is stable from 25 until 95; deadline 10 -> window [25, 85]: seqs 3..=8.
         // It got 1, 3, 4, 6, 7, 8, 9: seq 5 is lost; 1 and 9 are unverified.
         let l = ledger(1, 25, 95, &[(0, &[1, 3, 4, 6, 7, 8, 9])]);
-        let tally = tally_loss(&[l], &sends, 10, per_10);
+        let tally = tally_loss(&[l], &sends, 10, false, per_10);
         assert_eq!(tally.expected.iter().sum::<u64>(), 6);
         assert_eq!(tally.lost, vec![0, 1]);
         assert_eq!(tally.unverified.iter().sum::<u64>(), 2);
         // The sender never expects its own messages.
         let own = ledger(0, 0, 1000, &[]);
-        assert_eq!(tally_loss(&[own], &sends, 10, per_10), LossTally::default());
+        assert_eq!(
+            tally_loss(&[own], &sends, 10, false, per_10),
+            LossTally::default()
+        );
     }
 
     #[test]
@@ -459,13 +544,14 @@ mod tests {
             std::slice::from_ref(&l),
             std::slice::from_ref(&log),
             10,
+            false,
             |_| 0,
         );
         assert_eq!(tally.expected, vec![6]);
         assert_eq!(tally.lost, Vec::<u64>::new());
         // The check still fails on a real loss among the judged messages.
         let holey = ledger(1, 0, 1000, &[(0, &[1, 2, 4, 5, 6])]);
-        let tally = tally_loss(&[holey], &[log], 10, |_| 0);
+        let tally = tally_loss(&[holey], &[log], 10, false, |_| 0);
         assert_eq!(tally.lost, vec![1]);
     }
 
@@ -473,12 +559,12 @@ mod tests {
     fn a_session_that_never_stabilised_expects_nothing() {
         let sends = vec![SentLog::from_times(vec![10, 20])];
         let mut l = ledger(1, 0, 5, &[(0, &[1])]);
-        let tally = tally_loss(std::slice::from_ref(&l), &sends, 10, |_| 0);
+        let tally = tally_loss(std::slice::from_ref(&l), &sends, 10, false, |_| 0);
         assert_eq!(tally.expected.iter().sum::<u64>(), 0);
         assert_eq!(tally.unverified, vec![1]);
         l.expect_from_ns = None;
         assert_eq!(
-            tally_loss(&[l], &sends, 10, |_| 0)
+            tally_loss(&[l], &sends, 10, false, |_| 0)
                 .expected
                 .iter()
                 .sum::<u64>(),

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::segment::Segment;
 
 use super::flags::{parse_duration, parse_fault};
-pub use super::flags::{CalibrationArgs, JwtArgs, TlsArgs};
+pub use super::flags::{CalibrationArgs, JwtArgs, ProtocolArgs, TlsArgs};
 
 /// Load and conformance harness for the chat protocol (docs/protocol.md).
 ///
@@ -512,6 +512,12 @@ pub struct ConformArgs {
     /// Upper bound on any one check.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub check_timeout: std::time::Duration,
+    /// Under another protocol than ours (socketio, text, or a file with a [protocol]
+    /// table), only the rules any chat server must keep are checked: M1 (contained, not
+    /// the exact form), M2 or the declared self-delivery, M3, M6 and, when the protocol
+    /// evicts, S4-S6 and C3; the rest are listed as not applicable.
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
     #[command(flatten)]
     pub jwt: JwtArgs,
     #[command(flatten)]
@@ -539,6 +545,8 @@ pub struct ClientArgs {
     /// becomes the user's name. Example: --header 'Authorization: Bearer {user}'
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
     #[command(flatten)]
     pub jwt: JwtArgs,
     #[command(flatten)]

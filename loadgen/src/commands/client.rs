@@ -1,7 +1,9 @@
-//! `loadgen client`: one user, by hand. Lines from stdin are sent as Text messages;
-//! messages received are printed with the local time (and, for loadgen-stamped ones, a
-//! latency); the way the session ends decides the exit code, so scripts can tell an
-//! eviction (4) from a lost connection (5), an expired token (6) and a clean close (0).
+//! `loadgen client`: one user, by hand. Lines from stdin are sent as messages (framed as
+//! the `--protocol` frames them: as they are for our chat, as a Socket.IO event, in a
+//! text template); what is received is printed with the local time (and, for
+//! loadgen-stamped messages, a latency); the protocol's pings are answered; the way the
+//! session ends decides the exit code, so scripts can tell an eviction (4) from a lost
+//! connection (5), an expired token (6) and a clean close (0).
 //!
 //! stdin is read by a plain thread, not tokio's stdin: a blocking read would keep the
 //! runtime from shutting down when the server ends the session first.
@@ -17,6 +19,7 @@ use crate::commands::cli::ClientArgs;
 use crate::commands::exit::Exit;
 use crate::connection::{self, FrameReader, Incoming, ReadStream, Writer};
 use crate::headers::{with_flags, LoginHeaders};
+use crate::protocol::{Eviction, Inbound, Profile};
 use crate::stamp::Stamp;
 use crate::target::Target;
 use crate::tls::TlsClient;
@@ -78,6 +81,13 @@ pub async fn main(args: ClientArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    let profile = match args.protocol.profile() {
+        Ok(profile) => profile,
+        Err(error) => {
+            eprintln!("loadgen client: {error}");
+            return Exit::Usage;
+        }
+    };
     let credentials = match args.jwt.credentials() {
         Ok(credentials) => credentials,
         Err(error) => {
@@ -103,6 +113,7 @@ pub async fn main(args: ClientArgs) -> Exit {
         token_in: credentials
             .as_ref()
             .map_or(Default::default(), |c| c.placement),
+        protocol: &profile,
         ..connection::Login::plain(&args.user, args.connect_timeout)
     };
     let connected = match connection::connect(&target, addr, &login).await {
@@ -143,7 +154,7 @@ pub async fn main(args: ClientArgs) -> Exit {
                     break close(&mut write, &mut events, "quit").await;
                 }
                 Some(line) => {
-                    if let Err(error) = send_text(&mut write, line).await {
+                    if let Err(error) = send_text(&mut write, profile.frame_message(line, &args.user)).await {
                         eprintln!("loadgen client: cannot send: {error}");
                         break Exit::EndedByServer;
                     }
@@ -152,7 +163,8 @@ pub async fn main(args: ClientArgs) -> Exit {
                 None => break close(&mut write, &mut events, "end of input").await,
             },
             _ = tick(&mut ticker) => {
-                if let Err(error) = send_text(&mut write, args.message.clone()).await {
+                let frame = profile.frame_message(args.message.clone(), &args.user);
+                if let Err(error) = send_text(&mut write, frame).await {
                     eprintln!("loadgen client: cannot send: {error}");
                     break Exit::EndedByServer;
                 }
@@ -161,14 +173,25 @@ pub async fn main(args: ClientArgs) -> Exit {
                 break close(&mut write, &mut events, "interrupted").await;
             }
             event = events.recv() => match event {
-                Some(Received::Text(text)) => print_message(&text, &mut latency),
+                Some(Received::Text(text)) => match profile.inbound(&text) {
+                    Inbound::Reply(answer) => {
+                        let _ = send_text(&mut write, answer).await;
+                    }
+                    Inbound::Ended(reason) => {
+                        let _ = write.write_frame(Frame::close(1000, b"")).await;
+                        break ended_by_protocol(&profile, &reason);
+                    }
+                    Inbound::Chat | Inbound::Stamps | Inbound::Ignore => {
+                        print_message(&text, &mut latency)
+                    }
+                },
                 Some(Received::Ping(payload)) => {
                     let _ = write.write_frame(Frame::pong(Payload::Owned(payload))).await;
                 }
                 Some(Received::Close { code, reason }) => {
                     let echo = Frame::close(code.unwrap_or(1000), b"");
                     let _ = write.write_frame(echo).await;
-                    break ended_by_server(code, &reason);
+                    break ended_by_server(&profile, code, &reason);
                 }
                 Some(Received::Lost(why)) => {
                     eprintln!("connection lost: {why}");
@@ -195,9 +218,9 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
-async fn send_text(write: &mut Writer, text: String) -> Result<(), String> {
+async fn send_text(write: &mut Writer, frame: Vec<u8>) -> Result<(), String> {
     write
-        .write_frame(Frame::text(Payload::Owned(text.into_bytes())))
+        .write_frame(Frame::text(Payload::Owned(frame)))
         .await
         .map_err(|e| e.to_string())
 }
@@ -237,9 +260,27 @@ async fn close(
     Exit::Passed
 }
 
-fn ended_by_server(code: Option<u16>, reason: &str) -> Exit {
+/// The protocol ended the session in its own words (a Socket.IO DISCONNECT, an eviction
+/// frame): an eviction when the protocol says so.
+fn ended_by_protocol(profile: &Profile, reason: &str) -> Exit {
+    if profile.ended_by_eviction(Some(None), true) {
+        eprintln!(
+            "evicted: {reason} (another login of this name, or the server ended the session)"
+        );
+        Exit::Evicted
+    } else {
+        eprintln!("ended by the server: {reason}");
+        Exit::EndedByServer
+    }
+}
+
+fn ended_by_server(profile: &Profile, code: Option<u16>, reason: &str) -> Exit {
     let code_text = code.map_or("(no code)".into(), |c| c.to_string());
-    if code == Some(REPLACED) {
+    let eviction_code = match profile.eviction() {
+        Eviction::CloseCode(code) => code,
+        _ => REPLACED,
+    };
+    if code == Some(eviction_code) {
         eprintln!("evicted: server sent Close {code_text} {reason:?} (another login of this name)");
         Exit::Evicted
     } else if code == Some(TOKEN_EXPIRED) {
@@ -314,15 +355,21 @@ impl LatencyOrigin {
 fn print_message(text: &[u8], latency: &mut LatencyOrigin) {
     let text = String::from_utf8_lossy(text);
     let now = local_time();
-    match Stamp::decode_delivery(&text) {
-        Ok((stamp, from)) => println!(
-            "{now}  {text}  [loadgen run {:x} sender {} seq {}, from {from}: +{:.1} ms over the run's fastest]",
+    let stamped = match Stamp::decode_delivery(&text) {
+        Ok((stamp, from)) => Some((stamp, format!(", from {from}"))),
+        Err(_) => Stamp::find_all(text.as_bytes())
+            .next()
+            .map(|stamp| (stamp, String::new())),
+    };
+    match stamped {
+        Some((stamp, from)) => println!(
+            "{now}  {text}  [loadgen run {:x} sender {} seq {}{from}: +{:.1} ms over the run's fastest]",
             stamp.run,
             stamp.sender,
             stamp.seq,
             latency.above_fastest_ms(&stamp)
         ),
-        Err(_) => println!("{now}  {text}"),
+        None => println!("{now}  {text}"),
     }
 }
 

@@ -10,6 +10,13 @@ use crate::conform::check::{all_must_passed, Knobs};
 use crate::conform::{output, Request};
 
 pub async fn main(args: ConformArgs) -> Exit {
+    let protocol = match args.protocol.profile() {
+        Ok(profile) => std::sync::Arc::new(profile),
+        Err(error) => {
+            eprintln!("loadgen conform: {error}");
+            return Exit::Usage;
+        }
+    };
     let credentials = match args.jwt.credentials() {
         Ok(credentials) => credentials.map(std::sync::Arc::new),
         Err(error) => {
@@ -37,6 +44,7 @@ pub async fn main(args: ConformArgs) -> Exit {
         },
         tls: args.tls.settings(),
         credentials,
+        protocol: protocol.clone(),
     };
     // The header waits for the first row, so a usage error or an unreachable server
     // prints only the error.
@@ -62,6 +70,14 @@ pub async fn main(args: ConformArgs) -> Exit {
     };
     let url = args.urls.join(" ");
     println!("{}", output::table_footer(&results, &url));
+    let skipped = crate::conform::not_applicable(&protocol);
+    if !skipped.is_empty() {
+        println!(
+            "not applicable under protocol {}: {} (rules of our chat protocol itself)",
+            protocol.kind(),
+            skipped.join(" ")
+        );
+    }
     if let Some(path) = &args.json {
         if let Err(error) = output::write_json(path, &url, &results) {
             eprintln!("loadgen conform: {error}");

@@ -40,6 +40,29 @@ impl TlsArgs {
     }
 }
 
+/// Which protocol the server speaks (`client` and `conform`; a run's scenario says it in
+/// `[protocol]`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProtocolArgs {
+    /// The server's protocol: chat (ours, the default), socketio (Socket.IO 4/5 over
+    /// WebSocket), text (a plain text protocol), or a TOML file whose [protocol] table
+    /// describes it (a scenario file will do): see scenarios/README.md, [protocol].
+    #[arg(long, value_name = "KIND|FILE")]
+    pub protocol: Option<String>,
+}
+
+impl ProtocolArgs {
+    /// The profile the flag names (the chat protocol without it).
+    pub fn profile(&self) -> Result<crate::protocol::Profile, String> {
+        match &self.protocol {
+            None => Ok(crate::protocol::Profile::Chat),
+            Some(value) => crate::protocol::ProtocolSettings::from_flag(value)
+                .map(|s| crate::protocol::Profile::from_settings(&s))
+                .map_err(|e| format!("--protocol {e}")),
+        }
+    }
+}
+
 /// How logins prove their names to a server that authenticates them (docs/protocol.md
 /// A1–A7): every command that connects has these.
 #[derive(Debug, Clone, Default, clap::Args)]

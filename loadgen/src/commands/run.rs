@@ -160,7 +160,10 @@ pub async fn main(args: RunArgs) -> Exit {
 fn run_error(error: RunError) -> Exit {
     eprintln!("loadgen: {error}");
     match error {
-        RunError::Limits(_) | RunError::Ports(_) | RunError::Credentials(_) => Exit::Usage,
+        RunError::Limits(_)
+        | RunError::Ports(_)
+        | RunError::Credentials(_)
+        | RunError::ProtocolWithoutTarget(_) => Exit::Usage,
         RunError::Unreachable(_) => Exit::CouldNotRun,
     }
 }

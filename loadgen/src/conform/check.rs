@@ -165,7 +165,7 @@ pub async fn settle(
     let mut round = 0u32;
     while Instant::now() < deadline {
         round += 1;
-        let token = format!("<sync {} {round}>", sender.name);
+        let token = format!("[sync {} {round}]", sender.name);
         if let Err(error) = sender.send_text(&token).await {
             return Err(CheckOutcome::fail(format!(
                 "{} could not send: {error}",
@@ -205,12 +205,12 @@ pub async fn probe(
     tag: &str,
     deadline: Instant,
 ) -> Result<(), String> {
-    let token = format!("<probe {tag} ");
+    let token = format!("[probe {tag} ");
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         sender
-            .send_text(&format!("{token}{attempt}>"))
+            .send_text(&format!("{token}{attempt}]"))
             .await
             .map_err(|e| format!("{} could not send: {e}", sender.name))?;
         let step = (Instant::now() + Duration::from_millis(50)).min(deadline);
@@ -228,6 +228,6 @@ pub async fn probe(
 /// (as one that swaps pairs does) releases everything a check waits for.
 pub async fn flush(sender: &mut Peer) {
     for _ in 0..2 {
-        let _ = sender.send_text("<flush>").await;
+        let _ = sender.send_text("[flush]").await;
     }
 }

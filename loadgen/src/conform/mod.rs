@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use self::check::{CheckOutcome, CheckResult, CheckVerdict, Knobs, Settings};
 use self::peer::{Endpoint, Peer};
+use crate::protocol::{Eviction, Profile};
 use crate::target::Target;
 
 /// Which check to run.
@@ -204,6 +205,8 @@ pub enum ConformError {
     UnknownRule(String),
     #[error("--only {0}: a cluster rule needs the URLs of two or more nodes of one cluster")]
     NeedsCluster(String),
+    #[error("--only {0}: not applicable under protocol {1} (it is a rule of our chat protocol itself, or needs an eviction)")]
+    NotApplicable(String, &'static str),
     #[error("--only {0}: an authentication rule needs the key tokens are signed with (--jwt-secret-file or --jwt-private-key)")]
     NeedsKey(String),
     #[error("{0}")]
@@ -247,6 +250,43 @@ pub struct Request {
     /// What every login proves its name with, when the server authenticates (`None`: no
     /// token; the A-rules are then not checked).
     pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
+    /// The protocol the server speaks; under any but ours only [`PROFILE_RULES`] apply.
+    pub protocol: std::sync::Arc<Profile>,
+}
+
+/// The checks that apply to a server of any protocol (a profile other than ours): the
+/// message rules, and the session rules when the protocol evicts.
+const PROFILE_RULES: [CheckId; 4] = [CheckId::M1, CheckId::M2, CheckId::M3, CheckId::M6];
+
+/// The eviction checks, under a profile whose protocol evicts.
+const PROFILE_EVICTION_RULES: [CheckId; 4] = [CheckId::S4, CheckId::S5, CheckId::S6, CheckId::C3];
+
+/// Whether check `id` applies under `protocol`.
+fn applies_under(protocol: &Profile, id: CheckId) -> bool {
+    protocol.is_chat()
+        || PROFILE_RULES.contains(&id)
+        || (CLUSTER_ONLY.contains(&id) && id != CheckId::C3)
+        || (PROFILE_EVICTION_RULES.contains(&id) && protocol.eviction() != Eviction::None)
+}
+
+/// What check `id` is called under `protocol`: M1 and M2 say what they check there.
+fn check_name(id: CheckId, name: &'static str, protocol: &Profile) -> &'static str {
+    match id {
+        CheckId::M1 if !protocol.is_chat() => "delivered to every other user",
+        CheckId::M2 if protocol.self_delivery() => "sender gets its own message (declared)",
+        _ => name,
+    }
+}
+
+/// The rules that do not apply under `protocol` (none under ours).
+pub fn not_applicable(protocol: &Profile) -> Vec<&'static str> {
+    let mut rules: Vec<&'static str> = CHECKS
+        .iter()
+        .filter(|c| !applies_under(protocol, c.0))
+        .map(|c| c.1)
+        .collect();
+    rules.dedup();
+    rules
 }
 
 /// Selected checks, validated before anything touches the network.
@@ -254,9 +294,12 @@ fn select(
     only: &Option<Vec<String>>,
     cluster: bool,
     signing: bool,
+    protocol: &Profile,
 ) -> Result<Vec<(CheckId, &'static str, &'static str, bool)>, ConformError> {
     let applicable = |id: &CheckId| {
-        (cluster || !CLUSTER_ONLY.contains(id)) && (signing || !AUTH_ONLY.contains(id))
+        (cluster || !CLUSTER_ONLY.contains(id))
+            && (signing || !AUTH_ONLY.contains(id))
+            && applies_under(protocol, *id)
     };
     let Some(only) = only else {
         return Ok(CHECKS
@@ -276,7 +319,9 @@ fn select(
             return Err(ConformError::UnknownRule(rule.to_string()));
         }
         if !found.iter().any(applicable) {
-            return Err(if found.iter().any(|id| AUTH_ONLY.contains(id)) {
+            return Err(if !found.iter().any(|id| applies_under(protocol, *id)) {
+                ConformError::NotApplicable(rule.to_string(), protocol.kind())
+            } else if found.iter().any(|id| AUTH_ONLY.contains(id)) {
                 ConformError::NeedsKey(rule.to_string())
             } else {
                 ConformError::NeedsCluster(rule.to_string())
@@ -305,7 +350,7 @@ pub async fn run(
         .credentials
         .as_ref()
         .is_some_and(|c| c.signing_key().is_some());
-    let selected = select(&request.only, targets.len() > 1, signing)?;
+    let selected = select(&request.only, targets.len() > 1, signing, &request.protocol)?;
     let tls = crate::tls::TlsClient::new(&request.tls)?;
     let mut nodes = Vec::with_capacity(targets.len());
     for target in targets {
@@ -316,6 +361,7 @@ pub async fn run(
     let mut endpoint = Endpoint::new(nodes, request.connect_timeout).ok_or(ConformError::NoUrl)?;
     endpoint.tls = Some(tls);
     endpoint.credentials = request.credentials.clone();
+    endpoint.protocol = request.protocol.clone();
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
@@ -351,7 +397,7 @@ pub async fn run(
         };
         let result = CheckResult {
             rule,
-            check,
+            check: check_name(id, check, &request.protocol),
             must,
             verdict,
             seen: outcome.seen,
@@ -367,11 +413,13 @@ pub async fn run(
 /// it wants, every check would fail for that one reason. With credentials, one login with
 /// a token shows it (a wrong key); without, a login with an empty `user` does — refused by
 /// every server, with 401 by one that wants a token before it looks at names — so that
-/// no session is opened, and no server's count of logins moves, before the checks.
+/// no session is opened, and no server's count of logins moves, before the checks. Under
+/// another protocol, one login shows it (a Socket.IO CONNECT_ERROR, a close before the
+/// login completed).
 async fn logins_accepted(settings: &Settings) -> Result<(), ConformError> {
     let refused =
         |status, body: &str| ConformError::Refused(crate::connection::refusal_said(status, body));
-    if settings.endpoint.credentials.is_none() {
+    if settings.endpoint.credentials.is_none() && settings.endpoint.protocol.is_chat() {
         let path = format!("{}?user=", settings.endpoint.target.path);
         return match raw::upgrade(&settings.endpoint, path.as_bytes()).await {
             Ok(raw::Answer::Http {
@@ -392,6 +440,7 @@ async fn logins_accepted(settings: &Settings) -> Result<(), ConformError> {
             status: status @ (401 | 403),
             body,
         }) => Err(refused(status, &body)),
+        Err(crate::connection::ConnectError::Rejected(said)) => Err(ConformError::Refused(said)),
         Err(_) => Ok(()),
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::connection::{self, ConnectError, Connected, FrameReader, Incoming, Writer};
 use crate::credentials::Credentials;
+use crate::protocol::{Inbound, Profile};
 use crate::target::Target;
 use crate::tls::TlsClient;
 
@@ -50,6 +51,7 @@ impl Event {
                 code: Some(code),
                 reason,
             } => format!("Close {code} {reason:?}"),
+            Event::Close { code: None, reason } if !reason.is_empty() => reason.clone(),
             Event::Close { code: None, .. } => "Close (no code)".into(),
             Event::Dropped(why) => format!("TCP drop ({why})"),
             Event::Text(_) => "a text message".into(),
@@ -81,6 +83,9 @@ pub struct Endpoint {
     /// What logins prove their names with (`--jwt-secret-file`, `--jwt-private-key`):
     /// every login of every check carries a token minted for its name. `None`: no token.
     pub credentials: Option<Arc<Credentials>>,
+    /// The protocol the server speaks (`--protocol`): how peers log in, frame what they
+    /// send, and which frames they answer or take as the session's end.
+    pub protocol: Arc<Profile>,
 }
 
 impl Endpoint {
@@ -95,6 +100,7 @@ impl Endpoint {
             turn: Arc::new(AtomicUsize::new(0)),
             tls: None,
             credentials: None,
+            protocol: Arc::new(Profile::Chat),
         })
     }
 
@@ -139,7 +145,9 @@ impl Endpoint {
 pub struct Peer {
     /// The name it logged in with.
     pub name: String,
-    write: Writer,
+    /// Shared with the reader, which answers the protocol's pings itself.
+    write: Arc<tokio::sync::Mutex<Writer>>,
+    protocol: Arc<Profile>,
     events: mpsc::UnboundedReceiver<Event>,
     /// Set once an ending event has been taken from the channel.
     ended: Option<Event>,
@@ -173,24 +181,45 @@ impl Peer {
                 tls: endpoint.tls.as_ref(),
                 token: token.as_deref(),
                 token_in: endpoint.token_in(),
+                protocol: &endpoint.protocol,
                 ..connection::Login::plain(name, endpoint.connect_timeout)
             },
         )
         .await?;
-        Ok(Peer::from_connected(name, connected))
+        Ok(Peer::speaking(name, connected, endpoint.protocol.clone()))
     }
 
-    /// Wraps an already upgraded connection.
+    /// Wraps an already upgraded connection of the chat protocol.
     pub fn from_connected(name: &str, connected: Connected) -> Peer {
+        Peer::speaking(name, connected, Arc::new(Profile::Chat))
+    }
+
+    /// Wraps an already logged-in connection of `protocol`.
+    pub fn speaking(name: &str, connected: Connected, protocol: Arc<Profile>) -> Peer {
         let Connected {
             mut read, write, ..
         } = connected;
+        let write = Arc::new(tokio::sync::Mutex::new(write));
         let (tx, events) = mpsc::unbounded_channel();
+        let answers = write.clone();
+        let inbound = protocol.clone();
         let reader = tokio::spawn(async move {
             let mut frames = FrameReader::new(&mut read, MAX_FRAME);
             loop {
                 let event = match frames.next().await {
-                    Ok(Incoming::Text(bytes)) => Event::Text(bytes),
+                    Ok(Incoming::Text(bytes)) => match inbound.inbound(&bytes) {
+                        Inbound::Reply(answer) => {
+                            let frame = Frame::text(Payload::Owned(answer));
+                            let _ = answers.lock().await.write_frame(frame).await;
+                            continue;
+                        }
+                        Inbound::Ended(reason) => {
+                            let close = Frame::close(1000, b"");
+                            let _ = answers.lock().await.write_frame(close).await;
+                            Event::Close { code: None, reason }
+                        }
+                        Inbound::Chat | Inbound::Stamps | Inbound::Ignore => Event::Text(bytes),
+                    },
                     Ok(Incoming::Binary) => Event::Binary,
                     Ok(Incoming::Pong) => Event::Pong,
                     Ok(Incoming::Ping(_)) => continue,
@@ -206,21 +235,24 @@ impl Peer {
         Peer {
             name: name.to_string(),
             write,
+            protocol,
             events,
             ended: None,
             reader,
         }
     }
 
-    /// Sends a Text message.
+    /// Sends a chat message, framed as the protocol frames one (as it is, for ours).
     pub async fn send_text(&mut self, text: &str) -> Result<(), String> {
-        self.send_frame(Frame::text(Payload::Owned(text.as_bytes().to_vec())))
-            .await
+        let frame = self.protocol.frame_message(text.to_string(), &self.name);
+        self.send_frame(Frame::text(Payload::Owned(frame))).await
     }
 
     /// Sends any frame (the writer masks it).
     pub async fn send_frame(&mut self, frame: Frame<'_>) -> Result<(), String> {
         self.write
+            .lock()
+            .await
             .write_frame(frame)
             .await
             .map_err(|e| short_error(&e.to_string()))

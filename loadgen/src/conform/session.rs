@@ -130,13 +130,30 @@ pub async fn relogin_evicts(settings: &Settings) -> CheckOutcome {
                 settings.knobs.close_deadline
             ));
         };
+        let protocol = &settings.endpoint.protocol;
         let how = match &end {
             Event::Dropped(_) => "TCP drop".to_string(),
             Event::Close {
                 code: Some(4001), ..
             } => end.describe_end(),
+            _ if !protocol.is_chat() => end.describe_end(),
             _ => format!("{} (not 4001)", end.describe_end()),
         };
+        // Under a protocol whose eviction is a given Close code or frame, another end is
+        // not the eviction it promised.
+        let signalled = matches!(&end, Event::Close { code: None, reason } if !reason.is_empty());
+        let closed_with = match &end {
+            Event::Close { code, .. } => Some(*code),
+            _ => None,
+        };
+        if !protocol.is_chat() && !protocol.ended_by_eviction(closed_with, signalled) {
+            return CheckOutcome::fail(format!(
+                "round {}/{rounds}: the old session ended with {}, not the protocol's eviction ({:?})",
+                round + 1,
+                end.describe_end(),
+                protocol.eviction()
+            ));
+        }
         ends.add(how);
         // The new connection must not have been closed along with the old one.
         let settle_until = Instant::now() + Duration::from_millis(20);
@@ -236,7 +253,7 @@ async fn flood(settings: &Settings, name: String) -> Result<tokio::task::JoinHan
         .map_err(|e| format!("login of the traffic user failed: {e}"))?;
     Ok(tokio::spawn(async move {
         for n in 0u64..1_000_000 {
-            if peer.send_text(&format!("<traffic {n}>")).await.is_err() {
+            if peer.send_text(&format!("[traffic {n}]")).await.is_err() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -392,7 +409,7 @@ pub async fn close_handshake(settings: &Settings) -> CheckOutcome {
     }
     for n in 0..50 {
         if observer
-            .send_text(&format!("<s7 after {n}>"))
+            .send_text(&format!("[s7 after {n}]"))
             .await
             .is_err()
         {
@@ -402,7 +419,7 @@ pub async fn close_handshake(settings: &Settings) -> CheckOutcome {
     flush(&mut observer).await;
     if let Err(why) = again
         .expect_text_containing(
-            "<s7 after 49>",
+            "[s7 after 49]",
             Instant::now() + settings.knobs.delivery_deadline,
         )
         .await

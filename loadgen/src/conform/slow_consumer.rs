@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fastwebsockets::{Frame, Payload};
 
 use super::check::{flush, settle, CheckOutcome, Settings};
-use super::peer::{Event, Peer};
+use super::peer::{contains, Event, Peer};
 use crate::connection::{self, FrameReader, Incoming};
 
 /// Bytes per message (well under the 64 KiB limit).
@@ -44,6 +44,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
             tls: endpoint.tls.as_ref(),
             token: token.as_deref(),
             token_in: endpoint.token_in(),
+            protocol: &endpoint.protocol,
             ..connection::Login::plain(&stalled_name, timeout)
         },
     )
@@ -68,7 +69,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
         while seq >= received + WINDOW {
             let step = last_progress + settings.knobs.slow_stall;
             match healthy.next_event(step).await {
-                Some(Event::Text(text)) if text.starts_with(b"<m6 ") => {
+                Some(Event::Text(text)) if contains(&text, b"[m6 ") => {
                     received += 1;
                     last_progress = Instant::now();
                 }
@@ -90,10 +91,16 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
                 }
             }
         }
-        let tag = format!("<m6 {seq}>");
+        let tag = format!("[m6 {seq}]");
         buffer[..tag.len()].copy_from_slice(tag.as_bytes());
-        let frame = Frame::text(Payload::Borrowed(&buffer));
-        if let Err(error) = sender.send_frame(frame).await {
+        let sent = if endpoint.protocol.is_chat() {
+            sender
+                .send_frame(Frame::text(Payload::Borrowed(&buffer)))
+                .await
+        } else {
+            sender.send_text(&String::from_utf8_lossy(&buffer)).await
+        };
+        if let Err(error) = sent {
             failure = Some(format!("the sender could not send message {seq}: {error}"));
             break;
         }
@@ -106,7 +113,7 @@ pub async fn stalled_receiver(settings: &Settings) -> CheckOutcome {
             .next_event(last_progress + settings.knobs.slow_stall)
             .await
         {
-            Some(Event::Text(text)) if text.starts_with(b"<m6 ") => {
+            Some(Event::Text(text)) if contains(&text, b"[m6 ") => {
                 received += 1;
                 last_progress = Instant::now();
             }

@@ -188,7 +188,8 @@ fn merged_report(
     let ledgers: Vec<_> = files.iter().flat_map(|f| f.ledgers()).collect();
     let deadline_ns = scenario.verify.deadline.0.as_nanos() as u64;
     let last_index = records.len().saturating_sub(1);
-    let tally = tally_loss(&ledgers, &sent, deadline_ns, |t| {
+    let self_delivery = scenario.profile().self_delivery();
+    let tally = tally_loss(&ledgers, &sent, deadline_ns, self_delivery, |t| {
         { (t.saturating_sub(measure_start) / 1_000_000_000) as usize }.min(last_index)
     });
     for (k, record) in records.iter_mut().enumerate() {

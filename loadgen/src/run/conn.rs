@@ -34,6 +34,9 @@ pub struct Ended {
     pub reason: String,
     /// It ended with a Close frame (with or without a code), not a bare TCP drop.
     pub closed: bool,
+    /// It ended by the protocol's own end signal ([`crate::protocol::Inbound::Ended`]: a
+    /// Socket.IO DISCONNECT, an eviction frame), before any Close.
+    pub signalled: bool,
 }
 
 impl Ended {
@@ -144,6 +147,15 @@ impl Conn {
         self.end_expected.load(Relaxed)
     }
 
+    /// Whether the connection ended and the protocol counts the way it ended as an
+    /// eviction ([`crate::protocol::Profile::ended_by_eviction`]).
+    pub fn evicted(&self, protocol: &crate::protocol::Profile) -> bool {
+        self.ended
+            .borrow()
+            .as_ref()
+            .is_some_and(|e| protocol.ended_by_eviction(e.closed_with(), e.signalled))
+    }
+
     /// How the connection ended, if it has: see [`Ended::closed_with`].
     pub fn ended_how(&self) -> Option<Option<Option<u16>>> {
         self.ended.borrow().as_ref().map(Ended::closed_with)
@@ -207,10 +219,9 @@ impl Conn {
         }
     }
 
-    /// Sends a text message.
-    pub async fn send_text(&self, text: String) -> Result<(), WebSocketError> {
-        self.send(Frame::text(Payload::Owned(text.into_bytes())))
-            .await
+    /// Sends a text frame.
+    pub async fn send_text(&self, text: Vec<u8>) -> Result<(), WebSocketError> {
+        self.send(Frame::text(Payload::Owned(text))).await
     }
 
     /// Sends one frame (the reader's Pong and Close replies).

@@ -557,7 +557,8 @@ fn account(
 ) -> Counters {
     let deadline_ns = run.scenario.verify.deadline.0.as_nanos() as u64;
     let last_index = records.len().saturating_sub(1);
-    let tally = tally_loss(ledgers, send_times, deadline_ns, |t| {
+    let self_delivery = run.protocol.self_delivery();
+    let tally = tally_loss(ledgers, send_times, deadline_ns, self_delivery, |t| {
         ((t.saturating_sub(measure_start) / INTERVAL.as_nanos() as u64) as usize).min(last_index)
     });
     for (i, record) in records.iter_mut().enumerate() {

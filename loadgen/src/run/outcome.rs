@@ -39,4 +39,8 @@ pub enum RunError {
     /// the tokens file lacks a user of the run (exit 2).
     #[error("{0}")]
     Credentials(String),
+    /// The scenario's protocol cannot be spoken to the server it names: another
+    /// protocol than ours, and no target but the embedded chat-server (exit 2).
+    #[error("[protocol] kind = \"{0}\", but without a target the run loads the embedded chat-server, which speaks our chat protocol: give your server's URL (target = \"ws://…\" or --target)")]
+    ProtocolWithoutTarget(&'static str),
 }

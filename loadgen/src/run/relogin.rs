@@ -45,18 +45,24 @@ pub async fn relogin(run: Arc<RunState>, user: u32) {
     if fresh.is_empty() {
         return;
     }
+    if !run.scenario.checks_eviction() {
+        return replace_unchecked(&run, user, &old, fresh).await;
+    }
     let t1 = run.now_ns();
     let verify = &run.scenario.verify;
     let eviction_deadline = t1 + verify.eviction_deadline.0.as_nanos() as u64;
 
     // Wait for the old connection and all but one new one to end.
+    // Under a protocol whose eviction is a Close with a given code or a frame, an end of
+    // another kind is not the eviction: the old session counts as still there.
+    let old_there = || !old.evicted(&run.protocol);
     let still_open = |fresh: &[Arc<Conn>]| {
-        usize::from(old.is_open()) + fresh.iter().filter(|c| c.is_open()).count()
+        usize::from(old_there()) + fresh.iter().filter(|c| c.is_open()).count()
     };
     while still_open(&fresh) > 1 && run.now_ns() < eviction_deadline {
         tokio::time::sleep(POLL).await;
     }
-    let old_open_at_deadline = old.is_open();
+    let old_open_at_deadline = old_there();
     let open_at_deadline: Vec<bool> = fresh.iter().map(|c| c.is_open()).collect();
 
     // Declare the survivor the user's session and probe it.
@@ -106,7 +112,7 @@ pub async fn relogin(run: Arc<RunState>, user: u32) {
         logged_in_ns: t1,
         ghost_grace_ns: verify.ghost_grace.0.as_nanos() as u64,
         old_open_at_deadline,
-        old_open_at_end: old.is_open(),
+        old_open_at_end: old_there(),
         old_got_probe: got_probe(&old),
         old_newest_chat_ns: old.newest_chat(),
         new_sessions: fresh
@@ -144,4 +150,19 @@ pub async fn relogin(run: Arc<RunState>, user: u32) {
             run.set_current(user, None);
         }
     }
+}
+
+/// A relogin under a protocol that does not evict (`eviction = "none"`): the new login is
+/// timed, loadgen closes the old session and any extra new one itself, and the newest
+/// becomes the user's session. Nothing is judged.
+async fn replace_unchecked(run: &Arc<RunState>, user: u32, old: &Arc<Conn>, fresh: Vec<Arc<Conn>>) {
+    let now = run.now_ns();
+    let Some((newest, extra)) = fresh.split_last() else {
+        return;
+    };
+    for conn in std::iter::once(old).chain(extra) {
+        conn.close(now, Duration::from_secs(1)).await;
+    }
+    newest.declare_stable(run.now_ns());
+    run.set_current(user, Some(newest.clone()));
 }

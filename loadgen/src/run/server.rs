@@ -55,6 +55,10 @@ async fn locate_server(
     let unreachable = |e: &dyn std::fmt::Display| RunError::Unreachable(e.to_string());
     let urls = scenario.target.urls();
     if urls.is_empty() {
+        let profile = scenario.profile();
+        if !profile.is_chat() {
+            return Err(RunError::ProtocolWithoutTarget(profile.kind()));
+        }
         let server = ServerProcess::start(&Launch::Embedded(scenario.users.jwt.clone()))
             .await
             .map_err(|e| unreachable(&e))?;

@@ -23,6 +23,7 @@ use crate::checks::delivery::SessionLedger;
 use crate::credentials::Credentials;
 use crate::headers::LoginHeaders;
 use crate::lag::LagMeter;
+use crate::protocol::Profile;
 use crate::record::Recorder;
 use crate::scenario::{ReloginTarget, Scenario};
 use crate::segment::Segment;
@@ -109,6 +110,8 @@ pub struct RunState {
     pub settle_ns: u64,
     /// Largest frame accepted from the server.
     pub max_frame: usize,
+    /// The protocol the users speak ([`crate::protocol`]).
+    pub protocol: Profile,
     /// User names; index `users.count` is the probe user.
     names: Vec<String>,
     targets: Vec<(Target, SocketAddr)>,
@@ -200,6 +203,7 @@ impl RunState {
             credentials,
             settle_ns: scenario.verify.settle.0.as_nanos() as u64,
             max_frame: (max_message + 256).max(1 << 16) * 2,
+            protocol: scenario.profile(),
             next_conn_id: AtomicU64::new(1),
             online: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
@@ -435,6 +439,16 @@ impl RunState {
         *self.prober.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
     }
 
+    /// Sends `message` on `conn`, framed as the protocol frames a message.
+    pub async fn send_message(
+        &self,
+        conn: &Conn,
+        message: String,
+    ) -> Result<(), fastwebsockets::WebSocketError> {
+        let frame = self.protocol.frame_message(message, self.name(conn.user));
+        conn.send_text(frame).await
+    }
+
     /// Broadcasts a probe from the probe user; returns its id, or `None` when there is no
     /// probe user or the send failed.
     pub async fn send_probe(&self) -> Option<SentProbe> {
@@ -455,7 +469,7 @@ impl RunState {
             seq: id,
             intended_ns: sent_ns,
         };
-        prober.send_text(stamp.message(0)).await.ok()?;
+        self.send_message(&prober, stamp.message(0)).await.ok()?;
         Some(SentProbe { id, sent_ns })
     }
 }

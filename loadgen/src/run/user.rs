@@ -17,6 +17,7 @@ use super::prober::SentProbe;
 use super::state::RunState;
 use crate::checks::delivery::{self, Arrival, Delivery, ReceivedSet, SentLog, SessionLedger};
 use crate::connection::{self, Connected, FrameReader, Incoming, ReadStream};
+use crate::protocol::Inbound;
 use crate::stamp::{Kind, Stamp};
 
 /// Opens a connection for `user` and starts its reader. `stable` says whether it is the
@@ -54,6 +55,7 @@ pub async fn open(
             .credentials
             .as_ref()
             .map_or(Default::default(), |c| c.placement),
+        protocol: &run.protocol,
     };
     let Connected {
         read,
@@ -80,7 +82,7 @@ async fn read_loop(run: Arc<RunState>, conn: Arc<Conn>, mut read: ReadStream) {
     let mut session = Session::default();
     let ended = tokio::select! {
         biased;
-        _ = conn.reading_stopped() => Ended { at_ns: run.now_ns(), code: None, reason: "stopped reading".into(), closed: false },
+        _ = conn.reading_stopped() => Ended { at_ns: run.now_ns(), code: None, reason: "stopped reading".into(), closed: false, signalled: false },
         ended = read_frames(&run, &conn, &mut read, &mut session) => ended,
     };
     let ended_at = ended.at_ns;
@@ -139,6 +141,7 @@ async fn read_frames(
         code: None,
         reason,
         closed: false,
+        signalled: false,
     };
     // No read buffer until the server first sends something.
     if let Err(error) = connection::readable(read).await {
@@ -147,7 +150,26 @@ async fn read_frames(
     let mut frames = Box::new(FrameReader::new(read, run.max_frame));
     loop {
         match frames.next().await {
-            Ok(Incoming::Text(bytes)) => on_text(run, conn, session, &bytes),
+            Ok(Incoming::Text(bytes)) => match run.protocol.inbound(&bytes) {
+                Inbound::Chat => on_text(run, conn, session, &bytes),
+                Inbound::Stamps => on_stamps(run, conn, session, &bytes),
+                Inbound::Reply(answer) => {
+                    let _ = conn.send_text(answer).await;
+                }
+                Inbound::Ended(reason) => {
+                    let at_ns = run.now_ns();
+                    let close = Frame::close(1000, b"");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.send(close)).await;
+                    return Ended {
+                        at_ns,
+                        code: None,
+                        reason,
+                        closed: true,
+                        signalled: true,
+                    };
+                }
+                Inbound::Ignore => {}
+            },
             Ok(Incoming::Ping(payload)) => {
                 let _ = conn.send(Frame::pong(Payload::Owned(payload))).await;
             }
@@ -161,6 +183,7 @@ async fn read_frames(
                     code,
                     reason,
                     closed: true,
+                    signalled: false,
                 };
             }
             Err(error) => return dropped(error.to_string()),
@@ -168,40 +191,64 @@ async fn read_frames(
     }
 }
 
-/// Classifies and records one Text delivery.
+/// Classifies and records one Text delivery of the chat protocol.
 fn on_text(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
+    let delivery =
+        delivery::classify_text(bytes, run.run_id, conn.user, run.users(), |i| run.name(i));
+    on_delivery(run, conn, session, delivery);
+}
+
+/// Classifies and records every stamp in a Text frame of a protocol profile, each one a
+/// delivery. A frame without a stamp is the server's own business (a presence notice, a
+/// greeting) and is not counted.
+fn on_stamps(run: &RunState, conn: &Conn, session: &mut Session, bytes: &[u8]) {
+    let self_delivery = run.protocol.self_delivery();
+    for stamp in Stamp::find_all(bytes) {
+        let delivery = delivery::classify_stamp(
+            stamp,
+            run.run_id,
+            conn.user,
+            run.users(),
+            |i| run.name(i),
+            self_delivery,
+        );
+        on_delivery(run, conn, session, delivery);
+    }
+}
+
+/// Records one classified delivery.
+fn on_delivery(run: &RunState, conn: &Conn, session: &mut Session, delivery: Delivery) {
     let now = run.now_ns();
     let key = conn.user as usize;
     let users = run.users();
-    let (sender, seq, intended_ns) =
-        match delivery::classify_text(bytes, run.run_id, conn.user, users, |i| run.name(i)) {
-            Delivery::Foreign => {
-                run.recorder.count(key, |c| {
-                    c.delivered += 1;
-                    c.foreign += 1;
-                });
-                return;
-            }
-            Delivery::Probe { id, sent_ns } => {
-                conn.record_probe(id);
-                run.probes.received(id);
-                run.probes.heard(SentProbe { id, sent_ns });
-                run.recorder.count(key, |c| c.delivered += 1);
-                return;
-            }
-            Delivery::OwnMessage => {
-                run.recorder.count(key, |c| {
-                    c.delivered += 1;
-                    c.self_deliveries += 1;
-                });
-                return;
-            }
-            Delivery::Chat {
-                sender,
-                seq,
-                intended_ns,
-            } => (sender, seq, intended_ns),
-        };
+    let (sender, seq, intended_ns) = match delivery {
+        Delivery::Foreign => {
+            run.recorder.count(key, |c| {
+                c.delivered += 1;
+                c.foreign += 1;
+            });
+            return;
+        }
+        Delivery::Probe { id, sent_ns } => {
+            conn.record_probe(id);
+            run.probes.received(id);
+            run.probes.heard(SentProbe { id, sent_ns });
+            run.recorder.count(key, |c| c.delivered += 1);
+            return;
+        }
+        Delivery::OwnMessage => {
+            run.recorder.count(key, |c| {
+                c.delivered += 1;
+                c.self_deliveries += 1;
+            });
+            return;
+        }
+        Delivery::Chat {
+            sender,
+            seq,
+            intended_ns,
+        } => (sender, seq, intended_ns),
+    };
     conn.record_chat(intended_ns);
     if conn.user < users {
         session.first_delivery_ns.get_or_insert(now);
@@ -261,7 +308,9 @@ pub async fn send_loop(run: Arc<RunState>, user: u32) -> SentLog {
             sent_at.push(run.now_ns());
             run.recorder.count(user as usize, |c| c.sent += 1);
             // A failed write is the connection's failure: the reader records it.
-            let _ = conn.send_text(stamp.message(phase.message_size)).await;
+            let _ = run
+                .send_message(&conn, stamp.message(phase.message_size))
+                .await;
         }
     }
     let deadline_ns = run.scenario.verify.deadline.0.as_nanos() as u64;

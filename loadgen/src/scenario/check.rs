@@ -92,6 +92,7 @@ impl Scenario {
                 "an empty list; leave `target` out to use the embedded server".into(),
             );
         }
+        self.protocol.check()?;
         let users = &self.users;
         if users.count == 0 {
             return fail("users.count", "must be at least 1".into());
@@ -237,6 +238,15 @@ impl Scenario {
             }
             if phase.relogin_concurrency == 0 {
                 return fail(&field("relogin_concurrency"), "must be at least 1".into());
+            }
+            if phase.relogin_concurrency > 1 && !self.checks_eviction() {
+                return fail(
+                    &field("relogin_concurrency"),
+                    "concurrent logins are an eviction check (one session must be left), and \
+                     protocol.eviction is \"none\": set relogin_concurrency = 1, or say how \
+                     the server evicts"
+                        .into(),
+                );
             }
             if phase.churn_rate > 0.0 && phase.churn_offline.0.is_zero() {
                 return fail(&field("churn_offline"), "must be above zero".into());

@@ -17,6 +17,7 @@ use crate::segment::Segment;
 use crate::credentials::{self, Credentials, CredentialsError, JwtSettings, TokenPlacement};
 use crate::duration::Span;
 use crate::headers::{HeaderValue, LoginHeaders};
+use crate::protocol::{Eviction, Profile, ProtocolSettings};
 use crate::thresholds::Thresholds;
 use crate::tls::TlsSettings;
 use crate::toml_file::{self, Invalid, TomlFile, TomlFileError};
@@ -36,6 +37,9 @@ pub struct Scenario {
     /// its own chat-server as a child process.
     #[serde(default, skip_serializing_if = "Targets::is_embedded")]
     pub target: Targets,
+    /// The protocol the target speaks (absent: our chat protocol), [`crate::protocol`].
+    #[serde(default, skip_serializing_if = "ProtocolSettings::is_default")]
+    pub protocol: ProtocolSettings,
     /// The simulated users.
     pub users: Users,
     /// Deadlines of the delivery and eviction checks.
@@ -389,6 +393,16 @@ impl Scenario {
         }
     }
 
+    /// The protocol profile the users speak.
+    pub fn profile(&self) -> Profile {
+        Profile::from_settings(&self.protocol)
+    }
+
+    /// Whether relogins are checked for eviction (the protocol has one).
+    pub fn checks_eviction(&self) -> bool {
+        self.profile().eviction() != Eviction::None
+    }
+
     /// Whether any phase relogs users in (and so needs the probe user).
     pub fn has_relogins(&self) -> bool {
         self.phases.iter().any(|p| p.relogin_rate > 0.0)
@@ -508,6 +522,10 @@ mod tests {
             ("[users]\ncount = 2\nsource_addresses = [\"127.0.0.2\", \"localhost\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[1]"),
             ("[users]\ncount = 2\nsource_addresses = [\"127.0.0.2\", \"127.0.0.2\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[1]"),
             ("[users]\ncount = 2\nsource_addresses = [\"0.0.0.0\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[0]"),
+            ("[protocol]\nkind = \"text\"\nsend = \"hi\"\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "protocol.send"),
+            ("[protocol]\nkind = \"socketio\"\nevent = \"\"\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "protocol.event"),
+            ("[protocol]\nkind = \"socketio\"\nready = \"x\"\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "protocol.ready"),
+            ("[protocol]\nkind = \"text\"\neviction = \"none\"\n[users]\ncount = 3\n[[phase]]\nduration = \"1s\"\nrate = 1\nsenders = 1\nrelogin_rate = 1\nrelogin_concurrency = 2", "phase[0].relogin_concurrency"),
         ];
         for (text, field) in cases {
             assert_eq!(invalid(text).0, *field, "for {text}");

@@ -42,3 +42,27 @@ pub fn total(summary: &serde_json::Value, field: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("totals.{field} in {summary}"))
 }
+
+/// The summary.json of a report folder (`null` when the run wrote none).
+pub fn summary_in(out: &std::path::Path) -> serde_json::Value {
+    std::fs::read_to_string(out.join("summary.json"))
+        .map(|text| serde_json::from_str(&text).expect("summary.json parses"))
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The run was clean: everything expected delivered, and nothing lost, duplicated,
+/// reordered, echoed, foreign, refused or cut.
+pub fn assert_clean(summary: &serde_json::Value) {
+    assert_eq!(summary["delivery_ratio"].as_f64(), Some(1.0), "{summary}");
+    for field in [
+        "lost",
+        "duplicates",
+        "order_errors",
+        "foreign",
+        "self_deliveries",
+        "connect_errors",
+        "unexpected_disconnects",
+    ] {
+        assert_eq!(total(summary, field), 0, "{field}");
+    }
+}
