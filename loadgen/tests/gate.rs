@@ -106,12 +106,29 @@ fn a_server_compared_with_itself_passes_and_writes_both_files() {
         "p50_ms",
         "p99_ms",
         "server_cpu_s_per_1000_deliveries",
+        "read_syscalls_per_delivery",
+        "write_syscalls_per_delivery",
+        "bytes_written_per_delivery",
+        "voluntary_switches_per_delivery",
+        "involuntary_switches_per_delivery",
     ] {
         assert!(md.contains(metric), "{metric} in compare.md");
     }
+    // `loadgen serve` does not count its allocations: not measured, never 0.
+    assert!(
+        md.contains("not measured: allocations_per_delivery"),
+        "{md}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 4);
+    // The cost counters were read from the server's /proc: every run has them.
+    for run in json["runs"].as_array().unwrap() {
+        let costs = &run["costs"];
+        assert!(costs["write_syscalls"].as_f64().unwrap() > 0.0, "{costs}");
+        assert!(costs["bytes_written"].as_f64().unwrap() > 0.0, "{costs}");
+        assert!(costs["allocations"].is_null(), "{costs}");
+    }
     assert_eq!(json["passed"], true);
     // The machine was calibrated at the start and the end of the gate.
     assert!(md.contains("- machine speed: loopback send"), "{md}");
@@ -132,7 +149,12 @@ fn a_server_compared_with_itself_passes_and_writes_both_files() {
             "gate-deliveries_per_sec",
             "gate-p50_ms",
             "gate-p99_ms",
-            "gate-server_cpu_s_per_1000_deliveries"
+            "gate-server_cpu_s_per_1000_deliveries",
+            "gate-read_syscalls_per_delivery",
+            "gate-write_syscalls_per_delivery",
+            "gate-bytes_written_per_delivery",
+            "gate-voluntary_switches_per_delivery",
+            "gate-involuntary_switches_per_delivery"
         ]
     );
     let (class, text) = page_check::headline(&doc);

@@ -59,6 +59,62 @@ fn status_peak_resident_bytes(status: &str) -> Option<u64> {
     (words.next()? == "kB").then(|| kib.checked_mul(1024))?
 }
 
+/// The work a process has asked of the kernel so far: exact counts that barely move
+/// between runs of the same build under the same load, unlike its timings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkCounts {
+    /// `read`-family system calls (`syscr` of `/proc/PID/io`).
+    pub read_syscalls: Option<u64>,
+    /// `write`-family system calls (`syscw`).
+    pub write_syscalls: Option<u64>,
+    /// Bytes passed to them (`wchar`: sockets included, unlike `write_bytes`).
+    pub bytes_written: Option<u64>,
+    /// Context switches of all its threads: given up (waiting) and forced (preempted),
+    /// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` of every
+    /// `/proc/PID/task/*/status` added up.
+    pub voluntary_switches: Option<u64>,
+    pub involuntary_switches: Option<u64>,
+}
+
+/// [`WorkCounts`] of process `pid` now (every value `None` off Linux or once it is gone).
+/// Threads that have ended are not in the context switches (a server keeps its threads).
+pub fn work_counts(pid: u32) -> WorkCounts {
+    let io = read_proc(&format!("/proc/{pid}/io"));
+    let field = |name: &str| io.as_deref().and_then(|text| named_number(text, name));
+    let (voluntary, involuntary) = thread_switches(pid).unzip();
+    WorkCounts {
+        read_syscalls: field("syscr:"),
+        write_syscalls: field("syscw:"),
+        bytes_written: field("wchar:"),
+        voluntary_switches: voluntary,
+        involuntary_switches: involuntary,
+    }
+}
+
+/// Context switches of every thread of `pid`, added up.
+fn thread_switches(pid: u32) -> Option<(u64, u64)> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = (0u64, 0u64);
+    for task in tasks.flatten() {
+        // A thread that ended since the listing is left out.
+        let Some(status) = read_proc(&format!("{}/status", task.path().display())) else {
+            continue;
+        };
+        total.0 += named_number(&status, "voluntary_ctxt_switches:")?;
+        total.1 += named_number(&status, "nonvoluntary_ctxt_switches:")?;
+    }
+    Some(total)
+}
+
+/// The number after `name` on the line that starts with it (`syscr: 42`).
+fn named_number(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// CPU seconds (user + system) process `pid` has used, from `/proc/PID/stat` alone.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     cpu_seconds_in(&format!("/proc/{pid}"))
@@ -322,5 +378,21 @@ mod tests {
         );
         assert_eq!(soft, limit.rlim_cur);
         assert_eq!(limit.rlim_cur, limit.rlim_max);
+    }
+
+    #[test]
+    fn work_counts_are_read_from_io_and_every_thread() {
+        let io = "rchar: 10\nwchar: 2048\nsyscr: 7\nsyscw: 3\nread_bytes: 0\n";
+        assert_eq!(named_number(io, "syscw:"), Some(3));
+        assert_eq!(named_number(io, "wchar:"), Some(2048));
+        assert_eq!(named_number(io, "cancelled_write_bytes:"), None);
+        if cfg!(target_os = "linux") {
+            let me = work_counts(std::process::id());
+            assert!(
+                me.read_syscalls.is_some() && me.voluntary_switches.is_some(),
+                "{me:?}"
+            );
+        }
+        assert_eq!(work_counts(u32::MAX), WorkCounts::default());
     }
 }

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod allocations;
 mod auth;
 mod budget;
 mod bus;

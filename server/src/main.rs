@@ -9,6 +9,47 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// With feature `count-allocations`: the system allocator, each allocation counted
+/// (`chat_server::allocations`, shown in `/metrics`).
+#[cfg(feature = "count-allocations")]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    use chat_server::allocations::{note_allocation, note_reallocation};
+
+    pub struct CountingAllocator;
+
+    // SAFETY: every call is passed to the system allocator unchanged; counting touches
+    // only atomics and never allocates.
+    unsafe impl GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note_allocation(layout.size());
+            // SAFETY: the caller's contract is the one `System.alloc` needs.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note_allocation(layout.size());
+            // SAFETY: as for `alloc`.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note_reallocation(new_size.saturating_sub(layout.size()));
+            // SAFETY: as for `dealloc`, and `new_size` is the caller's valid size.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: CountingAllocator = CountingAllocator;
+}
+
 use anyhow::Context;
 use chat_server::{Config, InboundBudget, Server};
 use clap::Parser;
@@ -161,6 +202,8 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    #[cfg(feature = "count-allocations")]
+    chat_server::allocations::start_counting();
     let args = Args::parse();
     // A key that cannot be used is bad usage, said before anything starts.
     let auth = match authentication(&args) {

@@ -182,6 +182,9 @@ pub struct MetricsSnapshot {
     pub refused_auth: u64,
     /// Sessions closed with 4003 at their token's expiry (A6).
     pub sessions_expired: u64,
+    /// The process's heap allocations, when the binary counts them
+    /// ([`crate::allocations`], feature `count-allocations`); `None` otherwise.
+    pub allocations: Option<crate::allocations::AllocationCounts>,
 }
 
 impl Metrics {
@@ -214,6 +217,7 @@ impl Metrics {
                 .map(|r| self.refused[r.index()].load(Relaxed))
                 .sum(),
             sessions_expired: self.sessions_expired.load(Relaxed),
+            allocations: crate::allocations::counts(),
         }
     }
 
@@ -398,8 +402,36 @@ impl Metrics {
         if bus {
             self.bus_round_trip.render(&mut out, &id);
         }
+        if let Some(counts) = crate::allocations::counts() {
+            render_allocations(&mut out, &id, &counts);
+        }
         render_process(&mut out, &Usage::of_self());
         out
+    }
+}
+
+/// The heap allocation counts (only when they are counted: see [`crate::allocations`]).
+fn render_allocations(out: &mut String, id: &str, counts: &crate::allocations::AllocationCounts) {
+    for (name, help, value) in [
+        (
+            "allocations_total",
+            "Heap allocations of the process (feature count-allocations).",
+            counts.allocations,
+        ),
+        (
+            "reallocations_total",
+            "Heap reallocations of the process.",
+            counts.reallocations,
+        ),
+        (
+            "allocated_bytes_total",
+            "Bytes asked of the heap: allocation sizes and reallocation growth.",
+            counts.bytes,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP chat_{name} {help}");
+        let _ = writeln!(out, "# TYPE chat_{name} counter");
+        let _ = writeln!(out, "chat_{name}{{server_id=\"{id}\"}} {value}");
     }
 }
 
@@ -460,6 +492,31 @@ mod tests {
         assert_eq!(snapshot.deliveries_out, 1);
         assert_eq!(snapshot.refused_logins, 2);
         assert_eq!(snapshot.evictions, 0);
+    }
+
+    /// Allocation counts appear only once a counting allocator says it is installed: a
+    /// server that does not count shows none, not zeros.
+    #[test]
+    fn allocation_counts_are_shown_only_when_counted() {
+        let m = Metrics::default();
+        if crate::allocations::counts().is_none() {
+            assert!(!m.render("a", false).contains("chat_allocations_total"));
+            assert_eq!(m.snapshot().allocations, None);
+        }
+        crate::allocations::start_counting();
+        crate::allocations::note_allocation(100);
+        crate::allocations::note_reallocation(28);
+        let text = m.render("a", false);
+        assert!(
+            text.contains("# TYPE chat_allocations_total counter"),
+            "{text}"
+        );
+        let counts = m.snapshot().allocations.expect("counted");
+        assert!(counts.allocations >= 1 && counts.reallocations >= 1 && counts.bytes >= 128);
+        assert!(
+            text.contains("chat_allocated_bytes_total{server_id=\"a\"}"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -374,6 +374,7 @@ impl CapacitySpec {
             )),
             target: self.target.clone(),
             protocol: self.protocol.clone(),
+            gate_tolerance: Default::default(),
             users: Users {
                 count: point.users,
                 name_prefix: load.name_prefix.clone(),

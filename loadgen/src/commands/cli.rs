@@ -571,9 +571,16 @@ pub struct GateArgs {
     /// Number of base/candidate pairs.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(2..=100))]
     pub pairs: u32,
-    /// Relative change a metric may worsen by before it can count as a regression.
+    /// Relative change a timing (deliveries/s, p50, p99, server CPU) may worsen by before
+    /// it can count as a regression.
     #[arg(long, default_value_t = 0.10)]
     pub tolerance: f64,
+    /// The same for a cost counter per delivery (the server's allocations, bytes
+    /// allocated, read and write system calls, bytes written, context switches): exact
+    /// counts, steady between identical builds, so the tolerance is tight. A metric may
+    /// have its own in the scenario's [gate_tolerance] table.
+    #[arg(long, default_value_t = 0.02)]
+    pub counter_tolerance: f64,
     /// Folder for compare.md, compare.json and compare.html (default: reports/gate-<UTC time>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

@@ -24,6 +24,10 @@ pub async fn main(args: GateArgs) -> Exit {
         eprintln!("loadgen gate: --tolerance must be between 0 and 1 (0.10 is 10%)");
         return Exit::Usage;
     }
+    if !(args.counter_tolerance > 0.0 && args.counter_tolerance < 1.0) {
+        eprintln!("loadgen gate: --counter-tolerance must be between 0 and 1 (0.02 is 2%)");
+        return Exit::Usage;
+    }
     let mut scenario = match Scenario::load(&args.scenario) {
         Ok(scenario) => scenario,
         Err(error) => {
@@ -44,6 +48,17 @@ pub async fn main(args: GateArgs) -> Exit {
         eprintln!("loadgen gate: {field}: {reason}");
         return Exit::Usage;
     }
+    for name in scenario.gate_tolerance.keys() {
+        if gate::metric::metric(name).is_none() {
+            let known: Vec<&str> = gate::metric::METRICS.iter().map(|m| m.name).collect();
+            eprintln!(
+                "loadgen gate: {}: gate_tolerance.{name}: no such metric (known: {})",
+                args.scenario.display(),
+                known.join(", ")
+            );
+            return Exit::Usage;
+        }
+    }
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), "gate", std::time::SystemTime::now())
     });
@@ -60,10 +75,12 @@ pub async fn main(args: GateArgs) -> Exit {
     let request = GateRequest {
         base: args.base.clone(),
         candidate: args.candidate.clone(),
-        scenario,
+        scenario: scenario.clone(),
         scenario_path: args.scenario.clone(),
         pairs: args.pairs,
         tolerance: args.tolerance,
+        counter_tolerance: args.counter_tolerance,
+        tolerances: scenario.gate_tolerance.clone(),
         workers,
         wss: args.wss,
         dir: dir.clone(),

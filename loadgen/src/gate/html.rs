@@ -239,13 +239,7 @@ fn side_text(side: Side) -> &'static str {
 
 /// The value of `metric` in a run.
 fn value_of(metric: &str, run: &GateRun) -> Option<f64> {
-    match metric {
-        "deliveries_per_sec" => Some(run.deliveries_per_sec),
-        "p50_ms" => Some(run.p50_ms),
-        "p99_ms" => Some(run.p99_ms),
-        "server_cpu_s_per_1000_deliveries" => Some(run.cpu_per_1000),
-        _ => None,
-    }
+    super::metric::metric(metric).and_then(|m| (m.value)(run))
 }
 
 /// Values per pair (above) and ratios per pair (below) of one metric.
@@ -364,6 +358,7 @@ mod tests {
             p50_ms: 1.0,
             p99_ms,
             cpu_per_1000: 0.01,
+            costs: Default::default(),
             correct,
             problems: if correct {
                 Vec::new()
@@ -407,6 +402,8 @@ mod tests {
             scenario: "scenarios/gate.toml".into(),
             pairs: 5,
             tolerance: 0.1,
+            counter_tolerance: 0.02,
+            not_measured: Vec::new(),
             comparisons,
             runs,
             regression,

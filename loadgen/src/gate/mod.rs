@@ -4,14 +4,18 @@
 //! Instead the gate runs the base and the candidate server alternately — base, candidate,
 //! candidate, base, base, candidate, … (each pair counterbalanced, so that whatever the
 //! second run of a pair suffers hits both sides alike) — each time as a fresh process on
-//! loopback under the same scenario, and judges the per-pair ratios ([`stats`]). Metrics: deliveries/s, latency p50 and p99,
-//! and server CPU seconds per 1,000 deliveries. The scenario's thresholds are checked on
+//! loopback under the same scenario, and judges the per-pair ratios ([`stats`]). Metrics
+//! ([`metric`]): timings — deliveries/s, latency p50 and p99, server CPU seconds per 1,000
+//! deliveries — and cost counters per delivery — the server's allocations and bytes
+//! allocated (its `/metrics`, when it counts them), read and write system calls, bytes
+//! written and context switches (its `/proc`), each kind with its own tolerance. The scenario's thresholds are checked on
 //! every run too: a correctness failure (loss, eviction errors, …) fails the gate.
 //!
 //! [`run`] plays the pairs and judges them; [`markdown`] and [`write`] make the reports
 //! (the command, `commands::gate`, prints them and says the exit code).
 
 pub mod html;
+pub mod metric;
 pub mod result;
 pub mod stats;
 
@@ -22,8 +26,9 @@ use crate::run::{Completion, RunRequest};
 use crate::scenario::Scenario;
 use crate::server_process::{Launch, ServerProcess};
 use crate::{report, thresholds};
-pub use result::{GateResult, GateRun, Side};
-use stats::{Better, Comparison, GateVerdict};
+use metric::{MetricKind, METRICS};
+pub use result::{CostCounters, GateResult, GateRun, Side};
+use stats::GateVerdict;
 
 /// What a gate compares, and how.
 pub struct GateRequest {
@@ -35,8 +40,12 @@ pub struct GateRequest {
     pub scenario_path: PathBuf,
     /// Base/candidate pairs, run alternately.
     pub pairs: u32,
-    /// Relative change a metric may worsen by before it can count as a regression.
+    /// Relative change a timing may worsen by before it can count as a regression.
     pub tolerance: f64,
+    /// The same for a cost counter ([`metric`]).
+    pub counter_tolerance: f64,
+    /// Tolerances of single metrics, by name (the scenario's `[gate_tolerance]`).
+    pub tolerances: std::collections::BTreeMap<String, f64>,
     /// loadgen processes per run.
     pub workers: u32,
     /// The servers serve TLS: connect with `wss://`.
@@ -124,6 +133,14 @@ async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> Resul
         .await
         .map_err(|e| e.to_string())?;
     let before = server.cpu_seconds();
+    let metrics_at = crate::scrape::MetricsAt {
+        target: format!("{}://{}/", load.scheme, server.addr)
+            .parse()
+            .map_err(|e: crate::target::TargetError| e.to_string())?,
+        addr: server.addr,
+        tls: crate::tls::TlsClient::new(&load.scenario.users.tls).ok(),
+    };
+    let work_before = Work::read(server.pid(), &metrics_at).await;
     let request = RunRequest {
         scenario: load.scenario.clone(),
         scenario_path: load.path.display().to_string(),
@@ -135,6 +152,7 @@ async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> Resul
     };
     let outcome = crate::fleet::run(request, load.workers, load.segments).await;
     let after = server.cpu_seconds();
+    let work_after = Work::read(server.pid(), &metrics_at).await;
     server.stop(std::time::Duration::from_secs(10)).await;
     let (report, completion) = outcome.map_err(|e| e.to_string())?;
     let verdicts = report.verdicts();
@@ -161,41 +179,94 @@ async fn measure(pair: u32, side: Side, command: &str, load: &Load<'_>) -> Resul
         p50_ms: report.latency.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: report.latency.value_at_quantile(0.99) as f64 / 1000.0,
         cpu_per_1000: cpu,
+        costs: work_before.per_delivery(&work_after, delivered),
         correct: problems.is_empty(),
         problems,
     })
 }
 
-/// A compared metric: its name, which way is better, and how to read it from a run.
-type Metric = (&'static str, Better, fn(&GateRun) -> f64);
+/// The server's work counters at one moment: its `/proc` and its allocation counts.
+struct Work {
+    proc: procstat::WorkCounts,
+    allocations: Option<u64>,
+    allocated_bytes: Option<u64>,
+}
+
+impl Work {
+    async fn read(pid: u32, at: &crate::scrape::MetricsAt) -> Work {
+        let allocations = crate::scrape::values(
+            at,
+            &["chat_allocations_total", "chat_allocated_bytes_total"],
+        )
+        .await
+        .unwrap_or_default();
+        let counter = |i: usize| allocations.get(i).copied().flatten().map(|v| v as u64);
+        Work {
+            proc: procstat::work_counts(pid),
+            allocations: counter(0),
+            allocated_bytes: counter(1),
+        }
+    }
+
+    /// What happened between `self` and `after`, per delivery (`None` where either end
+    /// was not measured, or nothing was delivered).
+    fn per_delivery(&self, after: &Work, delivered: f64) -> CostCounters {
+        let per = |b: Option<u64>, a: Option<u64>| match (b, a) {
+            (Some(b), Some(a)) if a >= b && delivered > 0.0 => Some((a - b) as f64 / delivered),
+            _ => None,
+        };
+        let (b, a) = (&self.proc, &after.proc);
+        CostCounters {
+            allocations: per(self.allocations, after.allocations),
+            allocated_bytes: per(self.allocated_bytes, after.allocated_bytes),
+            read_syscalls: per(b.read_syscalls, a.read_syscalls),
+            write_syscalls: per(b.write_syscalls, a.write_syscalls),
+            bytes_written: per(b.bytes_written, a.bytes_written),
+            voluntary_switches: per(b.voluntary_switches, a.voluntary_switches),
+            involuntary_switches: per(b.involuntary_switches, a.involuntary_switches),
+        }
+    }
+}
 
 /// Compares the sides metric by metric.
 fn judge(args: &GateRequest, runs: &[GateRun]) -> GateResult {
-    let side = |s: Side, f: fn(&GateRun) -> f64| -> Vec<f64> {
-        runs.iter().filter(|r| r.side == s).map(f).collect()
-    };
-    let metrics: [Metric; 4] = [
-        ("deliveries_per_sec", Better::Higher, |r| {
-            r.deliveries_per_sec
-        }),
-        ("p50_ms", Better::Lower, |r| r.p50_ms),
-        ("p99_ms", Better::Lower, |r| r.p99_ms),
-        ("server_cpu_s_per_1000_deliveries", Better::Lower, |r| {
-            r.cpu_per_1000
-        }),
-    ];
-    let comparisons: Vec<Comparison> = metrics
-        .iter()
-        .map(|&(name, better, f)| {
-            stats::compare(
-                name,
-                better,
-                &side(Side::Base, f),
-                &side(Side::Candidate, f),
-                args.tolerance,
-            )
-        })
-        .collect();
+    let mut comparisons = Vec::new();
+    let mut not_measured = Vec::new();
+    for metric in &METRICS {
+        let values = |side: Side| -> Option<Vec<f64>> {
+            runs.iter()
+                .filter(|r| r.side == side)
+                .map(metric.value)
+                .collect()
+        };
+        let (Some(base), Some(candidate)) = (values(Side::Base), values(Side::Candidate)) else {
+            not_measured.push(format!(
+                "{}: {}",
+                metric.name,
+                why_not_measured(metric.name)
+            ));
+            continue;
+        };
+        let tolerance = args
+            .tolerances
+            .get(metric.name)
+            .copied()
+            .unwrap_or(match metric.kind {
+                MetricKind::Timing => args.tolerance,
+                MetricKind::Counter => args.counter_tolerance,
+            });
+        let mut comparison =
+            stats::compare(metric.name, metric.better, &base, &candidate, tolerance);
+        comparison.kind = metric.kind;
+        if metric.kind == MetricKind::Counter && comparison.verdict == GateVerdict::Regression {
+            comparison.attribution = Some(metric::attribution(
+                metric,
+                comparison.base_median,
+                comparison.candidate_median,
+            ));
+        }
+        comparisons.push(comparison);
+    }
     let regression = comparisons
         .iter()
         .any(|c| c.verdict == GateVerdict::Regression);
@@ -206,12 +277,24 @@ fn judge(args: &GateRequest, runs: &[GateRun]) -> GateResult {
         scenario: args.scenario_path.display().to_string(),
         pairs: args.pairs,
         tolerance: args.tolerance,
+        counter_tolerance: args.counter_tolerance,
+        not_measured,
         comparisons,
         runs: runs.to_vec(),
         regression,
         correctness_failed,
         passed: !regression && !correctness_failed,
         calibration: None,
+    }
+}
+
+/// Why a metric has no value in some run.
+fn why_not_measured(metric: &str) -> &'static str {
+    match metric {
+        "allocations_per_delivery" | "allocated_bytes_per_delivery" => {
+            "a server does not count its allocations (chat-server counts them when built with --features count-allocations; scripts/perf-gate.sh does)"
+        }
+        _ => "the server's /proc could not be read (not Linux, or not this user's process)",
     }
 }
 
@@ -230,26 +313,33 @@ pub fn markdown(result: &GateResult) -> String {
     let _ = writeln!(md, "- candidate: `{}`", result.candidate);
     let _ = writeln!(
         md,
-        "- scenario: `{}`, {} pairs run alternately (base first in odd pairs, candidate first in even ones), tolerance {:.0}%",
+        "- scenario: `{}`, {} pairs run alternately (base first in odd pairs, candidate first in even ones), tolerance {:.0}% for timings, {:.1}% for cost counters",
         result.scenario,
         result.pairs,
-        result.tolerance * 100.0
+        result.tolerance * 100.0,
+        result.counter_tolerance * 100.0
     );
     let _ = writeln!(md, "- machine speed: {}", html::calibration_text(result));
     let _ = writeln!(md, "- a metric regresses when the median candidate/base ratio is worse than the tolerance, its whole 95% bootstrap interval is worse than 1, and a one-sided sign test over the pairs agrees (p <= 0.10)\n");
-    let _ = writeln!(md, "| metric | better | base median | candidate median | ratio | 95% interval | pairs worse than tolerance | sign test p | verdict |");
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---|---:|---:|---|");
+    let _ = writeln!(md, "| metric | kind | better | base median | candidate median | ratio | 95% interval | base spread | tolerance | pairs worse than tolerance | sign test p | verdict |");
+    let _ = writeln!(
+        md,
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|"
+    );
     for c in &result.comparisons {
         let _ = writeln!(
             md,
-            "| {} | {:?} | {:.4} | {:.4} | {:.3} | {:.3} – {:.3} | {}/{} | {:.3} | {} |",
+            "| {} | {:?} | {:?} | {:.4} | {:.4} | {:.3} | {:.3} – {:.3} | {:.1}% | {:.1}% | {}/{} | {:.3} | {} |",
             c.metric,
+            c.kind,
             c.better,
             c.base_median,
             c.candidate_median,
             c.ratio,
             c.ratio_low,
             c.ratio_high,
+            c.base_spread * 100.0,
+            c.tolerance * 100.0,
             c.worse_pairs,
             c.pairs,
             c.sign_p,
@@ -260,19 +350,36 @@ pub fn markdown(result: &GateResult) -> String {
             }
         );
     }
+    for c in &result.comparisons {
+        if let Some(words) = &c.attribution {
+            let _ = writeln!(md, "\n- **{}**: {words}", c.metric);
+        }
+    }
+    for line in &result.not_measured {
+        let _ = writeln!(md, "\n- not measured: {line}");
+    }
     let _ = writeln!(md, "\n## Runs\n");
-    let _ = writeln!(md, "| pair | side | deliveries/s | p50 ms | p99 ms | server CPU s / 1000 deliveries | correctness |");
-    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "| pair | side | deliveries/s | p50 ms | p99 ms | server CPU s / 1000 deliveries | allocations / delivery | writes / delivery | reads / delivery | switches / delivery | correctness |");
+    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let counted = |value: Option<f64>| value.map_or("—".to_string(), |v| format!("{v:.4}"));
     for r in &result.runs {
+        let switches = match (r.costs.voluntary_switches, r.costs.involuntary_switches) {
+            (Some(v), Some(i)) => Some(v + i),
+            _ => None,
+        };
         let _ = writeln!(
             md,
-            "| {} | {:?} | {:.0} | {:.3} | {:.3} | {:.4} | {} |",
+            "| {} | {:?} | {:.0} | {:.3} | {:.3} | {:.4} | {} | {} | {} | {} | {} |",
             r.pair,
             r.side,
             r.deliveries_per_sec,
             r.p50_ms,
             r.p99_ms,
             r.cpu_per_1000,
+            counted(r.costs.allocations),
+            counted(r.costs.write_syscalls),
+            counted(r.costs.read_syscalls),
+            counted(switches),
             if r.correct {
                 "ok".to_string()
             } else {
@@ -299,4 +406,110 @@ pub fn write(dir: &Path, result: &GateResult, markdown: &str) -> Result<(), Gate
     write(dir.join("compare.md"), markdown.as_bytes())?;
     let page = html::page(result).map_err(|e| GateError::Draw(e.to_string()))?;
     write(dir.join("compare.html"), page.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(pair: u32, side: Side, writes: f64, allocations: Option<f64>) -> GateRun {
+        // Timings that wobble by a few percent; counters as steady as they are.
+        let wobble = 1.0 + f64::from(pair % 3) * 0.02;
+        GateRun {
+            pair,
+            side,
+            deliveries_per_sec: 15_000.0,
+            p50_ms: 4.0 * wobble,
+            p99_ms: 8.0 * wobble,
+            cpu_per_1000: 0.014 * wobble,
+            costs: CostCounters {
+                allocations,
+                allocated_bytes: allocations.map(|a| a * 64.0),
+                read_syscalls: Some(0.02),
+                write_syscalls: Some(writes),
+                bytes_written: Some(140.0),
+                voluntary_switches: Some(0.05),
+                involuntary_switches: Some(0.001),
+            },
+            correct: true,
+            problems: Vec::new(),
+        }
+    }
+
+    fn request(tolerances: &[(&str, f64)]) -> GateRequest {
+        let text = "[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\nrate = 1\n";
+        GateRequest {
+            base: "base {addr}".into(),
+            candidate: "candidate {addr}".into(),
+            scenario: Scenario::parse(Path::new("gate.toml"), text).expect("a scenario"),
+            scenario_path: "gate.toml".into(),
+            pairs: 7,
+            tolerance: 0.10,
+            counter_tolerance: 0.02,
+            tolerances: tolerances
+                .iter()
+                .map(|&(n, t)| (n.to_string(), t))
+                .collect(),
+            workers: 1,
+            wss: false,
+            dir: "reports/gate".into(),
+        }
+    }
+
+    fn runs(candidate_writes: f64, candidate_allocations: Option<f64>) -> Vec<GateRun> {
+        (1..=7)
+            .flat_map(|pair| {
+                let steady = 0.112 * (1.0 + f64::from(pair % 2) * 0.002);
+                [
+                    run(pair, Side::Base, steady, Some(3.0)),
+                    run(
+                        pair,
+                        Side::Candidate,
+                        candidate_writes * steady / 0.112,
+                        candidate_allocations,
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_counter_beyond_its_tolerance_fails_and_says_what_moved() {
+        let same = judge(&request(&[]), &runs(0.112, Some(3.0)));
+        assert!(same.passed, "{}", markdown(&same));
+        // One write per frame instead of ~9 frames per write.
+        let unbatched = judge(&request(&[]), &runs(1.0, Some(3.0)));
+        assert!(!unbatched.passed);
+        let writes = unbatched
+            .comparisons
+            .iter()
+            .find(|c| c.metric == "write_syscalls_per_delivery")
+            .expect("compared");
+        assert_eq!(writes.verdict, GateVerdict::Regression);
+        let md = markdown(&unbatched);
+        assert!(md.contains("the base wrote ~9 frames per write"), "{md}");
+        // 4% more writes: beyond the 2% of counters, within a timing's 10%.
+        let slightly = judge(&request(&[]), &runs(0.112 * 1.04, Some(3.0)));
+        assert!(!slightly.passed, "{}", markdown(&slightly));
+        // ... unless this metric was given more room.
+        let roomy = judge(
+            &request(&[("write_syscalls_per_delivery", 0.05)]),
+            &runs(0.112 * 1.04, Some(3.0)),
+        );
+        assert!(roomy.passed, "{}", markdown(&roomy));
+        // One more allocation per delivery.
+        let allocating = judge(&request(&[]), &runs(0.112, Some(4.0)));
+        assert!(markdown(&allocating).contains("+1.00 allocations per delivery"));
+    }
+
+    #[test]
+    fn a_counter_one_side_did_not_measure_is_not_measured_never_zero() {
+        let result = judge(&request(&[]), &runs(0.112, None));
+        assert!(result.passed);
+        assert!(result
+            .comparisons
+            .iter()
+            .all(|c| c.metric != "allocations_per_delivery"));
+        assert!(markdown(&result).contains("not measured: allocations_per_delivery"));
+    }
 }

@@ -24,10 +24,31 @@ pub struct GateRun {
     pub p99_ms: f64,
     /// Server CPU seconds per 1,000 deliveries.
     pub cpu_per_1000: f64,
+    /// The server's work per delivery, counted ([`CostCounters`]).
+    pub costs: CostCounters,
     /// Every scenario threshold passed and the run completed.
     pub correct: bool,
     /// Failed thresholds or why the run was incomplete.
     pub problems: Vec<String>,
+}
+
+/// The server's work per delivery in one run: exact counts, each `None` when not measured
+/// (no `/proc` on this OS; a server that does not count its allocations), never 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CostCounters {
+    /// Heap allocations (the server's `chat_allocations_total`).
+    pub allocations: Option<f64>,
+    /// Bytes allocated (`chat_allocated_bytes_total`).
+    pub allocated_bytes: Option<f64>,
+    /// `read`-family system calls (`/proc/PID/io` `syscr`).
+    pub read_syscalls: Option<f64>,
+    /// `write`-family system calls (`syscw`).
+    pub write_syscalls: Option<f64>,
+    /// Bytes written (`wchar`).
+    pub bytes_written: Option<f64>,
+    /// Context switches of all its threads (`/proc/PID/task/*/status`).
+    pub voluntary_switches: Option<f64>,
+    pub involuntary_switches: Option<f64>,
 }
 
 /// Everything `compare.json` holds.
@@ -37,7 +58,12 @@ pub struct GateResult {
     pub candidate: String,
     pub scenario: String,
     pub pairs: u32,
+    /// The timings' tolerance.
     pub tolerance: f64,
+    /// The cost counters' tolerance (a metric of `[gate_tolerance]` may have its own).
+    pub counter_tolerance: f64,
+    /// Metrics not measured in every run, with why.
+    pub not_measured: Vec<String>,
     pub comparisons: Vec<Comparison>,
     pub runs: Vec<GateRun>,
     pub regression: bool,

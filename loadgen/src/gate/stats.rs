@@ -23,6 +23,14 @@ pub enum Better {
     Lower,
 }
 
+/// Timing or cost counter ([`super::metric`]): each kind has its own tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    Timing,
+    Counter,
+}
+
 /// The verdict on one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +59,13 @@ pub struct Comparison {
     pub pairs: usize,
     pub tolerance: f64,
     pub verdict: GateVerdict,
+    /// How far the base's own runs stray from their median, at most (max |x / median − 1|):
+    /// the same-vs-same spread the tolerance must stand above.
+    pub base_spread: f64,
+    /// Timing or cost counter (set by the gate; timing by default).
+    pub kind: MetricKind,
+    /// What moved, in words, when a counter regressed.
+    pub attribution: Option<String>,
 }
 
 /// Bootstrap resamples.
@@ -116,10 +131,15 @@ pub fn compare(
     } else {
         GateVerdict::Pass
     };
+    let base_median = median(&usable.iter().map(|p| p.0).collect::<Vec<_>>());
+    let base_spread = usable
+        .iter()
+        .map(|p| (p.0 / base_median - 1.0).abs())
+        .fold(0.0, f64::max);
     Comparison {
         metric: metric.to_string(),
         better,
-        base_median: median(&usable.iter().map(|p| p.0).collect::<Vec<_>>()),
+        base_median,
         candidate_median: median(&usable.iter().map(|p| p.1).collect::<Vec<_>>()),
         ratio,
         ratio_low,
@@ -129,6 +149,9 @@ pub fn compare(
         pairs: ratios.len(),
         tolerance,
         verdict,
+        base_spread,
+        kind: MetricKind::Timing,
+        attribution: None,
     }
 }
 

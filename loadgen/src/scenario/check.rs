@@ -93,6 +93,14 @@ impl Scenario {
             );
         }
         self.protocol.check()?;
+        for (name, &tolerance) in &self.gate_tolerance {
+            if !(tolerance > 0.0 && tolerance < 1.0) {
+                return fail(
+                    &format!("gate_tolerance.{name}"),
+                    format!("{tolerance}: a fraction between 0 and 1 (0.02 is 2%)"),
+                );
+            }
+        }
         let users = &self.users;
         if users.count == 0 {
             return fail("users.count", "must be at least 1".into());

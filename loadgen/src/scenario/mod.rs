@@ -58,6 +58,11 @@ pub struct Scenario {
     /// Seed for choosing which users relogin or churn (same seed, same choices).
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// The performance gate's tolerance of single metrics, by name
+    /// (`write_syscalls_per_delivery = 0.05`); the others keep `--tolerance` (timings) or
+    /// `--counter-tolerance` (cost counters).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gate_tolerance: BTreeMap<String, f64>,
     /// Run the scenario as this many cooperating loadgen processes on this machine (each
     /// plays every N-th user; one merged report). Absent: one process, or as many as the
     /// open-file limit needs. `--workers` overrides it.
