@@ -7,8 +7,10 @@
 //! (allocations, bytes allocated, read and write system calls, bytes written, context
 //! switches): at a fixed load they barely move between identical builds, and the small
 //! regressions timings cannot see — one more allocation or one more write per delivery —
-//! move them a lot. They have their own, tight tolerance (`--counter-tolerance`, 2%), and
-//! each metric may have its own in the scenario's `[gate_tolerance]` table.
+//! move them a lot. They have their own, tight tolerance (`--counter-tolerance`, 2%) —
+//! except write system calls and context switches, which depend on scheduling and have
+//! wider defaults ([`WRITES_TOLERANCE`], [`SWITCHES_TOLERANCE`]) — and each metric may have
+//! its own in the scenario's `[gate_tolerance]` table.
 
 use super::result::GateRun;
 use super::stats::Better;
@@ -23,7 +25,20 @@ pub struct Metric {
     pub value: fn(&GateRun) -> Option<f64>,
     /// What it counts, in words, for attribution (`"write system calls"`).
     pub words: &'static str,
+    /// Its own default tolerance, when its kind's does not fit it (`None`: the kind's).
+    pub tolerance: Option<f64>,
 }
+
+/// The default tolerance of write system calls per delivery. Not an exact count of the
+/// work like allocations or bytes: how many frames wait for one write depends on how the
+/// threads were scheduled. Identical builds under `scenarios/gate.toml` here: median
+/// ratios within 0.5–6.5%, single runs up to 9.5% from their median (2026-12-06).
+pub const WRITES_TOLERANCE: f64 = 0.15;
+
+/// The default tolerance of context switches per delivery, which depend on scheduling
+/// and on whatever else the machine runs: identical builds gave median ratios of 0.96 on a
+/// quiet machine and 0.57 beside a test suite, so only a doubling counts.
+pub const SWITCHES_TOLERANCE: f64 = 1.0;
 
 /// Every metric, timings first.
 pub const METRICS: [Metric; 11] = [
@@ -33,6 +48,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.deliveries_per_sec),
         words: "deliveries per second",
+        tolerance: None,
     },
     Metric {
         name: "p50_ms",
@@ -40,6 +56,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.p50_ms),
         words: "median latency",
+        tolerance: None,
     },
     Metric {
         name: "p99_ms",
@@ -47,6 +64,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.p99_ms),
         words: "p99 latency",
+        tolerance: None,
     },
     Metric {
         name: "server_cpu_s_per_1000_deliveries",
@@ -54,6 +72,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.cpu_per_1000),
         words: "server CPU time",
+        tolerance: None,
     },
     Metric {
         name: "allocations_per_delivery",
@@ -61,6 +80,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.allocations,
         words: "heap allocations",
+        tolerance: None,
     },
     Metric {
         name: "allocated_bytes_per_delivery",
@@ -68,6 +88,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.allocated_bytes,
         words: "bytes allocated",
+        tolerance: None,
     },
     Metric {
         name: "read_syscalls_per_delivery",
@@ -75,6 +96,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.read_syscalls,
         words: "read system calls",
+        tolerance: None,
     },
     Metric {
         name: "write_syscalls_per_delivery",
@@ -82,6 +104,8 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.write_syscalls,
         words: "write system calls",
+        // How many frames queue before a write depends on scheduling: see the module doc.
+        tolerance: Some(WRITES_TOLERANCE),
     },
     Metric {
         name: "bytes_written_per_delivery",
@@ -89,6 +113,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.bytes_written,
         words: "bytes written",
+        tolerance: None,
     },
     Metric {
         name: "voluntary_switches_per_delivery",
@@ -96,6 +121,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.voluntary_switches,
         words: "voluntary context switches (a thread waiting, then woken)",
+        tolerance: Some(SWITCHES_TOLERANCE),
     },
     Metric {
         name: "involuntary_switches_per_delivery",
@@ -103,6 +129,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.involuntary_switches,
         words: "involuntary context switches (a thread preempted)",
+        tolerance: Some(SWITCHES_TOLERANCE),
     },
 ];
 

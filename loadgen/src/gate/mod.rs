@@ -251,6 +251,7 @@ fn judge(args: &GateRequest, runs: &[GateRun]) -> GateResult {
             .tolerances
             .get(metric.name)
             .copied()
+            .or(metric.tolerance)
             .unwrap_or(match metric.kind {
                 MetricKind::Timing => args.tolerance,
                 MetricKind::Counter => args.counter_tolerance,
@@ -488,15 +489,19 @@ mod tests {
         assert_eq!(writes.verdict, GateVerdict::Regression);
         let md = markdown(&unbatched);
         assert!(md.contains("the base wrote ~9 frames per write"), "{md}");
-        // 4% more writes: beyond the 2% of counters, within a timing's 10%.
-        let slightly = judge(&request(&[]), &runs(0.112 * 1.04, Some(3.0)));
-        assert!(!slightly.passed, "{}", markdown(&slightly));
+        // 20% more writes: beyond the 15% writes have (their batching depends on
+        // scheduling), ...
+        let more_writes = judge(&request(&[]), &runs(0.112 * 1.2, Some(3.0)));
+        assert!(!more_writes.passed, "{}", markdown(&more_writes));
         // ... unless this metric was given more room.
         let roomy = judge(
-            &request(&[("write_syscalls_per_delivery", 0.05)]),
-            &runs(0.112 * 1.04, Some(3.0)),
+            &request(&[("write_syscalls_per_delivery", 0.25)]),
+            &runs(0.112 * 1.2, Some(3.0)),
         );
         assert!(roomy.passed, "{}", markdown(&roomy));
+        // 4% more allocations: beyond the 2% of exact counters, within a timing's 10%.
+        let slightly = judge(&request(&[]), &runs(0.112, Some(3.0 * 1.04)));
+        assert!(!slightly.passed, "{}", markdown(&slightly));
         // One more allocation per delivery.
         let allocating = judge(&request(&[]), &runs(0.112, Some(4.0)));
         assert!(markdown(&allocating).contains("+1.00 allocations per delivery"));
