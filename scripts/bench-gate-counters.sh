@@ -17,7 +17,7 @@
 # receiver's queue rarely holding two frames; give a denser SCENARIO to see batching lost.
 #
 # Usage: scripts/bench-gate-counters.sh [CANDIDATE ...]     (default: same allocation unbatched spin)
-#        RUNS=10 PAIRS=7 SPIN_NS=700 SCENARIO=scenarios/gate.toml scripts/bench-gate-counters.sh allocation
+#        RUNS=10 PAIRS=7 SPIN_NS=700 SCENARIO=scenarios/gate.toml REUSE=1 scripts/bench-gate-counters.sh allocation
 # Works from any directory; builds under cargo's target dir (TARGET/gate-counters).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -71,12 +71,21 @@ build_as() { # NAME
     cp "$BUILD/release/chat-server" "$WORK/bin/chat-server-$1"
 }
 
-echo "bench-gate-counters: building the base (HEAD) and ${CANDIDATES[*]}" >&2
-patch_for same
-build_as base
+# REUSE=1 keeps the servers an earlier invocation built (same HEAD, same SPIN_NS).
+if [ "${REUSE:-0}" = 1 ] && [ -x "$WORK/bin/chat-server-base" ]; then
+    echo "bench-gate-counters: reusing the servers in $WORK/bin" >&2
+else
+    echo "bench-gate-counters: building the base (HEAD) and ${CANDIDATES[*]}" >&2
+    patch_for same
+    build_as base
+    for c in "${CANDIDATES[@]}"; do
+        patch_for "$c"
+        build_as "$c"
+    done
+fi
 for c in "${CANDIDATES[@]}"; do
-    patch_for "$c"
-    build_as "$c"
+    [ "$c" = same ] && cp "$WORK/bin/chat-server-base" "$WORK/bin/chat-server-same"
+    [ -x "$WORK/bin/chat-server-$c" ] || { echo "bench-gate-counters: no server for $c (run without REUSE=1)" >&2; exit 3; }
 done
 cargo build --release --quiet -p loadgen
 LOADGEN="$TARGET_DIR/release/loadgen"
