@@ -354,6 +354,7 @@ impl CapacitySpec {
             per_sender_rate: None,
             senders: Some(senders),
             message_size: load.message_size,
+            aligned_senders: false,
             relogin_rate: load.relogin_rate,
             relogin_concurrency: 1,
             churn_rate: 0.0,

@@ -146,11 +146,18 @@ pub enum Command {
     /// scenario and compare the pairs.
     ///
     /// Each command is a shell command line with `{addr}` where the listen address goes;
-    /// every run starts a fresh server process on 127.0.0.1. Per pair it compares
-    /// deliveries/s, latency p50 and p99, and server CPU seconds per 1,000 deliveries; a
-    /// metric regresses when the median candidate/base ratio is worse than --tolerance,
-    /// its whole 95% bootstrap interval is worse than 1, and a sign test over the pairs
-    /// agrees (p <= 0.10). Any run failing the scenario's thresholds fails the gate.
+    /// every run starts a fresh server process on 127.0.0.1. Per pair it compares two
+    /// kinds of metric. Timings: deliveries/s, latency p50 and p99, and server CPU seconds
+    /// per 1,000 deliveries, judged against --tolerance (10%). Cost counters, each per
+    /// delivery: the server's allocations and bytes allocated (from its /metrics, when it
+    /// counts them: chat-server built with --features count-allocations), read and write
+    /// system calls and bytes written (its /proc/PID/io), judged against
+    /// --counter-tolerance (2%; write calls 25%), and context switches (/proc/PID/status),
+    /// shown but not judged. A counter that cannot be read is "not measured", never zero.
+    /// The scenario's [gate_tolerance] table sets single metrics' tolerances. A metric
+    /// regresses when the median candidate/base ratio is worse than its tolerance, its
+    /// whole 95% bootstrap interval is worse than 1, and a sign test over the pairs agrees
+    /// (p <= 0.10). Any run failing the scenario's thresholds fails the gate.
     /// Writes compare.md, compare.json and compare.html (default folder reports/gate-<UTC time>).
     ///
     /// Example:

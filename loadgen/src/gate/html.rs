@@ -74,6 +74,7 @@ pub fn page(result: &GateResult) -> Result<String, ChartError> {
                     GateVerdict::Pass => Cell::passed("pass"),
                     GateVerdict::Improvement => Cell::passed("improvement"),
                     GateVerdict::Regression => Cell::failed("REGRESSION"),
+                    GateVerdict::Reported => Cell::words("reported, not judged".to_string()),
                 },
             ]
         })
@@ -215,6 +216,9 @@ pub fn verdict_words(c: &Comparison) -> String {
         GateVerdict::Pass => "within the tolerance: pass",
         GateVerdict::Regression => "a regression",
         GateVerdict::Improvement => "an improvement",
+        GateVerdict::Reported => {
+            "not judged: identical builds differ too much in it (give it a tolerance in the scenario's [gate_tolerance] to judge it)"
+        }
     };
     format!(
         "{}: the candidate is {}% {direction} ({figures}); {verdict}.",

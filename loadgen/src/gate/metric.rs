@@ -8,9 +8,10 @@
 //! switches): at a fixed load they barely move between identical builds, and the small
 //! regressions timings cannot see — one more allocation or one more write per delivery —
 //! move them a lot. They have their own, tight tolerance (`--counter-tolerance`, 2%) —
-//! except write system calls and context switches, which depend on scheduling and have
-//! wider defaults ([`WRITES_TOLERANCE`], [`SWITCHES_TOLERANCE`]) — and each metric may have
-//! its own in the scenario's `[gate_tolerance]` table.
+//! except write system calls, which depend on scheduling and have a wider default
+//! ([`WRITES_TOLERANCE`]) — and each metric may have its own in the scenario's
+//! `[gate_tolerance]` table. Context switches are shown but not judged unless that table
+//! names them: they depend on the scheduler more than on the code ([`SWITCHES_TOLERANCE`]).
 
 use super::result::GateRun;
 use super::stats::Better;
@@ -25,19 +26,37 @@ pub struct Metric {
     pub value: fn(&GateRun) -> Option<f64>,
     /// What it counts, in words, for attribution (`"write system calls"`).
     pub words: &'static str,
-    /// Its own default tolerance, when its kind's does not fit it (`None`: the kind's).
-    pub tolerance: Option<f64>,
+    /// Its default tolerance.
+    pub tolerance: Tolerance,
+}
+
+/// A metric's default tolerance (the scenario's `[gate_tolerance]` overrides any of them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    /// Its kind's: `--tolerance` for timings, `--counter-tolerance` for counters.
+    Kind,
+    /// Its own, when its kind's does not fit it.
+    Own(f64),
+    /// Shown, charted and compared against this tolerance, but not judged: identical
+    /// builds differ in it by more than any useful tolerance. `[gate_tolerance]` makes it
+    /// judged.
+    NotJudged(f64),
 }
 
 /// The default tolerance of write system calls per delivery. Not an exact count of the
 /// work like allocations or bytes: how many frames wait for one write depends on how the
-/// threads were scheduled. Identical builds under `scenarios/gate.toml` here: median
-/// ratios within 0.5–6.5%, single runs up to 9.5% from their median (2026-12-06).
-pub const WRITES_TOLERANCE: f64 = 0.15;
+/// threads were scheduled. Under `scenarios/gate.toml` (bursts, ~0.2 writes per delivery)
+/// single runs of one build stray up to ~17% from their median and identical builds gave
+/// median ratios up to 1.08 in three pairs (2026-12-06), while a server that writes each
+/// frame alone makes ~1.0: five times as many.
+pub const WRITES_TOLERANCE: f64 = 0.25;
 
-/// The default tolerance of context switches per delivery, which depend on scheduling
-/// and on whatever else the machine runs: identical builds gave median ratios of 0.96 on a
-/// quiet machine and 0.57 beside a test suite, so only a doubling counts.
+/// The tolerance context switches per delivery are compared against, though not judged
+/// by default: they depend on scheduling and on whatever else the machine runs, and
+/// switch between two regimes (~0.03 and ~0.3 per delivery under `scenarios/gate.toml`)
+/// from run to run of one build. Identical builds gave median ratios of 0.96 on a quiet
+/// machine, 0.57 beside a test suite, and 5.5 and 6.7 in a CI run (2026-12-06), where
+/// four of seven base runs and one of seven candidate runs fell in the low regime.
 pub const SWITCHES_TOLERANCE: f64 = 1.0;
 
 /// Every metric, timings first.
@@ -48,7 +67,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.deliveries_per_sec),
         words: "deliveries per second",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "p50_ms",
@@ -56,7 +75,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.p50_ms),
         words: "median latency",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "p99_ms",
@@ -64,7 +83,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.p99_ms),
         words: "p99 latency",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "server_cpu_s_per_1000_deliveries",
@@ -72,7 +91,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Timing,
         value: |r| Some(r.cpu_per_1000),
         words: "server CPU time",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "allocations_per_delivery",
@@ -80,7 +99,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.allocations,
         words: "heap allocations",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "allocated_bytes_per_delivery",
@@ -88,7 +107,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.allocated_bytes,
         words: "bytes allocated",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "read_syscalls_per_delivery",
@@ -96,7 +115,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.read_syscalls,
         words: "read system calls",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "write_syscalls_per_delivery",
@@ -105,7 +124,7 @@ pub const METRICS: [Metric; 11] = [
         value: |r| r.costs.write_syscalls,
         words: "write system calls",
         // How many frames queue before a write depends on scheduling: see the module doc.
-        tolerance: Some(WRITES_TOLERANCE),
+        tolerance: Tolerance::Own(WRITES_TOLERANCE),
     },
     Metric {
         name: "bytes_written_per_delivery",
@@ -113,7 +132,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.bytes_written,
         words: "bytes written",
-        tolerance: None,
+        tolerance: Tolerance::Kind,
     },
     Metric {
         name: "voluntary_switches_per_delivery",
@@ -121,7 +140,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.voluntary_switches,
         words: "voluntary context switches (a thread waiting, then woken)",
-        tolerance: Some(SWITCHES_TOLERANCE),
+        tolerance: Tolerance::NotJudged(SWITCHES_TOLERANCE),
     },
     Metric {
         name: "involuntary_switches_per_delivery",
@@ -129,7 +148,7 @@ pub const METRICS: [Metric; 11] = [
         kind: MetricKind::Counter,
         value: |r| r.costs.involuntary_switches,
         words: "involuntary context switches (a thread preempted)",
-        tolerance: Some(SWITCHES_TOLERANCE),
+        tolerance: Tolerance::NotJudged(SWITCHES_TOLERANCE),
     },
 ];
 

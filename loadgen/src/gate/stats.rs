@@ -38,6 +38,9 @@ pub enum GateVerdict {
     Pass,
     Regression,
     Improvement,
+    /// Shown and charted but not judged: identical builds differ too much in it (context
+    /// switches), unless the scenario's `[gate_tolerance]` names it.
+    Reported,
 }
 
 /// One metric compared across all pairs.

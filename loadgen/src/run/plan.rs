@@ -22,6 +22,8 @@ pub struct PhasePlan {
     pub senders: u32,
     /// Time between two messages of one sender (0: no traffic).
     pub interval_ns: u64,
+    /// Senders send together rather than spread over the interval.
+    pub aligned_senders: bool,
     pub message_size: usize,
     pub relogin_rate: f64,
     pub relogin_concurrency: u32,
@@ -58,6 +60,7 @@ pub fn plan_phases(phases: &[Phase], users: u32, measure_start_ns: u64) -> Vec<P
             } else {
                 0
             },
+            aligned_senders: phase.aligned_senders,
             message_size: phase.message_size,
             relogin_rate: phase.relogin_rate,
             relogin_concurrency: phase.relogin_concurrency,
@@ -93,10 +96,10 @@ pub fn phase_at(plan: &[PhasePlan], ns: u64) -> Option<&PhasePlan> {
 impl PhasePlan {
     /// The intended send times of sender `sender` in this phase (none when it does not
     /// send). Senders are spread evenly over one interval so they do not all fire
-    /// together.
+    /// together, unless the phase aligns them.
     pub fn send_times(&self, sender: u32) -> impl Iterator<Item = u64> + '_ {
         let sends = sender < self.senders && self.interval_ns > 0;
-        let offset = if sends {
+        let offset = if sends && !self.aligned_senders {
             self.interval_ns * u64::from(sender) / u64::from(self.senders)
         } else {
             0
@@ -180,6 +183,20 @@ mod tests {
         );
         assert_eq!(phase_at(&plan, 2_000_001_000), Some(&plan[1]));
         assert_eq!(phase_at(&plan, 3_000_001_000), None, "the end is exclusive");
+    }
+
+    #[test]
+    fn aligned_senders_send_at_the_same_instants() {
+        let s = scenario(&TWO_PHASES.replacen(
+            "senders = 4",
+            "senders = 4\n        aligned_senders = true",
+            1,
+        ));
+        let plan = plan_phases(&s.phases, s.users.count, 0);
+        let times: Vec<Vec<u64>> = (0..4).map(|i| plan[0].send_times(i).collect()).collect();
+        assert_eq!(times[0].len(), 10, "the rate is unchanged");
+        assert!(times.iter().all(|t| *t == times[0]), "{times:?}");
+        assert_eq!(plan[0].send_times(4).count(), 0, "not a sender");
     }
 
     #[test]

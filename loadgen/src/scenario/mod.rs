@@ -262,6 +262,10 @@ pub struct Phase {
     /// Bytes per message, stamp included (at least the stamp's length).
     #[serde(default = "default_message_size")]
     pub message_size: usize,
+    /// All senders send at the same instants (a burst of `senders` messages per
+    /// interval) instead of spread evenly over the interval.
+    #[serde(default)]
+    pub aligned_senders: bool,
     /// Relogins per second, among users that do not send.
     #[serde(default)]
     pub relogin_rate: f64,
