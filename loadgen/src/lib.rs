@@ -59,6 +59,7 @@ mod duration;
 mod fleet;
 mod gate;
 mod headers;
+mod interrupt;
 mod lag;
 mod nofile;
 mod page;

@@ -53,8 +53,13 @@ pub enum Command {
     /// usage or scenario (file, field and reason; a key or tokens file that cannot be
     /// used), or more users than the open-file limit or the ephemeral ports (see
     /// --source-address) allow; 3 the run could not be carried out (target unreachable,
-    /// every login refused, server died mid-run, a worker died, Ctrl-C) — the reports
-    /// written are marked incomplete.
+    /// every login refused, server died mid-run, a worker died, Ctrl-C or SIGTERM) — the
+    /// reports written are marked incomplete; 130 a second Ctrl-C or SIGTERM.
+    ///
+    /// Stopping: Ctrl-C (SIGINT) or SIGTERM at any point — the ramp, the phases, the
+    /// wind-down — stops the run at once and writes every report for what ran, marked
+    /// INCOMPLETE with the reason ("interrupted (SIGTERM) during the wind-down"), exit 3.
+    /// A second one exits at once with 130 and writes nothing more.
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Check a chat server against the protocol (docs/protocol.md), rule by rule.

@@ -141,7 +141,8 @@ async fn coordinate(
     let ramp_started = std::time::Instant::now();
     let mut fleet = Fleet::start(&scenario_file, workers, dir, &secrets)?;
     let progress = Progress::new(quiet, u64::from(scenario.users.count)).feeding(live.cloned());
-    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+    let stop = crate::interrupt::Interrupt::watch();
+    let mut interrupt = Box::pin(stop.requested());
     let ramp_s = f64::from(scenario.users.count) / plan::ramp_rate(&scenario);
     let ready_by = tokio::time::Instant::now()
         + Duration::from_secs_f64(ramp_s.min(3600.0))
@@ -208,8 +209,9 @@ async fn coordinate(
     // The coordinator is part of the run's cost too.
     report.loadgen_resources.add(&LoadgenResources::of_self());
     if interrupted && completion == Completion::Complete {
-        completion = Completion::Incomplete(run::INTERRUPTED.into());
-        report.incomplete = Some(run::INTERRUPTED.into());
+        let reason = stop.reason().unwrap_or(run::INTERRUPTED);
+        completion = Completion::Incomplete(reason.into());
+        report.incomplete = Some(reason.into());
     }
     Ok((report, completion))
 }
@@ -307,7 +309,7 @@ impl Fleet {
         &mut self,
         ready_by: tokio::time::Instant,
         progress: &Progress,
-        interrupt: &mut (impl std::future::Future<Output = std::io::Result<()>> + Unpin),
+        interrupt: &mut (impl std::future::Future<Output = crate::interrupt::Reason> + Unpin),
     ) -> Result<(), RunError> {
         let workers = self.workers;
         let mut ready = vec![None; workers as usize];
@@ -320,8 +322,8 @@ impl Fleet {
                         ready.iter().filter(|r| r.is_none()).count()
                     )));
                 }
-                _ = &mut *interrupt => {
-                    return Err(could_not(format!("{} before the start", run::INTERRUPTED)));
+                reason = &mut *interrupt => {
+                    return Err(could_not(format!("{reason} before the start")));
                 }
             };
             match event {
@@ -366,7 +368,7 @@ impl Fleet {
         &mut self,
         give_up: tokio::time::Instant,
         show: impl Fn(usize, &IntervalRecord, &Histogram<u64>),
-        interrupt: &mut (impl std::future::Future<Output = std::io::Result<()>> + Unpin),
+        interrupt: &mut (impl std::future::Future<Output = crate::interrupt::Reason> + Unpin),
     ) -> bool {
         let mut interrupted = false;
         let mut ticks: Vec<(usize, IntervalRecord)> = Vec::new();

@@ -35,6 +35,7 @@ use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
 use crate::checks::delivery::{tally_loss, SentLog, SessionLedger};
+use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{new_histogram, ConnectTimes, Counters, IntervalRecord};
@@ -219,12 +220,25 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     )
     .feeding(live.clone());
     let mut coordinator = coordinated.then(worker_io::Coordinator::attach);
+    let stop = Interrupt::watch();
     let mut interrupt: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         match &mut coordinator {
-            Some(coordinator) => Box::pin(coordinator.gone_or_interrupted()),
-            None => Box::pin(async {
-                let _ = tokio::signal::ctrl_c().await;
-            }),
+            Some(coordinator) => {
+                let gone = coordinator.gone_or_interrupted();
+                let requested = stop.requested();
+                Box::pin(async move {
+                    tokio::select! {
+                        () = gone => {}
+                        _ = requested => {}
+                    }
+                })
+            }
+            None => {
+                let requested = stop.requested();
+                Box::pin(async move {
+                    requested.await;
+                })
+            }
         };
 
     let ramp_started = Instant::now();
@@ -348,17 +362,27 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         + verify.eviction_deadline.0
         + verify.probe_deadline.0 * 3
         + Duration::from_secs(3);
+    // A stop request (Ctrl-C, SIGTERM) cuts every wait of the wind-down short.
     let mut disruptor = disruptor;
-    if tokio::time::timeout(wind_down, &mut disruptor)
-        .await
-        .is_err()
-    {
-        disruptor.abort();
+    tokio::select! {
+        finished = tokio::time::timeout(wind_down, &mut disruptor) => {
+            if finished.is_err() {
+                disruptor.abort();
+            }
+        }
+        reason = stop.requested() => {
+            disruptor.abort();
+            completion.stop(reason, "during the wind-down");
+        }
     }
     stop_probes.send_replace(true);
     if completion == Completion::Complete {
-        tokio::time::sleep(verify.deadline.0).await;
+        tokio::select! {
+            () = tokio::time::sleep(verify.deadline.0) => {}
+            reason = stop.requested() => completion.stop(reason, "during the wind-down"),
+        }
     }
+    completion.name_the_signal(stop.reason());
     let mut send_times: Vec<SentLog> = vec![SentLog::default(); max_senders as usize];
     while let Some(joined) = senders.join_next().await {
         if let Ok((index, times)) = joined {

@@ -12,13 +12,31 @@ pub enum Completion {
     Incomplete(String),
 }
 
-/// How an incomplete run's reason starts when Ctrl-C stopped it.
+/// How an incomplete run's reason starts when Ctrl-C stopped it (SIGTERM's says so
+/// instead: [`crate::interrupt::Reason`]).
 pub const INTERRUPTED: &str = "interrupted (Ctrl-C)";
 
 impl Completion {
-    /// Stopped by Ctrl-C (the run says nothing about the load).
+    /// Stopped by Ctrl-C or SIGTERM (the run says nothing about the load).
     pub fn interrupted(&self) -> bool {
-        matches!(self, Completion::Incomplete(why) if why.starts_with(INTERRUPTED))
+        matches!(self, Completion::Incomplete(why) if why.starts_with("interrupted ("))
+    }
+
+    /// Marks a run that was complete so far as stopped by `reason` `when`
+    /// (`"during the wind-down"`); an incomplete run keeps its first reason.
+    pub fn stop(&mut self, reason: &str, when: &str) {
+        if *self == Completion::Complete {
+            *self = Completion::Incomplete(format!("{reason} {when}"));
+        }
+    }
+
+    /// Says which signal stopped the run, when it was not Ctrl-C.
+    pub fn name_the_signal(&mut self, reason: Option<&str>) {
+        if let (Completion::Incomplete(why), Some(reason)) = (&mut *self, reason) {
+            if let Some(rest) = why.strip_prefix(INTERRUPTED) {
+                *why = format!("{reason}{rest}");
+            }
+        }
     }
 }
 
@@ -43,4 +61,32 @@ pub enum RunError {
     /// protocol than ours, and no target but the embedded chat-server (exit 2).
     #[error("[protocol] kind = \"{0}\", but without a target the run loads the embedded chat-server, which speaks our chat protocol: give your server's URL (target = \"ws://…\" or --target)")]
     ProtocolWithoutTarget(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_marks_a_complete_run_and_names_its_signal() {
+        let mut run = Completion::Complete;
+        run.stop(INTERRUPTED, "during the wind-down");
+        assert_eq!(
+            run,
+            Completion::Incomplete("interrupted (Ctrl-C) during the wind-down".into())
+        );
+        assert!(run.interrupted());
+        run.name_the_signal(Some("interrupted (SIGTERM)"));
+        assert_eq!(
+            run,
+            Completion::Incomplete("interrupted (SIGTERM) during the wind-down".into())
+        );
+        assert!(run.interrupted());
+        // An earlier reason stays.
+        let mut died = Completion::Incomplete("the server died".into());
+        died.stop(INTERRUPTED, "during the wind-down");
+        died.name_the_signal(Some("interrupted (SIGTERM)"));
+        assert_eq!(died, Completion::Incomplete("the server died".into()));
+        assert!(!died.interrupted());
+    }
 }
