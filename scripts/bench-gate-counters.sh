@@ -142,10 +142,13 @@ if "spin" in candidates:
     timings = [("deliveries_per_sec", False), ("p50_ms", True), ("p99_ms", True),
                ("cpu_per_1000", True)]
     pairs = []  # per measured pair: {metric: worse-factor}
-    tolerance = 0.10
+    tolerances = {}
     for r in range(1, runs + 1):
         doc = json.load(open(os.path.join(out, f"spin-{r}", "compare.json")))
-        tolerance = doc["tolerance"]
+        names = {"cpu_per_1000": "server_cpu_s_per_1000_deliveries"}
+        for m, _ in timings:
+            tolerances[m] = next(c["tolerance"] for c in doc["comparisons"]
+                                 if c["metric"] == names.get(m, m))
         by_pair = {}
         for run in doc["runs"]:
             by_pair.setdefault(run["pair"], {})[run["side"]] = run
@@ -156,7 +159,7 @@ if "spin" in candidates:
     def median(xs):
         xs = sorted(xs); n = len(xs)
         return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-    def regresses(ratios):
+    def regresses(ratios, tolerance):
         n = len(ratios)
         worse = sum(1 for x in ratios if x > 1)
         p = sum(comb(n, k) for k in range(worse, n + 1)) / 2 ** n
@@ -174,7 +177,7 @@ if "spin" in candidates:
         caught = 0
         for _ in range(draws):
             sample = [rng.choice(pairs) for _ in range(n)]
-            caught += any(regresses([p[m] for p in sample]) for m, _ in timings)
+            caught += any(regresses([p[m] for p in sample], tolerances[m]) for m, _ in timings)
         share = caught / draws
         print(f"  {n:>3} pairs: {share * 100:5.1f}%")
         if needed is None and share >= 0.9:
