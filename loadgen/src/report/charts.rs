@@ -84,19 +84,53 @@ fn time_axes(picture: &RunPicture) -> Axes {
     axes
 }
 
-/// A series of one figure per interval.
+/// Most points one line of an over-time chart gets: a day of one-second intervals would
+/// otherwise make every line 86,400 points and the page tens of megabytes.
+pub const MAX_POINTS: usize = 2000;
+
+/// Whether the over-time charts of `picture` show its intervals thinned ([`envelope`]).
+pub fn thinned(picture: &RunPicture) -> bool {
+    picture.rows.len() > MAX_POINTS
+}
+
+/// A series of one figure per interval, thinned to [`MAX_POINTS`] by [`envelope`].
 fn per_interval(
     label: &str,
     color: plotters::style::RGBColor,
     rows: &[IntervalFigures],
     value: impl Fn(&IntervalFigures) -> Option<f64>,
 ) -> Series {
-    Series::line(
-        label,
-        color,
-        rows.iter()
-            .filter_map(|row| value(row).map(|v| (row.end_s(), v))),
-    )
+    let points: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|row| value(row).map(|v| (row.end_s(), v)))
+        .collect();
+    Series::line(label, color, envelope(points))
+}
+
+/// `points` (in time order) thinned to at most [`MAX_POINTS`]: consecutive points are
+/// grouped, and each group keeps its lowest and its highest point, in their order — the
+/// line becomes the min/max envelope of the groups, so a spike of one interval never
+/// disappears.
+fn envelope(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points;
+    }
+    let group = points.len().div_ceil(MAX_POINTS / 2);
+    let mut kept = Vec::with_capacity(MAX_POINTS);
+    for chunk in points.chunks(group) {
+        let by_value = |a: &&(f64, f64), b: &&(f64, f64)| a.1.total_cmp(&b.1);
+        let low = chunk.iter().enumerate().min_by(|a, b| by_value(&a.1, &b.1));
+        let high = chunk.iter().enumerate().max_by(|a, b| by_value(&a.1, &b.1));
+        let (Some((lo, &low)), Some((hi, &high))) = (low, high) else {
+            continue;
+        };
+        match lo.cmp(&hi) {
+            std::cmp::Ordering::Less => kept.extend([low, high]),
+            std::cmp::Ordering::Greater => kept.extend([high, low]),
+            std::cmp::Ordering::Equal => kept.push(low),
+        }
+    }
+    kept
 }
 
 /// A count per second of an interval; `None` for a sliver of an interval.
@@ -298,6 +332,24 @@ pub fn spectrum(picture: &RunPicture) -> Result<String, ChartError> {
 mod tests {
     use super::*;
     use crate::report::tests::sample;
+
+    #[test]
+    fn a_long_run_is_thinned_to_its_envelope_and_keeps_every_spike() {
+        // A day of one-second intervals, flat but for one spike and one dip.
+        let mut points: Vec<(f64, f64)> = (0..86_400).map(|i| (f64::from(i), 5.0)).collect();
+        points[40_001].1 = 900.0;
+        points[70_003].1 = 0.5;
+        let kept = envelope(points.clone());
+        assert!(kept.len() <= MAX_POINTS, "{} points", kept.len());
+        assert!(kept.contains(&(40_001.0, 900.0)), "the spike stays");
+        assert!(kept.contains(&(70_003.0, 0.5)), "the dip stays");
+        assert!(kept.windows(2).all(|w| w[0].0 < w[1].0), "in time order");
+        // A short run is drawn as it is.
+        assert_eq!(
+            envelope(points[..MAX_POINTS].to_vec()),
+            points[..MAX_POINTS]
+        );
+    }
 
     #[test]
     fn every_chart_is_svg_with_its_id_and_marks_the_phases() {

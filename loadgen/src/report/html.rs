@@ -72,6 +72,18 @@ pub fn page(picture: &RunPicture) -> Result<String, ChartError> {
     );
 
     doc.heading("Over time");
+    if charts::thinned(picture) {
+        doc.paragraph(
+            "note",
+            &format!(
+                "This run has {} intervals: each line below shows at most {} points, the \
+                 lowest and the highest of each group of consecutive intervals, so no spike \
+                 is hidden. timeseries.csv has every interval.",
+                picture.rows.len(),
+                charts::MAX_POINTS
+            ),
+        );
+    }
     for ((_, svg), caption) in charts.iter().zip(CAPTIONS) {
         doc.figure(svg, caption);
     }
@@ -104,6 +116,30 @@ pub(crate) mod tests {
         charts::ERRORS_ID,
         charts::SPECTRUM_ID,
     ];
+
+    #[test]
+    fn a_long_run_says_its_charts_are_thinned_and_stays_small() {
+        let report = sample();
+        let verdicts = report.verdicts();
+        let short = RunPicture::of(&report, &verdicts);
+        assert!(!page(&short).unwrap().contains("at most 2000 points"));
+        // A day of intervals: the page must stay about as small as a short run's.
+        let mut long = RunPicture::of(&report, &verdicts);
+        let row = long.rows[1].clone();
+        long.rows = (0..86_400)
+            .map(|i| {
+                let mut r = row.clone();
+                r.start_s = f64::from(i);
+                r
+            })
+            .collect();
+        let html = page(&long).unwrap();
+        assert!(
+            html.contains("This run has 86400 intervals"),
+            "the page says so"
+        );
+        assert!(html.len() < 3_000_000, "{} bytes", html.len());
+    }
 
     #[test]
     fn the_page_has_the_verdict_thresholds_and_every_chart() {
