@@ -1,7 +1,9 @@
 //! `--dashboard ADDRESS`: the live view of a run, served over HTTP while it runs.
 //!
 //! `GET /` answers the run's page as it is now ([`LivePicture`]), the same page
-//! `report.html` will be, reloading itself every couple of seconds. The address is
+//! `report.html` will be, reloading itself every couple of seconds; `GET /metrics` the
+//! figures so far for Prometheus ([`prometheus`]). `--metrics ADDRESS` serves the same
+//! on an address of its own. The address is
 //! loopback unless the user asks for another explicitly (`--dashboard-public`): a run's
 //! page names its targets and setup, which is not for every machine on the network.
 //!
@@ -21,15 +23,16 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::report::live::LivePicture;
+use crate::report::prometheus;
 
 /// Why the live view could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
     /// A non-loopback address without `--dashboard-public`.
     #[error(
-        "refusing to serve the live view on {0}, which other machines may reach: use a \
-         loopback address such as 127.0.0.1:8080, or add --dashboard-public to serve it there \
-         on purpose"
+        "refusing to serve the run's page and figures on {0}, which other machines may \
+         reach: use a loopback address such as 127.0.0.1:8080, or add --dashboard-public to \
+         serve them there on purpose"
     )]
     NotLoopback(SocketAddr),
     /// The address could not be bound.
@@ -110,13 +113,25 @@ async fn serve(listener: TcpListener, live: LivePicture, mut stopped: watch::Rec
     connections.shutdown().await;
 }
 
-/// The answer to one request: the page for `GET /`, 404 or 405 otherwise.
+/// The answer to one request: the page for `GET /`, the figures for `GET /metrics`, 404
+/// or 405 otherwise.
 async fn answer<B>(request: &Request<B>, live: &LivePicture) -> Response<Full<Bytes>> {
-    if request.uri().path() != "/" {
-        return plain(StatusCode::NOT_FOUND, "not found: the live view is at /\n");
+    let path = request.uri().path();
+    if path != "/" && path != "/metrics" {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: the live view is at /, the figures for Prometheus at /metrics\n",
+        );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    if path == "/metrics" {
+        return Response::builder()
+            .header("content-type", prometheus::CONTENT_TYPE)
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(live.metrics())))
+            .unwrap_or_default();
     }
     // Drawing takes a few milliseconds of CPU: off the runtime's worker threads.
     let live = live.clone();

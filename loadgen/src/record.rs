@@ -50,8 +50,9 @@ pub fn histogram_from_text(text: &str) -> Option<Histogram<u64>> {
 }
 
 /// Declares [`Counters`] from its field list — the one place the fields are written: the
-/// struct, [`Counters::add`] and [`Counters::fields`] (the names and values in order, which
-/// `timeseries.csv` takes as its columns) all come from it.
+/// struct, [`Counters::add`], [`Counters::fields`] (the names and values in order, which
+/// `timeseries.csv` takes as its columns) and [`Counters::meanings`] (the help of the live
+/// `/metrics`) all come from it.
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $field:ident,)*) => {
         /// Event counts. Every field is a count of events in the interval (or the whole
@@ -74,6 +75,11 @@ macro_rules! counters {
             /// Every field with its name, in declaration order.
             pub fn fields(&self) -> [(&'static str, u64); Counters::FIELDS] {
                 [$((stringify!($field), self.$field),)*]
+            }
+
+            /// What each field counts (its doc comment, in one line), in declaration order.
+            pub fn meanings() -> [&'static str; Counters::FIELDS] {
+                [$(concat!($($doc, " ",)*),)*]
             }
         }
     };

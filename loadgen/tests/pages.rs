@@ -1,8 +1,9 @@
 //! `report.html` of `loadgen run` and its live view (`--dashboard`), end to end: the real
 //! binary against real servers on loopback. The page of a clean run passes with every
 //! chart; a server with a broken registry gives a page that fails and names the
-//! threshold; the live view answers the page while the run lasts and its port is closed
-//! when the run ends; a dashboard on a non-loopback address is refused unless asked for.
+//! threshold; the live view answers the page and the Prometheus figures (`--dashboard`,
+//! `--metrics`) while the run lasts and its port is closed when the run ends; a dashboard
+//! on a non-loopback address is refused unless asked for.
 //! (The merged run's page is checked in `segments.rs`, the gate's in `gate.rs`, the
 //! capacity report's in `capacity.rs`.)
 
@@ -116,10 +117,13 @@ async fn a_broken_eviction_gives_a_failing_page_that_names_the_threshold() {
 
 /// GET / of a local HTTP server: the status code and the body.
 async fn get(address: &str) -> std::io::Result<(u16, String)> {
+    get_path(address, "/").await
+}
+
+async fn get_path(address: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(address).await?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n")
-        .await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
     let status = text
@@ -136,17 +140,30 @@ async fn get(address: &str) -> std::io::Result<(u16, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_view_answers_while_the_run_lasts_and_closes_with_it() {
-    live_view(&[]).await;
+    live_view("--dashboard", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_view_of_a_run_split_over_workers_answers_and_closes_too() {
-    live_view(&["--workers", "2"]).await;
+    live_view("--dashboard", &["--workers", "2"]).await;
 }
 
-/// A run with `--dashboard` and `extra` arguments: its page answers while it runs, and
-/// its port is closed once it ended.
-async fn live_view(extra: &[&str]) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_address_serves_prometheus_figures_while_the_run_lasts() {
+    live_view("--metrics", &[]).await;
+}
+
+/// The value of the sample `name{labels}` in a Prometheus exposition.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let head = format!("{name}{labels} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&head))
+        .and_then(|value| value.parse().ok())
+}
+
+/// A run with `flag` (`--dashboard` or `--metrics`) and `extra` arguments: its page and
+/// its figures for Prometheus answer while it runs, and its port is closed once it ended.
+async fn live_view(flag: &str, extra: &[&str]) {
     let dir = TempDir::new("live");
     let file = dir.path().join("live.toml");
     // Long enough to look at twice; short enough for CI.
@@ -167,7 +184,7 @@ async fn live_view(extra: &[&str]) {
             "--target",
             &target,
         ])
-        .args(["--dashboard", "127.0.0.1:0", "--out", out.to_str().unwrap()])
+        .args([flag, "127.0.0.1:0", "--out", out.to_str().unwrap()])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -210,6 +227,41 @@ async fn live_view(extra: &[&str]) {
         .and_then(|n| n.attribute("content"));
     assert_eq!(refresh, Some("2"), "the live page reloads itself");
 
+    // The same figures for Prometheus, labelled with the run and the scenario.
+    let (status, metrics) = get_path(&address, "/metrics")
+        .await
+        .expect("/metrics answers");
+    assert_eq!(status, 200);
+    let labels = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("loadgen_sent_total"))
+        .and_then(|rest| rest.split_once(' '))
+        .map(|(labels, _)| labels.to_string())
+        .unwrap_or_else(|| panic!("no loadgen_sent_total in {metrics}"));
+    assert!(labels.starts_with("{run=\"pages-20"), "{labels}");
+    assert!(labels.ends_with(",scenario=\"pages\"}"), "{labels}");
+    let sent = sample(&metrics, "loadgen_sent_total", &labels).unwrap_or_default();
+    assert!(sent > 0.0, "{metrics}");
+    // 16 users and the relogins' probe user of each worker, some of them relogging.
+    let online = sample(&metrics, "loadgen_users_online", &labels).unwrap_or_default();
+    assert!((10.0..=18.0).contains(&online), "{online} online");
+    let inner = &labels[1..labels.len() - 1];
+    let all = sample(
+        &metrics,
+        "loadgen_latency_seconds_bucket",
+        &format!("{{{inner},le=\"+Inf\"}}"),
+    );
+    // Buckets only grow, up to +Inf (empty while the warm-up lasts: it is not judged).
+    let buckets: Vec<f64> = metrics
+        .lines()
+        .filter(|line| line.starts_with("loadgen_latency_seconds_bucket"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(buckets.len() > 5, "{metrics}");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(all, buckets.last().copied(), "{metrics}");
+    assert!(metrics.contains("# TYPE loadgen_latency_seconds histogram"));
+
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("the run ends")
@@ -221,6 +273,10 @@ async fn live_view(extra: &[&str]) {
         "the port is closed after the run: {closed:?}"
     );
     assert!(out.join("report.html").exists());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let final_sent = summary["totals"]["sent"].as_f64().unwrap_or_default();
+    assert!(final_sent >= sent, "scraped {sent}, final {final_sent}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,6 +292,21 @@ async fn a_dashboard_other_machines_could_reach_must_be_asked_for() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--dashboard-public"), "{stderr}");
+    let output = loadgen(&[
+        "run",
+        "../scenarios/smoke.toml",
+        "--quiet",
+        "--metrics",
+        "0.0.0.0:0",
+    ])
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "--metrics is loopback only too"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--metrics: refusing"), "{stderr}");
     let output = loadgen(&["run", "../scenarios/smoke.toml", "--dashboard-public"]).await;
     assert_eq!(
         output.status.code(),

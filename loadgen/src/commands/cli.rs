@@ -309,11 +309,23 @@ pub struct RunArgs {
     /// Serve a live view of the run at http://ADDRESS/ while it runs: the page report.html
     /// will be, drawn from the intervals so far, reloading every 2 s. It stops when the run
     /// ends. Loopback only unless --dashboard-public. Port 0 picks a free port; the address
-    /// is printed on stderr. Example: --dashboard 127.0.0.1:8080
+    /// is printed on stderr. It also serves /metrics (see --metrics). Example: --dashboard
+    /// 127.0.0.1:8080
     #[arg(long, value_name = "ADDRESS", conflicts_with = "segment")]
     pub dashboard: Option<SocketAddr>,
-    /// Allow --dashboard on an address other machines can reach (e.g. 0.0.0.0:8080).
-    #[arg(long, requires = "dashboard")]
+    /// Serve the run's figures so far at http://ADDRESS/metrics in Prometheus' text format
+    /// while it runs, for a Prometheus to scrape beside the server's own metrics: every
+    /// event counter as loadgen_<counter>_total (sends, deliveries, duplicates, order
+    /// errors, connects, unexpected disconnects by how they ended, relogins and each
+    /// eviction outcome, …; loss is known only when the run ends), loadgen_users_online
+    /// and loadgen_latency_seconds (a histogram), labelled run="<scenario>-<UTC start>"
+    /// and scenario. Loopback only unless --dashboard-public; port 0 picks a free port,
+    /// printed on stderr. Example: --metrics 127.0.0.1:9464
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "segment")]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --dashboard and --metrics on an address other machines can reach (e.g.
+    /// 0.0.0.0:8080).
+    #[arg(long)]
     pub dashboard_public: bool,
     /// An extra request header of every login, NAME: VALUE (repeat for several), replacing
     /// a same-named one of `[users] headers`; {user} and {index} become each user's name

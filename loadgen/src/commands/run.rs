@@ -100,25 +100,37 @@ pub async fn main(args: RunArgs) -> Exit {
         eprintln!("loadgen: --source-address {twice} is given twice");
         return Exit::Usage;
     }
-    let live = args.dashboard.map(|_| LivePicture::new(scenario.name()));
-    let dashboard = match (args.dashboard, &live) {
-        (Some(address), Some(live)) => {
+    if args.dashboard_public && args.dashboard.is_none() && args.metrics.is_none() {
+        eprintln!("loadgen: --dashboard-public needs --dashboard or --metrics");
+        return Exit::Usage;
+    }
+    let live = (args.dashboard.is_some() || args.metrics.is_some())
+        .then(|| LivePicture::new(scenario.name()));
+    // The live view and the metrics: one HTTP server each, both serving / and /metrics.
+    let mut servers = Vec::new();
+    if let Some(live) = &live {
+        let asked = [
+            (args.dashboard, "--dashboard", "live view at http://{}/"),
+            (args.metrics, "--metrics", "metrics at http://{}/metrics"),
+        ];
+        for (address, flag, said) in asked {
+            let Some(address) = address else { continue };
             match Dashboard::start(address, args.dashboard_public, live.clone()).await {
-                Ok(dashboard) => {
-                    eprintln!(
-                        "loadgen: live view at http://{}/ while the run lasts",
-                        dashboard.address()
-                    );
-                    Some(dashboard)
+                Ok(server) => {
+                    let at = said.replace("{}", &server.address().to_string());
+                    eprintln!("loadgen: {at} while the run lasts");
+                    servers.push(server);
                 }
                 Err(error) => {
-                    eprintln!("loadgen: --dashboard: {error}");
+                    eprintln!("loadgen: {flag}: {error}");
+                    for server in servers {
+                        server.stop().await;
+                    }
                     return Exit::Usage;
                 }
             }
         }
-        _ => None,
-    };
+    }
     // The machine's speed before the run, and after it (below).
     let calibration = match Started::measure(args.calibration.mode).await {
         Ok(started) => started,
@@ -139,9 +151,9 @@ pub async fn main(args: RunArgs) -> Exit {
         live,
     };
     let outcome = fleet::run(request, workers, &dir.join("segments")).await;
-    // The live view lasts exactly as long as the run.
-    if let Some(dashboard) = dashboard {
-        dashboard.stop().await;
+    // The live view and the metrics last exactly as long as the run.
+    for server in servers {
+        server.stop().await;
     }
     match outcome {
         Ok((mut report, completion)) => {

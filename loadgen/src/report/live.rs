@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 
 use super::html;
 use super::picture::{IntervalFigures, RunPicture};
+use super::prometheus;
 use super::run_report::RunReport;
 use crate::page::format::{count, number};
 use crate::page::html::Tone;
@@ -31,7 +32,12 @@ pub struct LivePicture {
 struct Live {
     picture: RunPicture,
     thresholds: Thresholds,
+    /// Events after the warm-up (what the thresholds judge).
     totals: Counters,
+    /// Every event, warm-up included (what `/metrics` counts).
+    all: Counters,
+    /// The labels of every `/metrics` series.
+    labels: Vec<(&'static str, String)>,
 }
 
 impl LivePicture {
@@ -58,6 +64,8 @@ impl LivePicture {
                 picture,
                 thresholds: Thresholds::default(),
                 totals: Counters::default(),
+                all: Counters::default(),
+                labels: vec![("scenario", name.to_string())],
             })),
         }
     }
@@ -89,6 +97,15 @@ impl LivePicture {
             );
             live.thresholds = header.thresholds.clone();
             live.totals = Counters::default();
+            live.all = Counters::default();
+            let scenario = &header.setup.scenario_name;
+            live.labels = vec![
+                (
+                    "run",
+                    format!("{scenario}-{}", crate::clock::compact(header.started_at)),
+                ),
+                ("scenario", scenario.clone()),
+            ];
         });
     }
 
@@ -101,6 +118,7 @@ impl LivePicture {
                 live.totals.add(&row.counters);
                 let _ = live.picture.latency.add(&record.latency);
             }
+            live.all.add(&row.counters);
             live.picture.rows.push(row);
             let picture = &mut live.picture;
             let judged_s: f64 = picture
@@ -159,12 +177,26 @@ impl LivePicture {
         html::page(&self.snapshot())
     }
 
-    fn with(&self, f: impl FnOnce(&mut Live)) {
+    /// The figures so far in Prometheus' text format ([`prometheus`]).
+    pub fn metrics(&self) -> String {
+        self.with(|live| {
+            let rows = &live.picture.rows;
+            prometheus::exposition(&prometheus::LiveFigures {
+                labels: &live.labels,
+                totals: &live.all,
+                users_online: rows.last().map_or(0, |r| r.users_online),
+                latency: &live.picture.latency,
+                elapsed_s: rows.last().map_or(0.0, IntervalFigures::end_s),
+            })
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Live) -> T) -> T {
         let mut live = match self.inner.lock() {
             Ok(live) => live,
             Err(poisoned) => poisoned.into_inner(),
         };
-        f(&mut live);
+        f(&mut live)
     }
 }
 

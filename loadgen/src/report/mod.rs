@@ -10,6 +10,7 @@ mod hlog;
 pub mod html;
 pub mod live;
 pub mod picture;
+pub mod prometheus;
 mod run_report;
 mod summary;
 mod table;
