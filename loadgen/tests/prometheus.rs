@@ -1,8 +1,10 @@
-//! `deploy/prometheus/` against the real `promtool` (Debian's `prometheus` package; the
-//! README's test command installs it): the scrape configuration and the alert rules pass
-//! `promtool check`, a broken rule does not, every metric the rules name is one that
-//! chat-server or loadgen really serves, and what `loadgen run --metrics` serves passes
-//! `promtool check metrics`.
+//! `deploy/prometheus/` and `deploy/grafana/` against the real `promtool` (Debian's
+//! `prometheus` package; the README's test command installs it): the scrape
+//! configuration and the alert rules pass `promtool check`, a broken rule does not; every
+//! expression of both Grafana dashboards is valid PromQL (checked as a recording rule)
+//! and every dashboard takes its Prometheus from a `datasource` variable; every metric the
+//! rules and the dashboards name is one that chat-server or loadgen really serves; and
+//! what `loadgen run --metrics` serves passes `promtool check metrics`.
 
 mod launch;
 mod scratch;
@@ -18,6 +20,54 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus")
+}
+
+/// The Grafana dashboards.
+const DASHBOARDS: [&str; 2] = ["chat-server.json", "loadgen-run.json"];
+
+/// Every PromQL expression of a dashboard, its template variables given a value that
+/// matches anything.
+fn dashboard_expressions(file: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/grafana")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    assert!(
+        variables
+            .iter()
+            .any(|v| v["name"] == "datasource" && v["type"] == "datasource"),
+        "{file} has a datasource variable"
+    );
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty(), "{file} has panels");
+    let mut expressions = Vec::new();
+    for panel in panels {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{file}: panel {} takes the chosen Prometheus",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            expressions.push(expr.replace("$instance", ".*").replace("$run", ".*"));
+        }
+    }
+    expressions
+}
+
+/// `expressions` as recording rules, which `promtool check rules` parses.
+fn as_rules(expressions: &[String]) -> String {
+    let rules: Vec<serde_json::Value> = expressions
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| serde_json::json!({ "record": format!("dashboard:expression_{i}"), "expr": expr }))
+        .collect();
+    // JSON is YAML.
+    serde_json::json!({ "groups": [{ "name": "dashboards", "rules": rules }] }).to_string()
 }
 
 /// Runs promtool with `args` (and `stdin`), returning its exit success and its output.
@@ -54,7 +104,7 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
 }
 
 #[test]
-fn the_configuration_and_the_rules_pass_promtool_and_a_broken_rule_does_not() {
+fn the_configuration_rules_and_dashboards_pass_promtool_and_broken_ones_do_not() {
     let config = deploy().join("prometheus.yml");
     let (ok, text) = promtool(&["check", "config", config.to_str().unwrap()], None);
     assert!(ok, "{text}");
@@ -72,6 +122,20 @@ fn the_configuration_and_the_rules_pass_promtool_and_a_broken_rule_does_not() {
     std::fs::write(&broken, text).unwrap();
     let (ok, text) = promtool(&["check", "rules", broken.to_str().unwrap()], None);
     assert!(!ok, "a rule that does not parse is refused: {text}");
+
+    for file in DASHBOARDS {
+        let expressions = dashboard_expressions(file);
+        let rules = dir.path().join(format!("{file}.rules.json"));
+        std::fs::write(&rules, as_rules(&expressions)).unwrap();
+        let (ok, text) = promtool(&["check", "rules", rules.to_str().unwrap()], None);
+        assert!(ok, "{file}: {text}");
+        // The check can fail: one parenthesis short.
+        let mut broken = expressions.clone();
+        broken[0] = broken[0].replacen(')', "", 1);
+        std::fs::write(&rules, as_rules(&broken)).unwrap();
+        let (ok, _) = promtool(&["check", "rules", rules.to_str().unwrap()], None);
+        assert!(!ok, "{file}: a broken expression is refused");
+    }
 }
 
 /// The metric names an expression file uses: `chat_…`, `loadgen_…` (histogram series
@@ -122,12 +186,16 @@ async fn http_get(address: &str, path: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rule_names_served_metrics_and_loadgens_exposition_passes_promtool() {
+async fn every_rule_and_panel_names_served_metrics_and_loadgens_exposition_passes_promtool() {
     // chat-server's own, from a real server (the chat_bus_ ones only a cluster node has).
     let chat = server(None).await;
     let chat_metrics = http_get(&chat.local_addr().to_string(), "/metrics").await;
     let mut known = served(&chat_metrics);
-    for bus in ["chat_bus_connected", "chat_bus_unforwarded_total"] {
+    for bus in [
+        "chat_bus_connected",
+        "chat_bus_unforwarded_total",
+        "chat_bus_round_trip_seconds",
+    ] {
         known.insert(bus.to_string());
     }
 
@@ -195,6 +263,14 @@ async fn every_rule_names_served_metrics_and_loadgens_exposition_passes_promtool
         unknown.is_empty(),
         "rules name metrics nothing serves: {unknown:?}"
     );
+    for file in DASHBOARDS {
+        let named = names_in(&dashboard_expressions(file).join("\n"));
+        let unknown: Vec<&String> = named.difference(&known).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names metrics nothing serves: {unknown:?}"
+        );
+    }
     // The check can fail: a misspelt name is found.
     let misspelt = names_in(&rules.replace("chat_sessions_online", "chat_session_online"));
     assert!(misspelt
