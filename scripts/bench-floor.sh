@@ -3,8 +3,9 @@
 # benchmark, not a CI step: about 10 minutes). Builds scripts/floor/floor.c (one thread
 # send()ing a frame to each of N loopback sockets, one thread epoll_wait + read()ing
 # them: see its header) and the release binaries, then, REPEAT times (default 3):
-#   - the floor: `floor wide 9000` (one frame to each of 9,000 sockets, twice a second)
-#     and `floor rate 1000 R` at each dense shape's delivery rate R;
+#   - the floor: `floor wide 9000` (one frame to each of 9,000 sockets, twice a second;
+#     `floor rate` is kept for reading at a rate by hand, but its one sending thread
+#     cannot reach the dense shapes' rates, so they have no floor);
 #   - chat-server + loadgen at the same shapes, a fresh server per run:
 #       wide    one message to 9,000 users twice a second (9,001 users, one sender)
 #       300k    1,000 users, 10 senders, 300 msg/s   (~300,000 deliveries/s)
@@ -110,8 +111,8 @@ PY
 shape() {
     local name=$1 users=$2 senders=$3 rate=$4
     shift 4
-    local floor_line
-    floor_line=$("$FLOOR" "$@" | tail -1) || true
+    local floor_line=""
+    [ $# -gt 0 ] && { floor_line=$("$FLOOR" "$@" | tail -1) || true; }
     play "$name-short" "$users" "$senders" "$rate" "$SHORT"
     play "$name-long" "$users" "$senders" "$rate" "$LONG"
     python3 - "$name" "$floor_line" "$WORK/$name-short.json" "$WORK/$name-long.json" >>"$RESULTS" <<'PY'
@@ -119,13 +120,15 @@ import json, sys
 name, floor_line = sys.argv[1], sys.argv[2]
 short, long = (json.load(open(p)) for p in sys.argv[3:5])
 floor = dict(kv.split("=") for kv in floor_line.split())
+nan = float("nan")
 d = long["delivered"] - short["delivered"]
 per = lambda key: (long[key] - short[key]) * 1e6 / d if d > 0 else float("nan")
 print(json.dumps({"shape": name, "server_us": per("server_cpu"), "loadgen_us": per("loadgen_cpu"),
                   "p99_ms": long["p99_ms"], "ratio": min(short["ratio"], long["ratio"]),
-                  "floor_send_us": float(floor["send_us"]), "floor_read_us": float(floor["read_us"]),
-                  "floor_p99_ms": float(floor["p99_ms"]),
-                  "floor_last_ms": float(floor["last_reader_ms"]), "floor_lost": int(floor["lost"])}))
+                  "floor_send_us": float(floor.get("send_us", nan)),
+                  "floor_read_us": float(floor.get("read_us", nan)),
+                  "floor_p99_ms": float(floor.get("p99_ms", nan)),
+                  "floor_last_ms": float(floor.get("last_reader_ms", nan))}))
 PY
 }
 
@@ -134,9 +137,12 @@ for round in $(seq "$REPEAT"); do
         echo "bench-floor: round $round/$REPEAT, $s" >&2
         case $s in
             wide) shape wide $((WIDE_USERS + 1)) 1 2 wide "$WIDE_USERS" 20 500 "$FRAME" ;;
-            300k) shape 300k 1000 10 300 rate 1000 299700 5 "$FRAME" ;;
-            1.2M) shape 1.2M 1000 10 1200 rate 1000 1198800 5 "$FRAME" ;;
-            2M) shape 2M 1000 10 2000 rate 1000 1998000 5 "$FRAME" ;;
+            # No floor for the dense shapes: the floor's one sending thread, a send() per
+            # frame, cannot reach these rates (its latency runs away), so what its reader
+            # pays there is no floor. Their check is that they do not get worse.
+            300k) shape 300k 1000 10 300 ;;
+            1.2M) shape 1.2M 1000 10 1200 ;;
+            2M) shape 2M 1000 10 2000 ;;
             memory)
                 play memory 10000 1 1 10
                 python3 -c '
@@ -166,8 +172,10 @@ for s in shapes:
     wide = s == "wide"
     print(f'| {s} | {min(r["ratio"] for r in rs) * 100:.2f}% | {m["server_us"]:.2f} | '
           + (f'{m["floor_send_us"]:.2f} | {m["server_us"] / m["floor_send_us"]:.2f}x' if wide else "— | —")
-          + f' | {m["loadgen_us"]:.2f} | {m["floor_read_us"]:.2f} | {m["loadgen_us"] / m["floor_read_us"]:.2f}x'
-          + f' | {m["p99_ms"]:.1f} | {m["floor_p99_ms"]:.1f} | '
+          + f' | {m["loadgen_us"]:.2f} | '
+          + (f'{m["floor_read_us"]:.2f} | {m["loadgen_us"] / m["floor_read_us"]:.2f}x' if wide else "— | —")
+          + f' | {m["p99_ms"]:.1f} | '
+          + (f'{m["floor_p99_ms"]:.1f} | ' if wide else "— | ")
           + (f'{last:.1f} | {m["p99_ms"] / last:.2f}x |' if wide and last > 0 else "— | — |"))
 mem = [r for r in rows if r["shape"] == "memory"]
 if mem:
@@ -179,5 +187,5 @@ if mem:
 print()
 print(f"medians of {max(1, len([r for r in rows if r['shape'] == (shapes or ['memory'])[0]]))} rounds; "
       "CPU per delivery is the LONG run's minus the SHORT run's CPU over their difference in deliveries; "
-      "the floor sends only in `wide` (its dense shapes batch a tick's frames per socket, as a server does)")
+      "the floor is measured for `wide` only: the dense shapes' check is that they do not get worse")
 PY
