@@ -5,10 +5,11 @@
 # The tests run real programs: redis-server (the cluster), openssl (keys made at test
 # time), Node.js with npm (an independent JWT client and the Socket.IO and JSON chat
 # servers loadgen's protocol profiles are tested against, their packages from their lock
-# files: server/tests/independent-client, loadgen/tests/peers), promtool (Debian's
-# prometheus package: checks deploy/prometheus/ and loadgen's /metrics), and cargo-nextest runs
-# them. Each missing one is installed (Debian packages with apt-get, as root or through
-# sudo; cargo-nextest with cargo install); when it cannot be (no root, no sudo), this says
+# files: server/tests/independent-client, loadgen/tests/peers), promtool and prometheus
+# (Debian's prometheus package: promtool checks deploy/prometheus/ and loadgen's /metrics;
+# a real Prometheus scrapes a node and a run and receives a run's --remote-write), and
+# cargo-nextest runs them. Each missing one is installed (Debian packages with apt-get, as
+# root or through sudo; cargo-nextest with cargo install); when it cannot be (no root, no sudo), this says
 # which command would, and exits 3. Extra arguments go to cargo nextest (e.g. -p chat-server, or a test name).
 #
 # Usage: scripts/test.sh [NEXTEST ARGS...]
@@ -19,8 +20,10 @@ set -euo pipefail
 
 # Debian packages for the commands the tests run, as "command:package".
 missing=()
-for pair in redis-server:redis-server openssl:openssl node:nodejs npm:npm promtool:prometheus; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+for pair in redis-server:redis-server openssl:openssl node:nodejs npm:npm promtool:prometheus prometheus:prometheus; do
+    package=${pair#*:}
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [[ " ${missing[*]-} " == *" $package "* ]] ||
+        missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::report::remote_write::Endpoint;
 use crate::segment::Segment;
 
 use super::flags::{parse_duration, parse_fault};
@@ -327,6 +328,32 @@ pub struct RunArgs {
     /// 0.0.0.0:8080).
     #[arg(long)]
     pub dashboard_public: bool,
+    /// Push the run's figures to a Prometheus remote-write receiver (remote write 1.0:
+    /// snappy-compressed protobuf in an HTTP POST), for a Prometheus that cannot scrape
+    /// this machine: the series --metrics serves (every loadgen_<counter>_total,
+    /// loadgen_users_online, loadgen_elapsed_seconds and the loadgen_latency_seconds
+    /// histogram as its _bucket, _sum and _count series), labelled run="<scenario>-<UTC
+    /// start>" and scenario, one sample each at the push's time, every
+    /// --remote-write-every once the measured phases have begun and once more at the end
+    /// with the final figures (what summary.json says, loss included). A receiver that is down or
+    /// answers 5xx or 429 is tried again (waits of 0.5 s doubling to 30 s, at most 6 tries
+    /// a push); another 4xx is not. It never slows or fails the run: pushes happen beside
+    /// it, its end waits at most 5 s for the last one, and the outcome is one line on
+    /// stderr and remote_write.json in the report folder; the exit code is the run's.
+    /// Plain http:// only. A Prometheus receives with --web.enable-remote-write-receiver.
+    /// Example: --remote-write http://127.0.0.1:9090/api/v1/write
+    #[arg(long, value_name = "URL", conflicts_with = "segment")]
+    pub remote_write: Option<Endpoint>,
+    /// With --remote-write: the time between pushes while the run lasts (at least 100ms).
+    /// Example: --remote-write-every 15s
+    #[arg(
+        long,
+        default_value = "5s",
+        value_parser = parse_duration,
+        value_name = "DURATION",
+        requires = "remote_write"
+    )]
+    pub remote_write_every: std::time::Duration,
     /// An extra request header of every login, NAME: VALUE (repeat for several), replacing
     /// a same-named one of `[users] headers`; {user} and {index} become each user's name
     /// and number. Authorization, Proxy-Authorization and Cookie values are shown as ***

@@ -1,6 +1,8 @@
 //! The body of `loadgen run`: read the scenario, run it (in this process, as local
 //! workers, or as one segment of a split run), write the reports, print the summary, and
-//! say which [`Exit`] the run earned.
+//! say which [`Exit`] the run earned. Beside the run: the live view and `/metrics`
+//! ([`Dashboard`]) and the pushes to a remote-write receiver ([`Pusher`]), neither of
+//! which changes the verdict.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,7 @@ use crate::dashboard::Dashboard;
 use crate::fleet::{self, file::SegmentFile};
 use crate::headers;
 use crate::report::live::LivePicture;
+use crate::report::remote_write::{PushPlan, PushTally, Pusher};
 use crate::report::{self, RunReport};
 use crate::run::{run_part, Completion, RunError, RunRequest, SegmentRun, SegmentStart};
 use crate::scenario::Scenario;
@@ -104,7 +107,15 @@ pub async fn main(args: RunArgs) -> Exit {
         eprintln!("loadgen: --dashboard-public needs --dashboard or --metrics");
         return Exit::Usage;
     }
-    let live = (args.dashboard.is_some() || args.metrics.is_some())
+    if args.remote_write.is_some() && args.remote_write_every < MIN_PUSH_INTERVAL {
+        eprintln!(
+            "loadgen: --remote-write-every {}: at least {}",
+            crate::duration::format(args.remote_write_every),
+            crate::duration::format(MIN_PUSH_INTERVAL)
+        );
+        return Exit::Usage;
+    }
+    let live = (args.dashboard.is_some() || args.metrics.is_some() || args.remote_write.is_some())
         .then(|| LivePicture::new(scenario.name()));
     // The live view and the metrics: one HTTP server each, both serving / and /metrics.
     let mut servers = Vec::new();
@@ -141,6 +152,14 @@ pub async fn main(args: RunArgs) -> Exit {
             None
         }
     };
+    // Pushes begin with the measured phases (before them the figures have no run label).
+    let pusher = args.remote_write.zip(live.clone()).map(|(endpoint, live)| {
+        Pusher::start(
+            endpoint,
+            PushPlan::every(args.remote_write_every),
+            move || live.has_begun().then(|| live.metrics()),
+        )
+    });
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
@@ -148,7 +167,7 @@ pub async fn main(args: RunArgs) -> Exit {
         quiet: args.quiet,
         segment: None,
         source_addresses: args.source_addresses,
-        live,
+        live: live.clone(),
     };
     let outcome = fleet::run(request, workers, &dir.join("segments")).await;
     // The live view and the metrics last exactly as long as the run.
@@ -157,16 +176,55 @@ pub async fn main(args: RunArgs) -> Exit {
     }
     match outcome {
         Ok((mut report, completion)) => {
+            // The last push carries the final figures, as summary.json will have them.
+            if let Some(live) = &live {
+                live.conclude(&report);
+            }
+            let pushed = match pusher {
+                Some(pusher) => Some(pusher.finish().await),
+                None => None,
+            };
             report.calibration = match (calibration, &completion) {
                 (Some(started), Completion::Complete) => Some(started.finish().await),
                 (Some(started), _) => Some(started.unfinished()),
                 (None, _) => None,
             };
-            conclude(&report, &completion, &dir)
+            let exit = conclude(&report, &completion, &dir);
+            if let Some(tally) = pushed {
+                say_pushed(&tally, Some(&dir));
+            }
+            exit
         }
-        Err(error) => run_error(error),
+        Err(error) => {
+            if let Some(pusher) = pusher {
+                say_pushed(&pusher.finish().await, None);
+            }
+            run_error(error)
+        }
     }
 }
+
+/// The shortest --remote-write-every.
+const MIN_PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The remote-write outcome: one line on stderr, and `remote_write.json` in the report
+/// folder when there is one. Neither changes the run's exit code.
+fn say_pushed(tally: &PushTally, dir: Option<&Path>) {
+    eprintln!("loadgen: remote write to {}: {tally}", tally.url);
+    let Some(dir) = dir.filter(|dir| dir.is_dir()) else {
+        return;
+    };
+    let json = serde_json::to_vec_pretty(tally).map(|mut bytes| {
+        bytes.push(b'\n');
+        bytes
+    });
+    if let Err(error) = report::write_file(dir, REMOTE_WRITE_JSON, json) {
+        eprintln!("loadgen: {error}");
+    }
+}
+
+/// What the pushes to `--remote-write` came to, in the report folder.
+const REMOTE_WRITE_JSON: &str = "remote_write.json";
 
 /// Exit and message of a run that could not start.
 fn run_error(error: RunError) -> Exit {

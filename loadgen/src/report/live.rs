@@ -164,6 +164,23 @@ impl LivePicture {
         });
     }
 
+    /// Whether the measured phases have begun ([`LivePicture::begin`]): only then do the
+    /// figures carry the run's `run` label.
+    pub fn has_begun(&self) -> bool {
+        self.with(|live| live.labels.iter().any(|(name, _)| *name == "run"))
+    }
+
+    /// The run ended: the figures become the final report's (loss known, the wind-down's
+    /// deliveries and the ramp's logins counted), so that a last push of [`Self::metrics`]
+    /// says what `summary.json` says.
+    pub fn conclude(&self, report: &RunReport) {
+        self.with(|live| {
+            live.all = report.totals;
+            live.picture.latency = report.latency.clone();
+            live.picture.rows = report.intervals.iter().map(IntervalFigures::of).collect();
+        });
+    }
+
     /// The picture as it is now.
     pub fn snapshot(&self) -> RunPicture {
         match self.inner.lock() {
@@ -284,5 +301,35 @@ mod tests {
             .and_then(|m| m.attribute("content"));
         assert_eq!(refresh, Some("2"));
         crate::page::html::tests::assert_fetches_nothing(&page);
+    }
+
+    #[test]
+    fn once_concluded_the_figures_are_the_final_reports() {
+        use crate::scrape::parse_value;
+        let report = sample();
+        let live = LivePicture::new("smoke");
+        assert!(!live.has_begun());
+        let mut header = report.clone();
+        header.intervals.clear();
+        live.begin(&header);
+        assert!(live.has_begun());
+        live.tick(&report.intervals[0]);
+        let before = live.metrics();
+        assert_eq!(parse_value(&before, "loadgen_sent_total"), Some(10.0));
+        assert_eq!(parse_value(&before, "loadgen_lost_total"), Some(0.0));
+        live.conclude(&report);
+        let after = live.metrics();
+        let total = |name: &str| parse_value(&after, name);
+        assert_eq!(total("loadgen_sent_total"), Some(report.totals.sent as f64));
+        assert_eq!(
+            total("loadgen_delivered_total"),
+            Some(report.totals.delivered as f64)
+        );
+        assert_eq!(total("loadgen_lost_total"), Some(report.totals.lost as f64));
+        assert_eq!(
+            total("loadgen_latency_seconds_count"),
+            Some(report.latency.len() as f64)
+        );
+        assert!(live.has_begun());
     }
 }

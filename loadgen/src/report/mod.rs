@@ -11,6 +11,7 @@ pub mod html;
 pub mod live;
 pub mod picture;
 pub mod prometheus;
+pub mod remote_write;
 mod run_report;
 mod summary;
 mod table;
