@@ -61,6 +61,7 @@ mod gate;
 mod headers;
 mod interrupt;
 mod lag;
+mod memory;
 mod nofile;
 mod page;
 mod ports;
@@ -76,6 +77,7 @@ mod scrape;
 #[cfg(test)]
 mod scratch;
 mod segment;
+mod spool_file;
 mod server_process;
 mod stamp;
 mod target;

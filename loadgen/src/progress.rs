@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::record::IntervalRecord;
+use crate::record::ClosedInterval;
 use crate::report::live::LivePicture;
 
 /// The live view of one run.
@@ -69,7 +69,7 @@ impl Progress {
     }
 
     /// After each one-second interval.
-    pub fn tick(&self, phase: &str, last: &IntervalRecord, overall: &Histogram<u64>) {
+    pub fn tick(&self, phase: &str, last: &ClosedInterval, overall: &Histogram<u64>) {
         if let Some(picture) = &self.picture {
             picture.tick(last);
         }
@@ -93,6 +93,14 @@ impl Progress {
         );
         let n = self.ticks.fetch_add(1, Relaxed);
         self.show(line, n % 5 == 4);
+    }
+
+    /// loadgen's own lag so far, for the live view's `/metrics` (only computed when there
+    /// is one).
+    pub fn lag(&self, lag: impl FnOnce() -> crate::lag::LoadgenLag) {
+        if let Some(picture) = &self.picture {
+            picture.lag(lag());
+        }
     }
 
     /// Clears the live line.

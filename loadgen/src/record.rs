@@ -2,7 +2,7 @@
 //!
 //! Simulated users record into a [`Recorder`] (a few mutex-guarded shards, so users on
 //! different threads rarely meet); once a second the run loop closes the interval and
-//! keeps an [`IntervalRecord`]. Loss and expected deliveries are only known once each
+//! keeps an [`IntervalRecord`] (its histograms go to the latency log). Loss and expected deliveries are only known once each
 //! message's delivery window has passed, so they are added to the interval the message was
 //! *sent* in when the run ends.
 
@@ -271,9 +271,40 @@ impl ConnectTimes {
     }
 }
 
-/// One closed interval of the run.
-#[derive(Debug, Clone)]
+/// What the reports keep of one interval of the run: its counts and the figures of its
+/// histograms, a few hundred bytes. The histograms themselves ([`ClosedInterval`]) go to
+/// `latency.hlog` as the interval closes and are dropped, so a run's memory does not grow
+/// with its length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntervalRecord {
+    /// Seconds from the start of the measured run to the start of this interval.
+    pub start_s: f64,
+    /// Length of the interval in seconds (1.0 except the last one, usually).
+    pub length_s: f64,
+    /// Sessions online at the end of the interval.
+    pub users_online: u64,
+    /// Events in the interval.
+    pub counters: Counters,
+    /// Delivery latency in µs: p50, p90, p99, p99.9, max and count; all zero without
+    /// deliveries.
+    pub latency_us: [u64; 6],
+    /// Logins timed, then p50 and p99 of TCP, TLS, upgrade and token mint in µs; all zero
+    /// without logins (TLS zero for `ws://`, mint zero without minted tokens).
+    pub logins: [u64; 9],
+}
+
+impl IntervalRecord {
+    /// True when the interval had no delivery.
+    pub fn no_deliveries(&self) -> bool {
+        self.latency_us[5] == 0
+    }
+}
+
+/// One interval as it closes: its record and its whole histograms, handed to whatever
+/// needs the histograms (the latency log, the live view, a worker's coordinator) and then
+/// reduced to its [`IntervalRecord`].
+#[derive(Debug, Clone)]
+pub struct ClosedInterval {
     /// Seconds from the start of the measured run to the start of this interval.
     pub start_s: f64,
     /// Length of the interval in seconds (1.0 except the last one, usually).
@@ -286,6 +317,61 @@ pub struct IntervalRecord {
     pub latency: Histogram<u64>,
     /// The times of the logins completed in the interval; `None` when there were none.
     pub connect: Option<Box<ConnectTimes>>,
+}
+
+impl ClosedInterval {
+    /// What the reports keep of it.
+    pub fn record(&self) -> IntervalRecord {
+        IntervalRecord {
+            start_s: self.start_s,
+            length_s: self.length_s,
+            users_online: self.users_online,
+            counters: self.counters,
+            latency_us: latency_figures(&self.latency),
+            logins: login_figures(self.connect.as_deref()),
+        }
+    }
+}
+
+/// p50, p90, p99, p99.9, max and count; all zero for an interval without deliveries.
+pub fn latency_figures(latency: &Histogram<u64>) -> [u64; 6] {
+    if latency.is_empty() {
+        return [0; 6];
+    }
+    [
+        latency.value_at_quantile(0.50),
+        latency.value_at_quantile(0.90),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999),
+        latency.max(),
+        latency.len(),
+    ]
+}
+
+/// Logins timed, then p50 and p99 of TCP, TLS, upgrade and token mint; all zero without
+/// logins.
+pub fn login_figures(connect: Option<&ConnectTimes>) -> [u64; 9] {
+    let Some(c) = connect else {
+        return [0; 9];
+    };
+    let q = |h: &Histogram<u64>, q: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        }
+    };
+    [
+        c.logins(),
+        q(&c.tcp, 0.5),
+        q(&c.tcp, 0.99),
+        q(&c.tls, 0.5),
+        q(&c.tls, 0.99),
+        q(&c.upgrade, 0.5),
+        q(&c.upgrade, 0.99),
+        q(&c.mint, 0.5),
+        q(&c.mint, 0.99),
+    ]
 }
 
 /// Where users record; the run loop drains it once per interval.

@@ -107,18 +107,29 @@ impl Sampler {
     /// Starts sampling `server` and loadgen (this process and its `--workers`) every
     /// [`SAMPLE_EVERY`].
     pub fn start(server: ServerProbe) -> Sampler {
+        Sampler::every(SAMPLE_EVERY, Some(server))
+    }
+
+    /// Starts sampling the server (when there is a way to read it) and loadgen every
+    /// `period`; the first sample is taken at once.
+    pub fn every(period: Duration, server: Option<ServerProbe>) -> Sampler {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let own = std::process::id();
             let mut samples = Vec::new();
-            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            let mut last = false;
+            while !last {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = stopped.wait_for(|s| *s) => break,
+                    // One more sample at the end, so the last one is the run's end.
+                    _ = stopped.wait_for(|s| *s) => last = true,
                 }
-                let server = server.read().await;
+                let server = match &server {
+                    Some(probe) => probe.read().await,
+                    None => None,
+                };
                 samples.push(Sample {
                     at: SystemTime::now(),
                     server,

@@ -5,6 +5,8 @@
 //! off unless set. [`evaluate`] turns the limits and a run's figures into one [`ThresholdVerdict`]
 //! per limit, so the summary, `summary.json` and the exit code all judge the same numbers.
 
+use std::time::Duration;
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +54,8 @@ pub struct Thresholds {
     /// timer against its period; see `crate::lag`): a run the instrument could not measure
     /// cleanly fails.
     pub max_loadgen_lag: Option<Span>,
+    /// A soak's limit on memory growth per hour (see [`GrowthLimit`]).
+    pub max_memory_growth: Option<GrowthLimit>,
 }
 
 fn one() -> f64 {
@@ -75,6 +79,7 @@ impl Default for Thresholds {
             min_deliveries_per_sec: None,
             max_connect_errors: 0,
             max_loadgen_lag: None,
+            max_memory_growth: None,
         }
     }
 }
@@ -232,6 +237,62 @@ pub fn evaluate(
         ));
     }
     verdicts
+}
+
+/// How often a run samples memory unless `max_memory_growth.sample_every` says otherwise.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Settling time before growth is measured, unless the threshold says otherwise.
+pub const SETTLE: Duration = Duration::from_secs(300);
+
+/// `[thresholds] max_memory_growth`: a soak's limit on memory growth per hour, for
+/// loadgen and for the server (when its memory can be read: the embedded server, or a
+/// target whose `/metrics` has `process_resident_memory_bytes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowthLimit {
+    /// Growth before this is not judged (default 5 minutes).
+    #[serde(default = "settle")]
+    pub settle: Span,
+    /// Allowed growth per hour as a percentage of the process's memory at the end
+    /// (default 1).
+    #[serde(default = "one")]
+    pub percent_per_hour: f64,
+    /// Allowed growth per hour in MB (10^6 bytes) when that is larger (default 2).
+    #[serde(default = "two")]
+    pub mb_per_hour: f64,
+    /// How often memory is sampled (default 10 s).
+    #[serde(default = "every")]
+    pub sample_every: Span,
+}
+
+fn settle() -> Span {
+    Span(SETTLE)
+}
+fn two() -> f64 {
+    2.0
+}
+fn every() -> Span {
+    Span(SAMPLE_EVERY)
+}
+
+impl GrowthLimit {
+    /// Why the limit cannot be used, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        let fine = |x: f64| x.is_finite() && x >= 0.0;
+        if !fine(self.percent_per_hour) || !fine(self.mb_per_hour) {
+            return Err("percent_per_hour and mb_per_hour must be numbers ≥ 0".into());
+        }
+        if self.sample_every.0 < Duration::from_millis(100) {
+            return Err("sample_every must be at least 100ms".into());
+        }
+        Ok(())
+    }
+
+    /// The allowed MB per hour for a process at `rss_bytes`.
+    pub fn allowed_mb_per_hour(&self, rss_bytes: u64) -> f64 {
+        (rss_bytes as f64 / 1e6 * self.percent_per_hour / 100.0).max(self.mb_per_hour)
+    }
 }
 
 #[cfg(test)]

@@ -241,7 +241,10 @@ async fn every_rule_and_panel_names_served_metrics_and_loadgens_exposition_passe
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         exposition = http_get(&address, "/metrics").await;
-        if exposition.contains("loadgen_sent_total{run=") {
+        // Once an interval closed: loadgen's lag is known from then on.
+        if exposition.contains("loadgen_sent_total{run=")
+            && exposition.contains("loadgen_send_lag_p99_seconds{run=")
+        {
             break;
         }
     }

@@ -423,3 +423,107 @@ async fn a_server_whose_deliveries_arrive_after_the_probe_deadline_gives_probe_l
     assert_eq!(total(&summary, "evictions_zombie"), 0, "{summary}");
     assert_eq!(total(&summary, "lost"), 0, "{summary}");
 }
+
+/// Relogins and churn from the first second for 12 s with a 1 s delivery deadline, so
+/// most finished sessions are tallied while the run goes on (their ledgers let go).
+const LONG_CHURN: &str = r#"
+[users]
+count = 40
+connect_over = "200ms"
+
+[[phase]]
+duration = "12s"
+rate = 40
+senders = 8
+relogin_rate = 3
+churn_rate = 3
+churn_offline = "300ms"
+
+[verify]
+deadline = "1s"
+
+[thresholds]
+min_delivery_ratio = 1.0
+max_eviction_failures = 0
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_tallied_while_the_run_goes_on_count_loss_exactly_as_at_the_end() {
+    // A clean server: every session tallied early or late expects what it got.
+    let clean = server(None).await;
+    let (code, summary, _dir) = run_scenario("fold-clean", LONG_CHURN, Some(&clean)).await;
+    let early = summary["sessions_tallied_early"].as_u64().unwrap();
+    assert!(
+        early > 20,
+        "relogins and churn were tallied as they aged: {early}"
+    );
+    assert_eq!(total(&summary, "lost"), 0, "{summary}");
+    assert!(total(&summary, "expected") > 10_000, "{summary}");
+    assert_eq!(code, 0, "{summary}");
+
+    // Every tenth delivery of each session dropped: a tenth of what was expected is lost,
+    // whether the session was tallied early or at the end.
+    let dropping = server(Some(Fault::DropEvery(10))).await;
+    let (code, summary, _dir) = run_scenario("fold-loss", LONG_CHURN, Some(&dropping)).await;
+    assert_eq!(code, 1);
+    assert!(summary["sessions_tallied_early"].as_u64().unwrap() > 20);
+    let (lost, expected) = (total(&summary, "lost"), total(&summary, "expected"));
+    let share = lost as f64 / expected as f64;
+    assert!((0.07..0.13).contains(&share), "lost {lost} of {expected}");
+}
+
+/// Steady load with relogins and churn, memory sampled every second and judged after 8 s.
+const SHORT_SOAK: &str = r#"
+[users]
+count = 300
+connect_over = "300ms"
+
+[[phase]]
+duration = "25s"
+rate = 20
+senders = 10
+relogin_rate = 5
+churn_rate = 5
+churn_offline = "1s"
+
+[thresholds]
+max_memory_growth = { settle = "8s", mb_per_hour = 150.0, sample_every = "1s" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_samples_both_processes_and_loadgen_holds_its_memory_flat() {
+    let (_, summary, dir) = run_scenario("short-soak", SHORT_SOAK, None).await;
+    // The samples: every second, both processes (the embedded server by its pid).
+    let csv = std::fs::read_to_string(dir.path().join("report/resources.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert!(rows.len() >= 25, "{csv}");
+    assert!(
+        rows.iter().all(|r| !r[1].is_empty() && !r[3].is_empty()),
+        "loadgen's and the server's memory in every sample: {csv}"
+    );
+    let page = std::fs::read_to_string(dir.path().join("report/report.html")).unwrap();
+    assert!(page.contains("memory-over-time"));
+    // loadgen's growth after settling, against a limit a leak of one latency histogram per
+    // second (about 1,000 MB/h, as before per-interval histograms went to the log) or one
+    // probe id per user per probe would break many times over.
+    let growth = summary["memory_growth"].as_array().unwrap();
+    let loadgen = growth.iter().find(|g| g["process"] == "loadgen").unwrap();
+    let rate = loadgen["mb_per_hour"].as_f64().unwrap();
+    assert!(rate < 150.0, "loadgen grew {rate} MB/h: {loadgen}");
+    let verdict = summary["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "max_memory_growth (loadgen)")
+        .unwrap();
+    assert_eq!(verdict["passed"], true, "{verdict}");
+    assert!(
+        growth.iter().any(|g| g["process"] == "server"),
+        "{growth:?}"
+    );
+    assert_eq!(total(&summary, "lost"), 0, "{summary}");
+}

@@ -268,6 +268,26 @@ pub struct LossTally {
 }
 
 impl LossTally {
+    /// Adds `other`, whose intervals past `last` count in `last` (a tally taken while the
+    /// run went on does not know how many intervals it will have).
+    pub fn add(&mut self, other: &LossTally, last: usize) {
+        for (mine, theirs) in [
+            (&mut self.expected, &other.expected),
+            (&mut self.lost, &other.lost),
+            (&mut self.unverified, &other.unverified),
+        ] {
+            for (index, &n) in theirs.iter().enumerate() {
+                if n > 0 {
+                    let at = index.min(last);
+                    if mine.len() <= at {
+                        mine.resize(at + 1, 0);
+                    }
+                    mine[at] += n;
+                }
+            }
+        }
+    }
+
     fn bump(slot: &mut Vec<u64>, index: usize) {
         if slot.len() <= index {
             slot.resize(index + 1, 0);
@@ -288,6 +308,7 @@ pub struct SentLog {
 
 impl SentLog {
     /// A log with every message judged.
+    #[cfg(test)]
     pub fn from_times(times: Vec<u64>) -> SentLog {
         SentLog {
             times,
@@ -297,18 +318,48 @@ impl SentLog {
 
     /// Marks the messages sent on a connection (sequences `first..=last`) that the server
     /// cut at `cut_ns` and that were sent within `deadline_ns` before the cut.
+    #[cfg(test)]
     pub fn cut(&mut self, first: u64, last: u64, cut_ns: u64, deadline_ns: u64) {
-        let since = cut_ns.saturating_sub(deadline_ns);
-        let lo = (first..=last).find(|&seq| {
-            self.times
-                .get((seq - 1) as usize)
-                .is_some_and(|&t| t >= since)
-        });
-        if let Some(lo) = lo {
-            self.unjudged.push((lo, last));
+        if let Some(range) = cut_range(&self.times, first, last, cut_ns, deadline_ns) {
+            self.unjudged.push(range);
         }
     }
 
+    /// The log, borrowed.
+    pub fn view(&self) -> SentView<'_> {
+        SentView {
+            times: &self.times,
+            unjudged: &self.unjudged,
+        }
+    }
+}
+
+/// The messages `first..=last` sent on a connection the server cut at `cut_ns` that were
+/// sent within `deadline_ns` before the cut (`times` as in [`SentLog`]).
+pub fn cut_range(
+    times: &[u64],
+    first: u64,
+    last: u64,
+    cut_ns: u64,
+    deadline_ns: u64,
+) -> Option<(u64, u64)> {
+    let since = cut_ns.saturating_sub(deadline_ns);
+    let lo = (first.max(1)..=last)
+        .find(|&seq| times.get((seq - 1) as usize).is_some_and(|&t| t >= since))?;
+    Some((lo, last))
+}
+
+/// What one sender sent, borrowed: a [`SentLog`]'s parts, or a running run's send times
+/// and the unjudged ranges known so far.
+#[derive(Debug, Clone, Copy)]
+pub struct SentView<'a> {
+    /// `times[k]`: when the message with sequence `k + 1` was sent (run clock, ns).
+    pub times: &'a [u64],
+    /// Inclusive sequence ranges that are unjudged.
+    pub unjudged: &'a [(u64, u64)],
+}
+
+impl SentView<'_> {
     fn is_unjudged(&self, seq: u64) -> bool {
         self.unjudged.iter().any(|&(lo, hi)| lo <= seq && seq <= hi)
     }
@@ -325,6 +376,19 @@ pub fn tally_loss(
     self_delivery: bool,
     interval_of: impl Fn(u64) -> usize,
 ) -> LossTally {
+    let views: Vec<SentView<'_>> = sent.iter().map(SentLog::view).collect();
+    tally_loss_of(ledgers, &views, deadline_ns, self_delivery, interval_of)
+}
+
+/// [`tally_loss`] over borrowed logs: a running run tallies its finished sessions with it
+/// while its senders go on sending.
+pub fn tally_loss_of(
+    ledgers: &[SessionLedger],
+    sent: &[SentView<'_>],
+    deadline_ns: u64,
+    self_delivery: bool,
+    interval_of: impl Fn(u64) -> usize,
+) -> LossTally {
     let mut tally = LossTally::default();
     for ledger in ledgers {
         let window = ledger.expect_from_ns.and_then(|from| {
@@ -332,7 +396,7 @@ pub fn tally_loss(
             (from <= until).then_some((from, until))
         });
         for (sender, log) in sent.iter().enumerate() {
-            let times = &log.times;
+            let times = log.times;
             let sender = sender as u32;
             if sender == ledger.user && !self_delivery {
                 continue;

@@ -87,6 +87,14 @@ pub async fn main(args: RunArgs) -> Exit {
             needed
         }
     };
+    if workers > 1 && scenario.thresholds.max_memory_growth.is_some() {
+        eprintln!(
+            "loadgen: [thresholds] max_memory_growth is judged on one process's memory, and this \
+             run needs {workers} worker processes: run it in one process (fewer users, or \
+             --workers 1 when they fit) or leave the limit out"
+        );
+        return Exit::Usage;
+    }
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(
             Path::new("reports"),

@@ -22,8 +22,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::delivery::{ReceivedSet, SentLog, SeqRange, SessionLedger};
-use crate::record::{histogram_from_text, histogram_text, ConnectTimes, Counters, IntervalRecord};
+use crate::record::{histogram_from_text, histogram_text, ClosedInterval, ConnectTimes, Counters};
 use crate::report::{LoadgenResources, RunSetup};
+use crate::run::IntervalTexts;
 use crate::run::{Completion, RunOutput};
 use crate::segment::Segment;
 
@@ -153,13 +154,19 @@ impl SegmentFile {
             intervals: report
                 .intervals
                 .iter()
-                .map(|i| IntervalEntry {
+                .zip(
+                    output
+                        .interval_texts
+                        .iter()
+                        .chain(std::iter::repeat(&IntervalTexts::default())),
+                )
+                .map(|(i, texts)| IntervalEntry {
                     start_s: i.start_s,
                     length_s: i.length_s,
                     users_online: i.users_online,
                     counters: i.counters,
-                    latency: histogram_text(&i.latency),
-                    connect: i.connect.as_ref().map(|c| c.to_text()),
+                    latency: texts.latency.clone(),
+                    connect: texts.connect.clone(),
                 })
                 .collect(),
             connect: report.connect.to_text(),
@@ -290,11 +297,11 @@ impl SegmentFile {
         Ok(())
     }
 
-    /// The interval records, histograms decoded (checked on reading).
-    pub fn interval_records(&self) -> Vec<IntervalRecord> {
+    /// The intervals, histograms decoded (checked on reading).
+    pub fn interval_records(&self) -> Vec<ClosedInterval> {
         self.intervals
             .iter()
-            .map(|i| IntervalRecord {
+            .map(|i| ClosedInterval {
                 start_s: i.start_s,
                 length_s: i.length_s,
                 users_online: i.users_online,

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use crate::checks::delivery::{tally_loss, SentLog};
 use crate::lag::LoadgenLag;
-use crate::record::{new_histogram, ConnectTimes, Counters, IntervalRecord};
+use crate::record::{new_histogram, ClosedInterval, ConnectTimes, Counters};
+use crate::report::hlog::LatencyLog;
 use crate::report::{LoadgenResources, RunReport, SegmentProblem, SegmentsInfo};
 use crate::run::Completion;
 use crate::scenario::Scenario;
@@ -140,7 +141,7 @@ fn merged_report(
     let measure_start = first.measure_start_ns;
 
     // Counts and histograms, interval by interval. Loss is recounted below.
-    let mut records: Vec<IntervalRecord> = Vec::new();
+    let mut records: Vec<ClosedInterval> = Vec::new();
     let mut totals = Counters::default();
     let mut latency = new_histogram();
     let mut connect = ConnectTimes::default();
@@ -148,7 +149,7 @@ fn merged_report(
     for file in files {
         for (k, record) in file.interval_records().into_iter().enumerate() {
             if records.len() <= k {
-                records.push(IntervalRecord {
+                records.push(ClosedInterval {
                     start_s: record.start_s,
                     length_s: 0.0,
                     users_online: 0,
@@ -241,7 +242,14 @@ fn merged_report(
                 .fold(0.0, f64::max)
                 .clamp(0.0, 1e9),
         ),
-        intervals: records,
+        intervals: records.iter().map(ClosedInterval::record).collect(),
+        latency_log: {
+            let log = LatencyLog::for_a_run();
+            for record in &records {
+                log.append(record);
+            }
+            log
+        },
         totals,
         latency,
         connect,
@@ -250,8 +258,10 @@ fn merged_report(
         server_deliveries_out: files.iter().filter_map(|f| f.server_deliveries_out).max(),
         loadgen_lag: LoadgenLag::of(&lag_send, &lag_timer),
         probes_sent: files.iter().map(|f| f.probes_sent).sum(),
+        sessions_tallied_early: 0,
         segments: Some(segments),
         loadgen_resources,
+        resources_over_time: Vec::new(),
         calibration: None,
     }
 }

@@ -30,7 +30,7 @@ use super::file::SegmentFile;
 use super::merge::{self, Found};
 use crate::progress::Progress;
 use crate::random::SplitMix;
-use crate::record::{histogram_from_text, new_histogram, Counters, IntervalRecord};
+use crate::record::{histogram_from_text, new_histogram, ClosedInterval, Counters};
 use crate::report::live::LivePicture;
 use crate::report::{LoadgenResources, RunReport, SegmentProblem, SegmentsInfo, ServerPlacement};
 use crate::run::{self, plan, Completion, RunError, RunRequest};
@@ -184,7 +184,7 @@ async fn coordinate(
         + verify.probe_deadline.0 * 3
         + verify.deadline.0
         + Duration::from_secs(120);
-    let shown = |index: usize, line: &IntervalRecord, overall: &Histogram<u64>| {
+    let shown = |index: usize, line: &ClosedInterval, overall: &Histogram<u64>| {
         let at = start_ns + index as u64 * 1_000_000_000;
         let name = plan::phase_at(&phases, at).map_or("", |p| p.name.as_str());
         progress.tick(name, line, overall);
@@ -367,11 +367,11 @@ impl Fleet {
     async fn until_done(
         &mut self,
         give_up: tokio::time::Instant,
-        show: impl Fn(usize, &IntervalRecord, &Histogram<u64>),
+        show: impl Fn(usize, &ClosedInterval, &Histogram<u64>),
         interrupt: &mut (impl std::future::Future<Output = crate::interrupt::Reason> + Unpin),
     ) -> bool {
         let mut interrupted = false;
-        let mut ticks: Vec<(usize, IntervalRecord)> = Vec::new();
+        let mut ticks: Vec<(usize, Option<ClosedInterval>)> = Vec::new();
         let mut overall = new_histogram();
         while self.exited.iter().any(Option::is_none) {
             let event = tokio::select! {
@@ -474,26 +474,28 @@ struct Tick<'a> {
 }
 
 /// Adds one worker's tick to its interval; returns the interval once `alive` workers have
-/// reported it (for the combined progress line).
+/// reported it (for the combined progress line), and lets go of its histogram then (a
+/// late tick of an interval already shown is not shown again).
 fn add_tick(
-    ticks: &mut Vec<(usize, IntervalRecord)>,
+    ticks: &mut Vec<(usize, Option<ClosedInterval>)>,
     tick: Tick<'_>,
     alive: usize,
-) -> Option<IntervalRecord> {
+) -> Option<ClosedInterval> {
     while ticks.len() <= tick.index {
         ticks.push((
             0,
-            IntervalRecord {
+            Some(ClosedInterval {
                 start_s: ticks.len() as f64,
                 length_s: 0.0,
                 users_online: 0,
                 counters: Counters::default(),
                 latency: new_histogram(),
                 connect: None,
-            },
+            }),
         ));
     }
-    let (seen, record) = &mut ticks[tick.index];
+    let (seen, slot) = &mut ticks[tick.index];
+    let record = slot.as_mut()?;
     *seen += 1;
     record.length_s = record.length_s.max(tick.length_s);
     record.users_online += tick.users_online;
@@ -501,5 +503,9 @@ fn add_tick(
     if let Some(h) = histogram_from_text(tick.latency) {
         let _ = record.latency.add(&h);
     }
-    (*seen == alive).then(|| record.clone())
+    if *seen == alive {
+        slot.take()
+    } else {
+        None
+    }
 }

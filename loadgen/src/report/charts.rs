@@ -7,6 +7,7 @@
 //! phase begins and shades the warm-up, so a reader sees what the load was doing when a
 //! figure moved. How a panel is drawn is [`crate::page::plot`]'s.
 
+use crate::memory::ResourceSample;
 use crate::page::plot::{
     draw_panel, Axes, Guide, Marker, MarkerKind, Panel, Series, Shade, C_BLUE, C_GREEN, C_GUIDE,
     C_LIMIT, C_MISSED, C_ORANGE, C_PURPLE, C_SLATE, C_TEAL,
@@ -27,6 +28,8 @@ pub const USERS_ID: &str = "users-over-time";
 pub const ERRORS_ID: &str = "errors-over-time";
 /// `id` of the latency percentile spectrum.
 pub const SPECTRUM_ID: &str = "latency-spectrum";
+/// The memory chart's element id (a run with memory samples only).
+pub const MEMORY_ID: &str = "memory-over-time";
 
 /// A chart of one panel.
 const SIZE: (u32, u32) = (960, 440);
@@ -44,6 +47,46 @@ pub fn all(picture: &RunPicture) -> Result<Vec<(&'static str, String)>, ChartErr
         (ERRORS_ID, errors(picture)?),
         (SPECTRUM_ID, spectrum(picture)?),
     ])
+    .map(|mut charts| {
+        if !picture.memory.is_empty() {
+            charts.extend(memory(picture).map(|svg| (MEMORY_ID, svg)));
+        }
+        charts
+    })
+}
+
+/// Resident memory of loadgen and of the server through the run, MB (10^6 bytes): what a
+/// soak watches for growth.
+pub fn memory(picture: &RunPicture) -> Result<String, ChartError> {
+    let line = |label: &str, color, rss: fn(&ResourceSample) -> Option<u64>| {
+        let points: Vec<(f64, f64)> = picture
+            .memory
+            .iter()
+            .filter_map(|s| rss(s).map(|b| (s.elapsed_s, b as f64 / 1e6)))
+            .collect();
+        Series::line(label, color, envelope(points))
+    };
+    let panel = Panel {
+        caption: "Resident memory".into(),
+        y_desc: "MB",
+        series: vec![
+            line("loadgen", C_BLUE, |s| s.loadgen_rss_bytes),
+            line("server", C_GREEN, |s| s.server_rss_bytes),
+        ],
+        guides: Vec::new(),
+        y_cap: None,
+        y_from_zero: true,
+    };
+    let mut axes = time_axes(picture);
+    let last = picture
+        .memory
+        .iter()
+        .map(|s| s.elapsed_s)
+        .fold(0.0, f64::max);
+    axes.x.end = axes.x.end.max(last);
+    render("memory over time", MEMORY_ID, SIZE, |root| {
+        draw_panel(root, &axes, &panel)
+    })
 }
 
 /// The time axis: phases marked where they begin, the warm-up shaded, and where the

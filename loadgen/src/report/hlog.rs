@@ -6,17 +6,36 @@
 //! base64-encoded. Java's `HistogramLogProcessor`, Python's `hdrhistogram` package and the
 //! HdrHistogram plotter read it, so a run can be re-cut into any percentiles over time
 //! without loadgen. Values are µs; the `Interval_Max` column is divided by 1000 to read in ms.
+//!
+//! A [`LatencyLog`] takes each interval's line as the interval closes, so the histogram
+//! (~180 KB in memory, a few hundred bytes as a line) can be dropped at once: a run's
+//! memory does not grow with its length. A run spools the lines to a temporary file
+//! (removed when the last copy of the log is dropped); a merge, which has its intervals at
+//! hand, keeps them in memory. [`LatencyLog::write`] puts the header in front when the
+//! report is written.
 
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, IntervalLogWriterError};
-use hdrhistogram::serialization::{V2DeflateSerializeError, V2DeflateSerializer};
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+use hdrhistogram::Histogram;
 
 use crate::clock;
-use crate::record::IntervalRecord;
+use crate::record::ClosedInterval;
 
-/// Why the log could not be encoded.
-pub type HlogError = IntervalLogWriterError<V2DeflateSerializeError>;
+/// Why the log could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum HlogError {
+    #[error("a histogram could not be encoded: {0}")]
+    Encode(String),
+    #[error("the spooled intervals: {0}")]
+    Spool(#[from] std::io::Error),
+    #[error("the spooled intervals could not be kept: {0}")]
+    Lost(String),
+}
 
 /// Divides the µs values of the `Interval_Max` column into ms.
 pub const MAX_VALUE_DIVISOR: f64 = 1000.0;
@@ -25,54 +44,156 @@ pub const MAX_VALUE_DIVISOR: f64 = 1000.0;
 const LEGEND: &str =
     "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n";
 
-/// The whole log: `StartTime` and `BaseTime` are `started_at`, each interval starts at its
-/// `start_s` after it and lasts `length_s`.
-pub fn interval_log(
-    started_at: SystemTime,
-    intervals: &[IntervalRecord],
-) -> Result<Vec<u8>, HlogError> {
-    let mut out = Vec::new();
-    let mut serializer = V2DeflateSerializer::new();
-    {
-        let mut log = IntervalLogWriterBuilder::new()
-            .add_comment(&format!(
-                "loadgen delivery latency per interval, values in microseconds (Interval_Max in ms), measurement started {}",
-                clock::rfc3339(started_at)
-            ))
-            .add_comment("[Histogram log format version 1.3]")
-            .with_start_time(started_at)
-            .with_base_time(started_at)
-            .with_max_value_divisor(MAX_VALUE_DIVISOR)
-            .begin_log_with(&mut out, &mut serializer)?;
-        for interval in intervals {
-            log.write_histogram(
-                &interval.latency,
-                seconds(interval.start_s),
-                seconds(interval.length_s),
-                None,
-            )?;
+/// The interval lines of a run's latency log, in a temporary file or in memory; cloning
+/// shares them.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyLog {
+    lines: Arc<Mutex<Lines>>,
+}
+
+#[derive(Debug, Default)]
+enum Lines {
+    #[default]
+    Empty,
+    Memory(Vec<u8>),
+    Spool(Spool),
+    /// Spooling failed (a full disk): the log cannot be written, and says why.
+    Failed(String),
+}
+
+/// A temporary file of interval lines. Its name is removed as soon as it is open, so
+/// nothing is left behind however the process ends; the open file lives until dropped.
+#[derive(Debug)]
+struct Spool {
+    file: BufWriter<File>,
+}
+
+impl LatencyLog {
+    /// A log that keeps its lines in memory (a merge, a test).
+    pub fn in_memory() -> LatencyLog {
+        LatencyLog {
+            lines: Arc::new(Mutex::new(Lines::Memory(Vec::new()))),
         }
     }
-    insert_legend(&mut out);
+
+    /// A log that spools its lines to a new file in the system's temporary folder.
+    pub fn spooled() -> Result<LatencyLog, HlogError> {
+        let file = crate::spool_file::nameless("hlog-lines")?;
+        Ok(LatencyLog {
+            lines: Arc::new(Mutex::new(Lines::Spool(Spool {
+                file: BufWriter::new(file),
+            }))),
+        })
+    }
+
+    /// A log spooled to a temporary file, or kept in memory when no file can be made.
+    pub fn for_a_run() -> LatencyLog {
+        LatencyLog::spooled().unwrap_or_else(|_| LatencyLog::in_memory())
+    }
+
+    /// Adds one interval's line. A line that cannot be spooled makes the log fail when
+    /// it is written, with the reason.
+    pub fn append(&self, interval: &ClosedInterval) {
+        let line = line(
+            &interval.latency,
+            seconds(interval.start_s),
+            seconds(interval.length_s),
+        );
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let failed = match (&mut *lines, line) {
+            (Lines::Failed(_), _) => None,
+            (_, Err(error)) => Some(error.to_string()),
+            (Lines::Empty, Ok(line)) => {
+                *lines = Lines::Memory(line.into_bytes());
+                None
+            }
+            (Lines::Memory(bytes), Ok(line)) => {
+                bytes.extend_from_slice(line.as_bytes());
+                None
+            }
+            (Lines::Spool(spool), Ok(line)) => spool
+                .file
+                .write_all(line.as_bytes())
+                .err()
+                .map(|e| e.to_string()),
+        };
+        if let Some(why) = failed {
+            *lines = Lines::Failed(why);
+        }
+    }
+
+    /// The whole log: `StartTime` and `BaseTime` are `started_at`, then every interval
+    /// line appended so far.
+    pub fn write(&self, started_at: SystemTime) -> Result<Vec<u8>, HlogError> {
+        let mut out = header(started_at)?;
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *lines {
+            Lines::Empty => {}
+            Lines::Memory(bytes) => out.extend_from_slice(bytes),
+            Lines::Spool(spool) => {
+                spool.file.flush()?;
+                let file = spool.file.get_mut();
+                file.rewind()?;
+                file.read_to_end(&mut out)?;
+                file.seek(SeekFrom::End(0))?;
+            }
+            Lines::Failed(why) => return Err(HlogError::Lost(why.clone())),
+        }
+        Ok(out)
+    }
+}
+
+/// The whole log of `intervals` at once.
+#[cfg(test)]
+pub fn interval_log(
+    started_at: SystemTime,
+    intervals: &[ClosedInterval],
+) -> Result<Vec<u8>, HlogError> {
+    let log = LatencyLog::in_memory();
+    for interval in intervals {
+        log.append(interval);
+    }
+    log.write(started_at)
+}
+
+/// The `#` header lines and the legend.
+fn header(started_at: SystemTime) -> Result<Vec<u8>, HlogError> {
+    let mut out = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    IntervalLogWriterBuilder::new()
+        .add_comment(&format!(
+            "loadgen delivery latency per interval, values in microseconds (Interval_Max in ms), measurement started {}",
+            clock::rfc3339(started_at)
+        ))
+        .add_comment("[Histogram log format version 1.3]")
+        .with_start_time(started_at)
+        .with_base_time(started_at)
+        .with_max_value_divisor(MAX_VALUE_DIVISOR)
+        .begin_log_with(&mut out, &mut serializer)
+        .map_err(|e| HlogError::Encode(e.to_string()))?;
+    out.extend_from_slice(LEGEND.as_bytes());
     Ok(out)
+}
+
+/// One interval line, as Java's writer formats it.
+fn line(h: &Histogram<u64>, start: Duration, length: Duration) -> Result<String, HlogError> {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| HlogError::Encode(format!("{e:?}")))?;
+    Ok(format!(
+        "{:.3},{:.3},{:.3},{}\n",
+        start.as_secs_f64(),
+        length.as_secs_f64(),
+        h.max() as f64 / MAX_VALUE_DIVISOR,
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    ))
 }
 
 /// A non-negative, finite number of seconds as a [`Duration`]; anything else as zero.
 fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or_default()
-}
-
-/// Puts the legend after the `#` header lines, where Java's writer has it (the crate's
-/// writer has no call for it, and holds the buffer until the log is written).
-fn insert_legend(log: &mut Vec<u8>) {
-    let mut at = 0;
-    while log.get(at) == Some(&b'#') {
-        match log[at..].iter().position(|&b| b == b'\n') {
-            Some(end) => at += end + 1,
-            None => at = log.len(),
-        }
-    }
-    log.splice(at..at, LEGEND.bytes());
 }
 
 #[cfg(test)]
@@ -145,12 +266,12 @@ pub(super) mod tests {
         (start_time, base_time, intervals)
     }
 
-    fn interval(start_s: f64, latencies_us: &[u64]) -> IntervalRecord {
+    fn interval(start_s: f64, latencies_us: &[u64]) -> ClosedInterval {
         let mut latency = new_histogram();
         for &us in latencies_us {
             latency.record(us).unwrap();
         }
-        IntervalRecord {
+        ClosedInterval {
             start_s,
             length_s: 1.0,
             users_online: 1,
@@ -199,6 +320,38 @@ pub(super) mod tests {
         assert_eq!(start_time, Some(Duration::ZERO));
         assert!(decoded.is_empty());
         assert!(String::from_utf8(log).unwrap().ends_with(LEGEND));
+    }
+
+    #[test]
+    fn a_spooled_log_is_the_same_log_and_leaves_no_file() {
+        let started = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let intervals = [interval(0.0, &[1500, 2500]), interval(1.0, &[7])];
+        let spooled = LatencyLog::spooled().unwrap();
+        for i in &intervals {
+            spooled.append(i);
+        }
+        assert!(matches!(&*spooled.lines.lock().unwrap(), Lines::Spool(_)));
+        let pattern = format!("loadgen-{}-", std::process::id());
+        let left = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&pattern) && name.ends_with(".hlog-lines")
+            })
+            .count();
+        assert_eq!(left, 0, "the spool has no name in the temporary folder");
+        let whole = interval_log(started, &intervals).unwrap();
+        assert_eq!(spooled.write(started).unwrap(), whole);
+        // Written twice, and appended to after: still the same lines, in order.
+        assert_eq!(spooled.write(started).unwrap(), whole);
+        spooled.append(&interval(2.0, &[9]));
+        let mut three = intervals.to_vec();
+        three.push(interval(2.0, &[9]));
+        assert_eq!(
+            spooled.write(started).unwrap(),
+            interval_log(started, &three).unwrap()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::page::html::{Cell, Document};
 use crate::page::ChartError;
 
 /// How to read each chart, one line under it (in [`charts::all`]'s order).
-const CAPTIONS: [&str; 5] = [
+const CAPTIONS: [&str; 6] = [
     "Delivery latency per one-second interval. The dashed line is the p99 limit; dashed \
      vertical lines mark where each phase begins, and the shaded span is the warm-up, which \
      is not judged. Triangles on the top edge lie above the axis.",
@@ -23,6 +23,9 @@ const CAPTIONS: [&str; 5] = [
     "The whole run's delivery latency (after the warm-up) by percentile, on HdrHistogram's \
      log-scaled axis: each step right is ten times rarer (90%, 99%, 99.9%, …). The line ends \
      at the maximum.",
+    "Resident memory of loadgen and of the server, sampled every few seconds through the \
+     run (resources.csv has the samples and both processes' CPU). A soak judges its slope \
+     after the settling time: summary.json's memory_growth.",
 ];
 
 /// Columns of the thresholds table.

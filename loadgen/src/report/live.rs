@@ -14,11 +14,16 @@ use super::html;
 use super::picture::{IntervalFigures, RunPicture};
 use super::prometheus;
 use super::run_report::RunReport;
+use crate::lag::LoadgenLag;
 use crate::page::format::{count, number};
 use crate::page::html::Tone;
 use crate::page::ChartError;
-use crate::record::{new_histogram, Counters, IntervalRecord};
+use crate::record::{new_histogram, ClosedInterval, Counters};
 use crate::thresholds::Thresholds;
+
+/// Most intervals the live view keeps (two hours of one-second intervals): it charts the
+/// latest; `report.html` has the whole run.
+pub const LIVE_ROWS: usize = 7200;
 
 /// Seconds between reloads of the live page.
 pub const REFRESH_S: u32 = 2;
@@ -38,6 +43,10 @@ struct Live {
     all: Counters,
     /// The labels of every `/metrics` series.
     labels: Vec<(&'static str, String)>,
+    /// loadgen's own lag so far (a run in this process only).
+    lag: Option<LoadgenLag>,
+    /// Seconds of intervals after the warm-up so far.
+    judged_s: f64,
 }
 
 impl LivePicture {
@@ -56,6 +65,7 @@ impl LivePicture {
             p99_limit_ms: None,
             rows: Vec::new(),
             latency: new_histogram(),
+            memory: Vec::new(),
             footer: format!("Live view of loadgen {}.", env!("CARGO_PKG_VERSION")),
             refresh: Some(REFRESH_S),
         };
@@ -66,6 +76,8 @@ impl LivePicture {
                 totals: Counters::default(),
                 all: Counters::default(),
                 labels: vec![("scenario", name.to_string())],
+                lag: None,
+                judged_s: 0.0,
             })),
         }
     }
@@ -98,6 +110,7 @@ impl LivePicture {
             live.thresholds = header.thresholds.clone();
             live.totals = Counters::default();
             live.all = Counters::default();
+            live.judged_s = 0.0;
             let scenario = &header.setup.scenario_name;
             live.labels = vec![
                 (
@@ -110,28 +123,30 @@ impl LivePicture {
     }
 
     /// One more interval closed.
-    pub fn tick(&self, record: &IntervalRecord) {
-        let row = IntervalFigures::of(record);
+    pub fn tick(&self, closed: &ClosedInterval) {
+        let row = IntervalFigures::of(&closed.record());
         self.with(|live| {
             let warmup_s = live.picture.warmup_s;
             if row.start_s + 0.001 >= warmup_s {
                 live.totals.add(&row.counters);
-                let _ = live.picture.latency.add(&record.latency);
+                let _ = live.picture.latency.add(&closed.latency);
+            }
+            if row.start_s + 0.001 >= warmup_s {
+                live.judged_s += row.length_s;
             }
             live.all.add(&row.counters);
             live.picture.rows.push(row);
+            // A day-long run must not grow the live view: it charts the last rows only.
+            let rows = &mut live.picture.rows;
+            if rows.len() > LIVE_ROWS {
+                rows.drain(..rows.len() - LIVE_ROWS);
+            }
             let picture = &mut live.picture;
-            let judged_s: f64 = picture
-                .rows
-                .iter()
-                .filter(|r| r.start_s + 0.001 >= warmup_s)
-                .map(|r| r.length_s)
-                .sum();
             picture.verdicts = crate::thresholds::evaluate(
                 &live.thresholds,
                 &live.totals,
                 &picture.latency,
-                judged_s.max(1e-3),
+                live.judged_s.max(1e-3),
             );
             let elapsed = picture.rows.last().map_or(0.0, IntervalFigures::end_s);
             let phase = picture
@@ -160,8 +175,13 @@ impl LivePicture {
             } else {
                 Tone::Fail
             };
-            picture.figures = so_far_rows(&picture.rows, &picture.latency);
+            picture.figures = so_far_rows(&live.all, &picture.rows, &picture.latency);
         });
+    }
+
+    /// loadgen's own lag so far.
+    pub fn lag(&self, lag: LoadgenLag) {
+        self.with(|live| live.lag = Some(lag));
     }
 
     /// Whether the measured phases have begun ([`LivePicture::begin`]): only then do the
@@ -176,6 +196,7 @@ impl LivePicture {
     pub fn conclude(&self, report: &RunReport) {
         self.with(|live| {
             live.all = report.totals;
+            live.lag = Some(report.loadgen_lag);
             live.picture.latency = report.latency.clone();
             live.picture.rows = report.intervals.iter().map(IntervalFigures::of).collect();
         });
@@ -204,6 +225,7 @@ impl LivePicture {
                 users_online: rows.last().map_or(0, |r| r.users_online),
                 latency: &live.picture.latency,
                 elapsed_s: rows.last().map_or(0.0, IntervalFigures::end_s),
+                lag: live.lag.as_ref(),
             })
         })
     }
@@ -218,11 +240,12 @@ impl LivePicture {
 }
 
 /// The figures a live page lists: what every interval so far adds up to.
-fn so_far_rows(rows: &[IntervalFigures], latency: &Histogram<u64>) -> Vec<(&'static str, String)> {
-    let mut t = Counters::default();
-    for row in rows {
-        t.add(&row.counters);
-    }
+fn so_far_rows(
+    all: &Counters,
+    rows: &[IntervalFigures],
+    latency: &Histogram<u64>,
+) -> Vec<(&'static str, String)> {
+    let t = all;
     let online = rows.last().map_or(0, |r| r.users_online);
     let ms = |q: f64| number(latency.value_at_quantile(q) as f64 / 1000.0, 3);
     vec![
@@ -282,8 +305,8 @@ mod tests {
         let mut header = report.clone();
         header.intervals.clear();
         live.begin(&header);
-        for record in &report.intervals[..2] {
-            live.tick(record);
+        for closed in &crate::report::tests::sample_closed()[..2] {
+            live.tick(closed);
         }
         let picture = live.snapshot();
         assert_eq!(picture.rows.len(), 2);
@@ -313,7 +336,7 @@ mod tests {
         header.intervals.clear();
         live.begin(&header);
         assert!(live.has_begun());
-        live.tick(&report.intervals[0]);
+        live.tick(&crate::report::tests::sample_closed()[0]);
         let before = live.metrics();
         assert_eq!(parse_value(&before, "loadgen_sent_total"), Some(10.0));
         assert_eq!(parse_value(&before, "loadgen_lost_total"), Some(0.0));
@@ -331,5 +354,35 @@ mod tests {
             Some(report.latency.len() as f64)
         );
         assert!(live.has_begun());
+    }
+
+    #[test]
+    fn a_long_run_keeps_the_live_view_bounded_and_its_totals_whole() {
+        let report = sample();
+        let live = LivePicture::new("smoke");
+        let mut header = report.clone();
+        header.intervals.clear();
+        live.begin(&header);
+        let mut closed = crate::report::tests::sample_closed()[0].clone();
+        for second in 0..LIVE_ROWS + 100 {
+            closed.start_s = second as f64;
+            live.tick(&closed);
+        }
+        let picture = live.snapshot();
+        assert_eq!(picture.rows.len(), LIVE_ROWS);
+        assert_eq!(picture.rows[0].start_s, 100.0, "the oldest rows went");
+        let sent = picture
+            .figures
+            .iter()
+            .find(|(label, _)| *label == "sent")
+            .map(|(_, v)| v.replace(',', ""))
+            .unwrap();
+        let expected = (LIVE_ROWS as u64 + 100) * closed.counters.sent;
+        assert_eq!(
+            sent,
+            expected.to_string(),
+            "the totals count every interval"
+        );
+        assert!(live.metrics().contains("loadgen_sent_total{run="));
     }
 }

@@ -6,7 +6,7 @@
 
 pub mod charts;
 mod hgrm;
-mod hlog;
+pub mod hlog;
 pub mod html;
 pub mod live;
 pub mod picture;
@@ -34,6 +34,8 @@ pub const SUMMARY_JSON: &str = "summary.json";
 pub const TIMESERIES_CSV: &str = "timeseries.csv";
 /// HdrHistogram interval log of the latency.
 pub const LATENCY_HLOG: &str = "latency.hlog";
+/// loadgen's and the server's memory and CPU through the run.
+pub const RESOURCES_CSV: &str = "resources.csv";
 /// Percentile distribution of the whole run's latency.
 pub const LATENCY_HGRM: &str = "latency.hgrm";
 /// The run as one self-contained page with charts.
@@ -130,7 +132,12 @@ pub fn write_all(
     write_file(
         dir,
         LATENCY_HLOG,
-        hlog::interval_log(report.started_at, &report.intervals),
+        report.latency_log.write(report.started_at),
+    )?;
+    write_file(
+        dir,
+        RESOURCES_CSV,
+        crate::memory::resources_csv(&report.resources_over_time),
     )?;
     let hgrm = hgrm::percentile_distribution(&report.latency).into_bytes();
     write_file(dir, LATENCY_HGRM, Ok::<_, EncodeError>(hgrm))?;
@@ -173,17 +180,14 @@ pub(super) mod tests {
     use std::time::Duration;
 
     use crate::duration;
-    use crate::record::{new_histogram, Counters, IntervalRecord};
+    use crate::record::{new_histogram, ClosedInterval, Counters};
     use crate::scratch::TempDir;
     use crate::thresholds::Thresholds;
 
-    /// A three-second run of ten users with every counter non-zero; it fails only its
-    /// eviction limit.
-    pub fn sample() -> RunReport {
-        let started_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// The closed intervals of [`sample`]: three seconds with every counter non-zero,
+    /// then a wind-down without deliveries.
+    pub fn sample_closed() -> Vec<ClosedInterval> {
         let mut intervals = Vec::new();
-        let mut totals = Counters::default();
-        let mut latency = new_histogram();
         for second in 0..3u64 {
             let mut h = new_histogram();
             for i in 0..100u64 {
@@ -211,9 +215,7 @@ pub(super) mod tests {
                 connects: 4,
                 ..Counters::default()
             };
-            totals.add(&counters);
-            latency.add(&h).unwrap();
-            intervals.push(IntervalRecord {
+            intervals.push(ClosedInterval {
                 start_s: second as f64,
                 length_s: 1.0,
                 users_online: 10 - second / 2,
@@ -223,7 +225,7 @@ pub(super) mod tests {
             });
         }
         // One interval without deliveries, as the wind-down often is.
-        intervals.push(IntervalRecord {
+        intervals.push(ClosedInterval {
             start_s: 3.0,
             length_s: 0.75,
             users_online: 9,
@@ -231,6 +233,20 @@ pub(super) mod tests {
             latency: new_histogram(),
             connect: None,
         });
+        intervals
+    }
+
+    /// A three-second run of ten users with every counter non-zero; it fails only its
+    /// eviction limit.
+    pub fn sample() -> RunReport {
+        let started_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let intervals = sample_closed();
+        let mut totals = Counters::default();
+        let mut latency = new_histogram();
+        for interval in &intervals {
+            totals.add(&interval.counters);
+            latency.add(&interval.latency).unwrap();
+        }
         RunReport {
             setup: RunSetup {
                 scenario_name: "smoke".into(),
@@ -253,14 +269,23 @@ pub(super) mod tests {
             started_at,
             ended_at: started_at + Duration::from_secs(4),
             ramp: Duration::from_millis(500),
-            intervals,
+            intervals: intervals.iter().map(ClosedInterval::record).collect(),
+            latency_log: {
+                let log = hlog::LatencyLog::spooled().unwrap();
+                for interval in &intervals {
+                    log.append(interval);
+                }
+                log
+            },
             totals,
             latency,
             connect: Default::default(),
             loadgen_lag: Default::default(),
             probes_sent: 2,
+            sessions_tallied_early: 0,
             segments: None,
             loadgen_resources: LoadgenResources::default(),
+            resources_over_time: Vec::new(),
             calibration: None,
             thresholds: Thresholds {
                 p99: Some(duration::Span(Duration::from_millis(100))),

@@ -12,6 +12,7 @@ use super::run_report::{RunReport, SegmentsInfo};
 use super::table::{placement, result_line, summary_rows};
 use crate::clock;
 use crate::duration;
+use crate::memory::ResourceSample;
 use crate::page::format::number;
 use crate::page::html::Tone;
 use crate::record::{new_histogram, Counters, IntervalRecord};
@@ -32,21 +33,14 @@ pub struct IntervalFigures {
 impl IntervalFigures {
     /// The figures of one interval record.
     pub fn of(record: &IntervalRecord) -> IntervalFigures {
-        let h = &record.latency;
+        let [p50, p90, p99, _, max, _] = record.latency_us;
         let ms = |us: u64| us as f64 / 1000.0;
         IntervalFigures {
             start_s: record.start_s,
             length_s: record.length_s,
             users_online: record.users_online,
             counters: record.counters,
-            latency_ms: (!h.is_empty()).then(|| {
-                [
-                    ms(h.value_at_quantile(0.50)),
-                    ms(h.value_at_quantile(0.90)),
-                    ms(h.value_at_quantile(0.99)),
-                    ms(h.max()),
-                ]
-            }),
+            latency_ms: (!record.no_deliveries()).then(|| [ms(p50), ms(p90), ms(p99), ms(max)]),
         }
     }
 
@@ -87,6 +81,8 @@ pub struct RunPicture {
     pub rows: Vec<IntervalFigures>,
     /// Latency after the warm-up, in µs.
     pub latency: Histogram<u64>,
+    /// loadgen's and the server's memory and CPU through the run (none in a live view).
+    pub memory: Vec<ResourceSample>,
     pub footer: String,
     /// Seconds between reloads of a live page; `None` for a finished run.
     pub refresh: Option<u32>,
@@ -124,6 +120,7 @@ impl RunPicture {
         picture.verdicts = verdicts.to_vec();
         picture.rows = report.intervals.iter().map(IntervalFigures::of).collect();
         picture.latency = report.latency.clone();
+        picture.memory = report.resources_over_time.clone();
         picture
     }
 
@@ -146,6 +143,7 @@ impl RunPicture {
                 .map(|limit| limit.0.as_secs_f64() * 1000.0),
             rows: Vec::new(),
             latency: new_histogram(),
+            memory: Vec::new(),
             footer: format!(
                 "Written by loadgen {} from {}.",
                 report.setup.loadgen_version, report.setup.scenario_path

@@ -12,6 +12,7 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
+use crate::lag::LoadgenLag;
 use crate::record::Counters;
 
 /// The content type of the exposition.
@@ -33,6 +34,9 @@ pub struct LiveFigures<'a> {
     pub latency: &'a Histogram<u64>,
     /// Seconds of measured run so far.
     pub elapsed_s: f64,
+    /// loadgen's own lag so far, when this process measures it (not a coordinator of
+    /// workers).
+    pub lag: Option<&'a LoadgenLag>,
 }
 
 /// The exposition text.
@@ -51,6 +55,37 @@ pub fn exposition(figures: &LiveFigures<'_>) -> String {
             number(figures.elapsed_s),
         ),
     ];
+    let lag_gauges = figures.lag.map(|lag| {
+        let s = |us: u64| number(us as f64 / 1e6);
+        [
+            (
+                "loadgen_send_lag_p99_seconds",
+                "p99 of how late loadgen's sends left against their open-model schedule, so far.",
+                s(lag.send.p99),
+            ),
+            (
+                "loadgen_send_lag_max_seconds",
+                "The latest any send left against its schedule, so far.",
+                s(lag.send.max),
+            ),
+            (
+                "loadgen_timer_lag_p99_seconds",
+                "p99 of how late loadgen's 10 ms heartbeat woke, so far: when high, everything loadgen reads is read late.",
+                s(lag.timer.p99),
+            ),
+            (
+                "loadgen_timer_lag_max_seconds",
+                "The latest loadgen's heartbeat woke, so far.",
+                s(lag.timer.max),
+            ),
+            (
+                "loadgen_saturated",
+                "1 when either lag p99 is above 10 ms: loadgen could not keep up with its own plan, and latency and slow-consumer findings may be its own.",
+                u8::from(lag.saturated()).to_string(),
+            ),
+        ]
+    });
+    let gauges = gauges.into_iter().chain(lag_gauges.into_iter().flatten());
     for (name, help, value) in gauges {
         let _ = writeln!(
             out,
@@ -162,12 +197,18 @@ mod tests {
             ("run", "chat \"x\"-20261206T150000Z".to_string()),
             ("scenario", "chat".to_string()),
         ];
+        let mut send = crate::record::new_histogram();
+        send.record(2_000).unwrap();
+        let mut timer = crate::record::new_histogram();
+        timer.record(25_000).unwrap();
+        let lag = LoadgenLag::of(&send, &timer);
         let text = exposition(&LiveFigures {
             labels: &labels,
             totals: &totals,
             users_online: 9,
             latency: &latency,
             elapsed_s: 12.0,
+            lag: Some(&lag),
         });
         let l = r#"{run="chat \"x\"-20261206T150000Z",scenario="chat"}"#;
         assert!(
@@ -176,6 +217,29 @@ mod tests {
         );
         assert!(text.contains(&format!("loadgen_delivered_total{l} 42\n")));
         assert!(text.contains(&format!("loadgen_users_online{l} 9\n")));
+        // loadgen's own lag, and the saturation it means (a 25 ms late heartbeat).
+        assert!(
+            text.contains(&format!("loadgen_send_lag_p99_seconds{l} 0.002")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("loadgen_timer_lag_max_seconds{l} 0.025")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("loadgen_saturated{l} 1\n")),
+            "{text}"
+        );
+        let calm = LoadgenLag::of(&send, &send);
+        let without = exposition(&LiveFigures {
+            labels: &labels,
+            totals: &totals,
+            users_online: 9,
+            latency: &latency,
+            elapsed_s: 12.0,
+            lag: Some(&calm),
+        });
+        assert!(without.contains(&format!("loadgen_saturated{l} 0\n")));
         assert!(text.contains("# TYPE loadgen_lost_total counter"));
         assert!(text.contains("Known when the run ends"));
         let bucket = |le: &str| {

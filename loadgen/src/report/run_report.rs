@@ -6,8 +6,10 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::hlog::LatencyLog;
 use crate::duration;
 use crate::lag::LoadgenLag;
+use crate::memory::ResourceSample;
 use crate::record::{ConnectTimes, Counters, IntervalRecord};
 use crate::segment::Segment;
 use crate::thresholds::{ThresholdVerdict, Thresholds};
@@ -134,6 +136,8 @@ pub struct RunReport {
     pub ramp: Duration,
     /// One record per second of the measured run.
     pub intervals: Vec<IntervalRecord>,
+    /// Every interval's latency histogram, as `latency.hlog` lines.
+    pub latency_log: LatencyLog,
     /// Sum of every interval's counters.
     pub totals: Counters,
     /// Every delivery latency of the run, in µs.
@@ -150,10 +154,16 @@ pub struct RunReport {
     pub loadgen_lag: LoadgenLag,
     /// Relogin probes broadcast (shared by every relogin waiting at the time).
     pub probes_sent: u64,
+    /// Finished sessions whose loss was tallied while the run went on, their ledgers
+    /// let go (a run in one process; see `run::sends`).
+    pub sessions_tallied_early: u64,
     /// A segment of a split run, or a merge of one; `None` for a run in one process.
     pub segments: Option<SegmentsInfo>,
     /// loadgen's own CPU and memory over the run.
     pub loadgen_resources: LoadgenResources,
+    /// loadgen's and the server's memory and CPU, sampled through the run (every 10 s
+    /// unless `max_memory_growth.sample_every` says otherwise).
+    pub resources_over_time: Vec<ResourceSample>,
     /// The machine's speed at the start and the end of the run (`None`: not taken, as
     /// for a segment or a merge, or `--calibration off`).
     pub calibration: Option<crate::calibration::Calibration>,
@@ -169,6 +179,9 @@ impl RunReport {
             &self.latency,
             measured_secs(self),
         );
+        if let Some(limit) = &self.thresholds.max_memory_growth {
+            verdicts.extend(crate::memory::verdicts(limit, &self.resources_over_time));
+        }
         if let Some(limit) = self.thresholds.max_loadgen_lag {
             verdicts.push(ThresholdVerdict::ceiling(
                 "max_loadgen_lag",

@@ -53,12 +53,19 @@ struct Summary<'a> {
     instrument_note: Option<String>,
     /// Relogin probes broadcast; each verifies every relogin that waited for it.
     probes_sent: u64,
+    /// Finished sessions whose loss was tallied while the run went on (their ledgers let
+    /// go, so memory does not grow with relogins and churn).
+    sessions_tallied_early: u64,
     /// loadgen's own CPU and peak memory over the run (all its processes).
     loadgen_resources: &'a LoadgenResources,
     /// The machine's speed at the start and the end, and the drift (null: not taken).
     calibration: Option<&'a crate::calibration::Calibration>,
     /// loadgen's CPU per delivery received, µs (`None`: not measurable).
     loadgen_cpu_us_per_delivery: Option<f64>,
+    /// How loadgen's and the server's memory grew after the settling time (the
+    /// threshold's, or 5 minutes): empty for a shorter run. The samples are in
+    /// `resources.csv`.
+    memory_growth: Vec<crate::memory::Growth>,
     /// A segment of a split run, or the merge of one (absent for one process).
     #[serde(skip_serializing_if = "Option::is_none")]
     segments: Option<&'a SegmentsInfo>,
@@ -126,6 +133,16 @@ struct ConnectPhases {
     mint: Latency,
 }
 
+/// Where memory growth is measured from: the threshold's settling time, or 5 minutes.
+pub fn settle_s(report: &RunReport) -> f64 {
+    report
+        .thresholds
+        .max_memory_growth
+        .as_ref()
+        .map_or(crate::memory::SETTLE, |limit| limit.settle.0)
+        .as_secs_f64()
+}
+
 /// The pretty-printed JSON text, newline-terminated.
 pub fn summary_json(
     report: &RunReport,
@@ -167,8 +184,10 @@ pub fn summary_json(
         loadgen_saturated: report.loadgen_lag.saturated(),
         instrument_note: report.loadgen_lag.statement(totals),
         probes_sent: report.probes_sent,
+        sessions_tallied_early: report.sessions_tallied_early,
         segments: report.segments.as_ref(),
         loadgen_resources: &report.loadgen_resources,
+        memory_growth: crate::memory::growth(&report.resources_over_time, settle_s(report)),
         calibration: report.calibration.as_ref(),
         loadgen_cpu_us_per_delivery: report
             .loadgen_resources

@@ -238,6 +238,27 @@ pub fn summary_rows(report: &RunReport) -> Vec<(&'static str, String)> {
         row("segments", segments_line(segments));
     }
     row("loadgen itself", resources_line(report));
+    for g in crate::memory::growth(
+        &report.resources_over_time,
+        super::summary::settle_s(report),
+    ) {
+        row(
+            "memory",
+            format!(
+                "{} {:.1} MB at {:.0} s, {:.1} MB at the end ({:.0} s), peak {:.1} MB: {}",
+                g.process,
+                g.rss_settled_bytes as f64 / 1e6,
+                g.settled_at_s,
+                g.rss_end_bytes as f64 / 1e6,
+                g.ended_at_s,
+                g.rss_peak_bytes as f64 / 1e6,
+                g.mb_per_hour
+                    .map_or("too few samples for a growth rate".into(), |r| format!(
+                        "{r:+.2} MB/h"
+                    ))
+            ),
+        );
+    }
     if let Some(calibration) = &report.calibration {
         row("machine speed", calibration.line());
     }
@@ -346,6 +367,8 @@ pub(super) fn value(x: f64, unit: &str) -> String {
         "ratio" => format!("{x:.6}"),
         "count" => format!("{x:.0}"),
         "per_sec" => format!("{x:.1}/s"),
+        "MB/h" if x.is_nan() => "not measured (too few samples after settling)".into(),
+        "MB/h" => format!("{x:+.2} MB/h"),
         other => format!("{x} {other}"),
     }
 }

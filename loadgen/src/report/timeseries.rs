@@ -4,9 +4,7 @@
 //! here as soon as it exists (the columns are [`Counters::fields`], which the counters'
 //! one field list makes). Latency columns are per interval, in µs.
 
-use hdrhistogram::Histogram;
-
-use crate::record::{ConnectTimes, Counters, IntervalRecord};
+use crate::record::{Counters, IntervalRecord};
 
 /// Columns before the counters.
 const LEADING: [&str; 2] = ["elapsed_s", "users_online"];
@@ -63,63 +61,22 @@ fn row(interval: &IntervalRecord) -> Vec<String> {
             .iter()
             .map(|(_, value)| value.to_string()),
     );
-    row.extend(latency_columns(&interval.latency).map(|v| v.to_string()));
-    row.extend(login_columns(interval.connect.as_deref()).map(|v| v.to_string()));
+    row.extend(interval.latency_us.iter().map(|v| v.to_string()));
+    row.extend(interval.logins.iter().map(|v| v.to_string()));
     row
-}
-
-/// Logins timed, then p50 and p99 of TCP, TLS, upgrade and token mint; all zero without
-/// logins (TLS zero for `ws://`, mint zero without minted tokens).
-fn login_columns(connect: Option<&ConnectTimes>) -> [u64; 9] {
-    let Some(c) = connect else {
-        return [0; 9];
-    };
-    let q = |h: &Histogram<u64>, q: f64| {
-        if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        }
-    };
-    [
-        c.logins(),
-        q(&c.tcp, 0.5),
-        q(&c.tcp, 0.99),
-        q(&c.tls, 0.5),
-        q(&c.tls, 0.99),
-        q(&c.upgrade, 0.5),
-        q(&c.upgrade, 0.99),
-        q(&c.mint, 0.5),
-        q(&c.mint, 0.99),
-    ]
-}
-
-/// p50, p90, p99, p99.9, max and count; all zero for an interval without deliveries.
-fn latency_columns(latency: &Histogram<u64>) -> [u64; 6] {
-    if latency.is_empty() {
-        return [0; 6];
-    }
-    [
-        latency.value_at_quantile(0.50),
-        latency.value_at_quantile(0.90),
-        latency.value_at_quantile(0.99),
-        latency.value_at_quantile(0.999),
-        latency.max(),
-        latency.len(),
-    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::new_histogram;
+    use crate::record::{new_histogram, ClosedInterval};
 
     fn interval(start_s: f64, delivered: u64, latencies_us: &[u64]) -> IntervalRecord {
         let mut latency = new_histogram();
         for &us in latencies_us {
             latency.record(us).unwrap();
         }
-        IntervalRecord {
+        ClosedInterval {
             start_s,
             length_s: 1.0,
             users_online: 7,
@@ -130,6 +87,7 @@ mod tests {
             latency,
             connect: None,
         }
+        .record()
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use fastwebsockets::{Frame, Payload, WebSocketError};
 use tokio::sync::{watch, Notify};
 
+use super::probe_window::ProbeWindow;
 use crate::connection::Writer;
 
 /// "Not set" for the run-clock times of a [`Conn`].
@@ -67,8 +68,8 @@ pub struct Conn {
     end_expected: AtomicBool,
     /// Highest intended send time of any chat message received (ghost detection).
     newest_chat_ns: AtomicU64,
-    /// Probe ids received.
-    probes: Mutex<Vec<u64>>,
+    /// Probe ids received: the newest [`super::probe_window::WINDOW`].
+    probes: Mutex<ProbeWindow>,
     /// Wakes waiters when a probe arrives.
     probe_arrived: Notify,
     /// `Some` once the connection has ended.
@@ -101,7 +102,7 @@ impl Conn {
             unstable_from_ns: AtomicU64::new(NEVER),
             end_expected: AtomicBool::new(false),
             newest_chat_ns: AtomicU64::new(0),
-            probes: Mutex::new(Vec::new()),
+            probes: Mutex::new(ProbeWindow::default()),
             probe_arrived: Notify::new(),
             ended: watch::Sender::new(None),
             abort: Notify::new(),
@@ -191,7 +192,7 @@ impl Conn {
         self.probes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(id);
+            .record(id);
         self.probe_arrived.notify_waiters();
     }
 
@@ -200,7 +201,7 @@ impl Conn {
         self.probes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&id)
+            .contains(id)
     }
 
     /// Waits up to `wait` for probe `id`; returns whether it arrived.

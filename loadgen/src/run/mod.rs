@@ -18,10 +18,13 @@ pub mod disrupt;
 pub mod intervals;
 pub mod outcome;
 pub mod plan;
+pub mod probe_window;
 pub mod prober;
 pub mod ramp;
+pub mod record_spool;
 pub mod relogin;
 pub mod renewal;
+pub mod sends;
 pub mod server;
 pub mod state;
 pub mod user;
@@ -39,12 +42,16 @@ use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 use crate::random::SplitMix;
 use crate::record::{new_histogram, ConnectTimes, Counters, IntervalRecord};
+use crate::report::hlog::LatencyLog;
 use crate::report::live::LivePicture;
 use crate::report::{LoadgenResources, RunReport, RunSetup, SegmentsInfo, ServerPlacement};
+use crate::resources;
 use crate::scenario::{Scenario, Targets};
 use crate::segment::{Segment, WorkerLine, START_TOLERANCE};
+use crate::server_process::ServerProcess;
 use crate::target::Target;
 use crate::{nofile, ports};
+pub use intervals::IntervalTexts;
 use intervals::{measure, Intervals};
 pub use outcome::{Completion, RunError, INTERRUPTED};
 use ramp::ramp;
@@ -139,6 +146,9 @@ pub struct RunOutput {
     pub start_late_ns: u64,
     /// loadgen's own lag, send and timer (µs), as histograms.
     pub lag: (Histogram<u64>, Histogram<u64>),
+    /// A split run's segment only: every interval's histograms as text, for the
+    /// segment's file (a whole run keeps none: they are in its latency log).
+    pub interval_texts: Vec<IntervalTexts>,
 }
 
 /// Length of one report interval.
@@ -336,7 +346,16 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     }
     let disruptor = tokio::spawn(disrupt::disrupt(run.clone(), max_senders));
 
-    let mut intervals = Intervals::new(&run, measure_start);
+    let mut intervals = Intervals::new(&run, measure_start, segment.is_split());
+    let sampler = resources::Sampler::every(
+        run.scenario
+            .thresholds
+            .max_memory_growth
+            .as_ref()
+            .map_or(crate::memory::SAMPLE_EVERY, |limit| limit.sample_every.0),
+        server_probe(server.as_ref(), &resolved, run.tls.as_ref()),
+    );
+    let sampling_from = SystemTime::now();
     if let Some(times) = &ramp_logins {
         intervals.logins.add(times);
     }
@@ -395,11 +414,19 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     intervals.close(run.now_ns());
     let ended_at = SystemTime::now();
     let Intervals {
-        mut records,
+        records,
+        log,
+        texts: interval_texts,
         overall,
         logins,
         ..
     } = intervals;
+    let (mut records, unread) = records.into_records();
+    if let (Some(why), Completion::Complete) = (unread, &completion) {
+        completion = Completion::Incomplete(format!(
+            "the interval records could not all be read back from their temporary file: {why}"
+        ));
+    }
     let ledgers = run.take_ledgers();
     let totals = account(
         &run,
@@ -410,6 +437,12 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         ramp_counters,
     );
 
+    let resources_over_time = sampler
+        .finish()
+        .await
+        .iter()
+        .map(|sample| crate::memory::ResourceSample::of(sample, sampling_from))
+        .collect();
     let server_deliveries_out = deliveries_out(&resolved, run.tls.as_ref()).await;
     if let Some(server) = server {
         server.stop(Duration::from_secs(10)).await;
@@ -419,8 +452,10 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
     let report = RunReport {
         ended_at,
         intervals: records,
+        latency_log: log,
         loadgen_lag: run.lag.figures(),
         probes_sent: run.probes.sent(),
+        sessions_tallied_early: run.sends.folded_sessions(),
         totals,
         latency: overall,
         connect: logins,
@@ -434,6 +469,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
             start_late_ms: start_late_ns as f64 / 1e6,
         }),
         loadgen_resources: LoadgenResources::of_self(),
+        resources_over_time,
         calibration: None,
         ..header
     };
@@ -448,6 +484,7 @@ pub async fn run_part(request: RunRequest) -> Result<RunOutput, RunError> {
         least_latency_from: run.least_latency_from(),
         start_late_ns,
         lag: run.lag.histograms(),
+        interval_texts,
     })
 }
 
@@ -505,6 +542,7 @@ pub fn report_header(
         ended_at: started_at,
         ramp,
         intervals: Vec::new(),
+        latency_log: LatencyLog::default(),
         totals: Counters::default(),
         latency: new_histogram(),
         connect: ConnectTimes::default(),
@@ -513,8 +551,10 @@ pub fn report_header(
         server_deliveries_out: None,
         loadgen_lag: Default::default(),
         probes_sent: 0,
+        sessions_tallied_early: 0,
         segments: None,
         loadgen_resources: LoadgenResources::default(),
+        resources_over_time: Vec::new(),
         calibration: None,
     }
 }
@@ -582,9 +622,11 @@ fn account(
     let deadline_ns = run.scenario.verify.deadline.0.as_nanos() as u64;
     let last_index = records.len().saturating_sub(1);
     let self_delivery = run.protocol.self_delivery();
-    let tally = tally_loss(ledgers, send_times, deadline_ns, self_delivery, |t| {
+    let mut tally = tally_loss(ledgers, send_times, deadline_ns, self_delivery, |t| {
         ((t.saturating_sub(measure_start) / INTERVAL.as_nanos() as u64) as usize).min(last_index)
     });
+    // The sessions tallied while the run went on.
+    tally.add(&run.sends.take_folded(), last_index);
     for (i, record) in records.iter_mut().enumerate() {
         record.counters.expected += tally.expected.get(i).copied().unwrap_or(0);
         record.counters.lost += tally.lost.get(i).copied().unwrap_or(0);
@@ -599,6 +641,24 @@ fn account(
         first.counters.connect_errors += ramp_counters.connect_errors;
     }
     totals
+}
+
+/// Where the server's memory and CPU can be read: the embedded server's process, or the
+/// first target's `/metrics` (`process_resident_memory_bytes`, when it has it).
+fn server_probe(
+    server: Option<&ServerProcess>,
+    resolved: &[(Target, SocketAddr)],
+    tls: Option<&crate::tls::TlsClient>,
+) -> Option<resources::ServerProbe> {
+    if let Some(server) = server {
+        return Some(resources::ServerProbe::Pid(server.pid()));
+    }
+    let (target, addr) = resolved.first()?;
+    Some(resources::ServerProbe::Metrics(crate::scrape::MetricsAt {
+        target: target.clone(),
+        addr: *addr,
+        tls: tls.cloned(),
+    }))
 }
 
 /// A random id for this run's stamps, so deliveries of another run are told apart.

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::conn::{Conn, Ended};
 use super::plan::{self, PhasePlan};
 use super::prober::{ProbeLine, SentProbe};
+use super::sends::SendBook;
 use crate::checks::delivery::SessionLedger;
 use crate::credentials::Credentials;
 use crate::headers::LoginHeaders;
@@ -86,6 +87,11 @@ pub struct StateSetup {
     pub credentials: Option<Credentials>,
 }
 
+/// How long after a finished session's window (and the delivery deadline) its ledger is
+/// kept before it is tallied: time for the reader of a connection the server cut to say
+/// so, since a cut makes messages unjudged.
+pub const FOLD_MARGIN: Duration = Duration::from_secs(5);
+
 /// State shared by every task of a run.
 pub struct RunState {
     /// The scenario as run.
@@ -122,8 +128,10 @@ pub struct RunState {
     online: AtomicU64,
     /// Every open connection, for closing them all at the end.
     live: Mutex<HashMap<u64, Arc<Conn>>>,
-    /// Finished sessions, for the loss tally.
+    /// Finished sessions, for the loss tally (until [`RunState::fold_finished`]).
     ledgers: Mutex<Vec<SessionLedger>>,
+    /// What each sender sent, and the loss of the finished sessions already tallied.
+    pub sends: SendBook,
     /// Each user's current session.
     slots: Vec<Mutex<Option<Arc<Conn>>>>,
     /// Users in the middle of a relogin or churn.
@@ -208,6 +216,7 @@ impl RunState {
             online: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
             ledgers: Mutex::new(Vec::new()),
+            sends: SendBook::new(scenario.max_senders() as usize),
             slots: (0..count).map(|_| Mutex::new(None)).collect(),
             busy: (0..count).map(|_| AtomicBool::new(false)).collect(),
             hops: (0..count).map(|_| AtomicU32::new(0)).collect(),
@@ -364,6 +373,26 @@ impl RunState {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Tallies the finished sessions whose last expected message is more than the delivery
+    /// deadline (and [`FOLD_MARGIN`]) older than `now`, and lets their ledgers go
+    /// ([`super::sends`]). Intervals are counted from `measure_start`.
+    pub fn fold_finished(&self, now: u64, measure_start: u64) {
+        let deadline_ns = self.scenario.verify.deadline.0.as_nanos() as u64;
+        let due_before = now.saturating_sub(deadline_ns + FOLD_MARGIN.as_nanos() as u64);
+        let due: Vec<SessionLedger> = {
+            let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+            let (due, keep) = std::mem::take(&mut *ledgers)
+                .into_iter()
+                .partition(|l| l.stable_until_ns < due_before);
+            *ledgers = keep;
+            due
+        };
+        self.sends
+            .fold(&due, deadline_ns, self.protocol.self_delivery(), |t| {
+                (t.saturating_sub(measure_start) / 1_000_000_000) as usize
+            });
     }
 
     /// The ledgers of every session that has ended, taken out.

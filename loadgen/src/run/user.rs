@@ -282,9 +282,6 @@ fn on_delivery(run: &RunState, conn: &Conn, session: &mut Session, delivery: Del
 /// with the messages in flight on a connection the server cut marked unjudged
 /// ([`delivery`]'s module doc). A user without a live session sends nothing.
 pub async fn send_loop(run: Arc<RunState>, user: u32) -> SentLog {
-    let mut sent_at = Vec::new();
-    // (connection, sequence of the first message sent on it), in order.
-    let mut used: Vec<(Arc<Conn>, u64)> = Vec::new();
     'phases: for phase in run.plan() {
         for intended in phase.send_times(user) {
             tokio::select! {
@@ -294,18 +291,17 @@ pub async fn send_loop(run: Arc<RunState>, user: u32) -> SentLog {
             let Some(conn) = run.current(user).filter(|c| c.is_open()) else {
                 continue;
             };
-            if used.last().is_none_or(|(last, _)| last.id != conn.id) {
-                used.push((conn.clone(), sent_at.len() as u64 + 1));
-            }
             run.lag.record_send(run.now_ns().saturating_sub(intended));
+            let Some(seq) = run.sends.record(user, &conn, run.now_ns()) else {
+                break 'phases;
+            };
             let stamp = Stamp {
                 run: run.run_id,
                 kind: Kind::Chat,
                 sender: user,
-                seq: sent_at.len() as u64 + 1,
+                seq,
                 intended_ns: intended,
             };
-            sent_at.push(run.now_ns());
             run.recorder.count(user as usize, |c| c.sent += 1);
             // A failed write is the connection's failure: the reader records it.
             let _ = run
@@ -313,20 +309,6 @@ pub async fn send_loop(run: Arc<RunState>, user: u32) -> SentLog {
                 .await;
         }
     }
-    let deadline_ns = run.scenario.verify.deadline.0.as_nanos() as u64;
-    let mut log = SentLog::from_times(sent_at);
-    let ends: Vec<u64> = used
-        .iter()
-        .skip(1)
-        .map(|(_, first)| first - 1)
-        .chain([log.times.len() as u64])
-        .collect();
-    for ((conn, first), last) in used.iter().zip(ends) {
-        if let Some(cut_ns) = conn.cut_at() {
-            if *first <= last {
-                log.cut(*first, last, cut_ns, deadline_ns);
-            }
-        }
-    }
-    log
+    run.sends
+        .take_log(user, run.scenario.verify.deadline.0.as_nanos() as u64)
 }

@@ -12,7 +12,7 @@ use std::io::Write as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{oneshot, watch};
 
-use crate::record::{histogram_text, IntervalRecord};
+use crate::record::{histogram_text, ClosedInterval};
 use crate::segment::{self, WorkerLine};
 
 /// The worker's line to its coordinator.
@@ -71,7 +71,7 @@ impl Coordinator {
 }
 
 /// The tick line of interval `index`.
-pub fn tick(index: usize, record: &IntervalRecord) -> WorkerLine {
+pub fn tick(index: usize, record: &ClosedInterval) -> WorkerLine {
     WorkerLine::Tick {
         index,
         length_s: record.length_s,

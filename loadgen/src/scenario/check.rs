@@ -279,6 +279,11 @@ impl Scenario {
                 "must be between 0 and 1".into(),
             );
         }
+        if let Some(limit) = &t.max_memory_growth {
+            if let Err(why) = limit.check() {
+                return fail("thresholds.max_memory_growth", why);
+            }
+        }
         if let Some(rate) = t.min_deliveries_per_sec {
             if !(rate >= 0.0 && rate.is_finite()) {
                 return fail(

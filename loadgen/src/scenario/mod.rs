@@ -528,6 +528,7 @@ mod tests {
             ("target = \"http://x/\"\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "target[0]"),
             ("target = []\n[users]\ncount = 2\n[[phase]]\nduration = \"1s\"", "target"),
             ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\n[thresholds]\nmin_delivery_ratio = 2", "thresholds.min_delivery_ratio"),
+            ("[users]\ncount = 2\n[[phase]]\nduration = \"1s\"\n[thresholds]\nmax_memory_growth = { mb_per_hour = -2 }", "thresholds.max_memory_growth"),
             ("[users]\ncount = 2\nsource_addresses = [\"127.0.0.2\", \"localhost\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[1]"),
             ("[users]\ncount = 2\nsource_addresses = [\"127.0.0.2\", \"127.0.0.2\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[1]"),
             ("[users]\ncount = 2\nsource_addresses = [\"0.0.0.0\"]\n[[phase]]\nduration = \"1s\"", "users.source_addresses[0]"),

@@ -275,6 +275,7 @@ mod tests {
             users_online: 9,
             latency: &report.latency,
             elapsed_s: 3.75,
+            lag: Some(&report.loadgen_lag),
         });
         let series = from_exposition(&text).unwrap();
         let samples = text
