@@ -77,8 +77,8 @@ mod scrape;
 #[cfg(test)]
 mod scratch;
 mod segment;
-mod spool_file;
 mod server_process;
+mod spool_file;
 mod stamp;
 mod target;
 mod thresholds;

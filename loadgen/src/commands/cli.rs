@@ -312,7 +312,7 @@ pub struct RunArgs {
     /// ends. Loopback only unless --dashboard-public. Port 0 picks a free port; the address
     /// is printed on stderr. It also serves /metrics (see --metrics). Example: --dashboard
     /// 127.0.0.1:8080
-    #[arg(long, value_name = "ADDRESS", conflicts_with = "segment")]
+    #[arg(long, value_name = "ADDRESS")]
     pub dashboard: Option<SocketAddr>,
     /// Serve the run's figures so far at http://ADDRESS/metrics in Prometheus' text format
     /// while it runs, for a Prometheus to scrape beside the server's own metrics: every
@@ -320,9 +320,11 @@ pub struct RunArgs {
     /// errors, connects, unexpected disconnects by how they ended, relogins and each
     /// eviction outcome, …; loss is known only when the run ends), loadgen_users_online
     /// and loadgen_latency_seconds (a histogram), labelled run="<scenario>-<UTC start>"
-    /// and scenario. Loopback only unless --dashboard-public; port 0 picks a free port,
-    /// printed on stderr. Example: --metrics 127.0.0.1:9464
-    #[arg(long, value_name = "ADDRESS", conflicts_with = "segment")]
+    /// and scenario (and segment="I/N" for one segment of a split run), with loadgen's own
+    /// lag (loadgen_send_lag_p99_seconds, loadgen_timer_lag_p99_seconds, their _max_, and
+    /// loadgen_saturated). Loopback only unless --dashboard-public; port 0 picks a free
+    /// port, printed on stderr. Example: --metrics 127.0.0.1:9464
+    #[arg(long, value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
     /// Allow --dashboard and --metrics on an address other machines can reach (e.g.
     /// 0.0.0.0:8080).
@@ -342,7 +344,7 @@ pub struct RunArgs {
     /// stderr and remote_write.json in the report folder; the exit code is the run's.
     /// Plain http:// only. A Prometheus receives with --web.enable-remote-write-receiver.
     /// Example: --remote-write http://127.0.0.1:9090/api/v1/write
-    #[arg(long, value_name = "URL", conflicts_with = "segment")]
+    #[arg(long, value_name = "URL")]
     pub remote_write: Option<Endpoint>,
     /// With --remote-write: the time between pushes while the run lasts (at least 100ms).
     /// Example: --remote-write-every 15s

@@ -14,6 +14,7 @@ pub mod conform;
 pub mod exit;
 pub mod flags;
 pub mod gate;
+pub mod live_outputs;
 pub mod merge;
 pub mod run;
 pub mod serve;

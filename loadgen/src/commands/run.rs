@@ -9,11 +9,9 @@ use std::path::{Path, PathBuf};
 use crate::calibration::Started;
 use crate::commands::cli::RunArgs;
 use crate::commands::exit::Exit;
-use crate::dashboard::Dashboard;
+use crate::commands::live_outputs::LiveOutputs;
 use crate::fleet::{self, file::SegmentFile};
 use crate::headers;
-use crate::report::live::LivePicture;
-use crate::report::remote_write::{PushPlan, PushTally, Pusher};
 use crate::report::{self, RunReport};
 use crate::run::{run_part, Completion, RunError, RunRequest, SegmentRun, SegmentStart};
 use crate::scenario::Scenario;
@@ -111,45 +109,10 @@ pub async fn main(args: RunArgs) -> Exit {
         eprintln!("loadgen: --source-address {twice} is given twice");
         return Exit::Usage;
     }
-    if args.dashboard_public && args.dashboard.is_none() && args.metrics.is_none() {
-        eprintln!("loadgen: --dashboard-public needs --dashboard or --metrics");
-        return Exit::Usage;
-    }
-    if args.remote_write.is_some() && args.remote_write_every < MIN_PUSH_INTERVAL {
-        eprintln!(
-            "loadgen: --remote-write-every {}: at least {}",
-            crate::duration::format(args.remote_write_every),
-            crate::duration::format(MIN_PUSH_INTERVAL)
-        );
-        return Exit::Usage;
-    }
-    let live = (args.dashboard.is_some() || args.metrics.is_some() || args.remote_write.is_some())
-        .then(|| LivePicture::new(scenario.name()));
-    // The live view and the metrics: one HTTP server each, both serving / and /metrics.
-    let mut servers = Vec::new();
-    if let Some(live) = &live {
-        let asked = [
-            (args.dashboard, "--dashboard", "live view at http://{}/"),
-            (args.metrics, "--metrics", "metrics at http://{}/metrics"),
-        ];
-        for (address, flag, said) in asked {
-            let Some(address) = address else { continue };
-            match Dashboard::start(address, args.dashboard_public, live.clone()).await {
-                Ok(server) => {
-                    let at = said.replace("{}", &server.address().to_string());
-                    eprintln!("loadgen: {at} while the run lasts");
-                    servers.push(server);
-                }
-                Err(error) => {
-                    eprintln!("loadgen: {flag}: {error}");
-                    for server in servers {
-                        server.stop().await;
-                    }
-                    return Exit::Usage;
-                }
-            }
-        }
-    }
+    let mut outputs = match LiveOutputs::start(&args, scenario.name(), None).await {
+        Ok(outputs) => outputs,
+        Err(exit) => return exit,
+    };
     // The machine's speed before the run, and after it (below).
     let calibration = match Started::measure(args.calibration.mode).await {
         Ok(started) => started,
@@ -160,14 +123,6 @@ pub async fn main(args: RunArgs) -> Exit {
             None
         }
     };
-    // Pushes begin with the measured phases (before them the figures have no run label).
-    let pusher = args.remote_write.zip(live.clone()).map(|(endpoint, live)| {
-        Pusher::start(
-            endpoint,
-            PushPlan::every(args.remote_write_every),
-            move || live.has_begun().then(|| live.metrics()),
-        )
-    });
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
@@ -175,64 +130,30 @@ pub async fn main(args: RunArgs) -> Exit {
         quiet: args.quiet,
         segment: None,
         source_addresses: args.source_addresses,
-        live: live.clone(),
+        live: outputs.live.clone(),
     };
     let outcome = fleet::run(request, workers, &dir.join("segments")).await;
-    // The live view and the metrics last exactly as long as the run.
-    for server in servers {
-        server.stop().await;
-    }
+    // The last push carries the final figures, as summary.json will have them.
+    outputs
+        .run_ended(outcome.as_ref().ok().map(|(report, _)| report))
+        .await;
     match outcome {
         Ok((mut report, completion)) => {
-            // The last push carries the final figures, as summary.json will have them.
-            if let Some(live) = &live {
-                live.conclude(&report);
-            }
-            let pushed = match pusher {
-                Some(pusher) => Some(pusher.finish().await),
-                None => None,
-            };
             report.calibration = match (calibration, &completion) {
                 (Some(started), Completion::Complete) => Some(started.finish().await),
                 (Some(started), _) => Some(started.unfinished()),
                 (None, _) => None,
             };
             let exit = conclude(&report, &completion, &dir);
-            if let Some(tally) = pushed {
-                say_pushed(&tally, Some(&dir));
-            }
+            outputs.finish(Some(&dir)).await;
             exit
         }
         Err(error) => {
-            if let Some(pusher) = pusher {
-                say_pushed(&pusher.finish().await, None);
-            }
+            outputs.finish(None).await;
             run_error(error)
         }
     }
 }
-
-/// The shortest --remote-write-every.
-const MIN_PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// The remote-write outcome: one line on stderr, and `remote_write.json` in the report
-/// folder when there is one. Neither changes the run's exit code.
-fn say_pushed(tally: &PushTally, dir: Option<&Path>) {
-    eprintln!("loadgen: remote write to {}: {tally}", tally.url);
-    let Some(dir) = dir.filter(|dir| dir.is_dir()) else {
-        return;
-    };
-    let json = serde_json::to_vec_pretty(tally).map(|mut bytes| {
-        bytes.push(b'\n');
-        bytes
-    });
-    if let Err(error) = report::write_file(dir, REMOTE_WRITE_JSON, json) {
-        eprintln!("loadgen: {error}");
-    }
-}
-
-/// What the pushes to `--remote-write` came to, in the report folder.
-const REMOTE_WRITE_JSON: &str = "remote_write.json";
 
 /// Exit and message of a run that could not start.
 fn run_error(error: RunError) -> Exit {
@@ -312,6 +233,10 @@ async fn segment_main(args: RunArgs, scenario: Scenario) -> Exit {
         (None, SegmentStart::OnRelease) => SegmentRun::run_id_for(0),
     };
     let coordinated = start == SegmentStart::OnRelease;
+    let mut outputs = match LiveOutputs::start(&args, scenario.name(), Some(segment)).await {
+        Ok(outputs) => outputs,
+        Err(exit) => return exit,
+    };
     let request = RunRequest {
         scenario,
         scenario_path: args.scenario.display().to_string(),
@@ -323,12 +248,17 @@ async fn segment_main(args: RunArgs, scenario: Scenario) -> Exit {
             run_id,
         }),
         source_addresses: args.source_addresses,
-        live: None,
+        live: outputs.live.clone(),
     };
     let output = match run_part(request).await {
         Ok(output) => output,
-        Err(error) => return run_error(error),
+        Err(error) => {
+            outputs.run_ended(None).await;
+            outputs.finish(None).await;
+            return run_error(error);
+        }
     };
+    outputs.run_ended(Some(&output.report)).await;
     let dir: PathBuf = args.out.unwrap_or_else(|| {
         let base = report::default_dir(
             Path::new("reports"),
@@ -350,6 +280,9 @@ async fn segment_main(args: RunArgs, scenario: Scenario) -> Exit {
                 .write(&dir)
                 .map_err(|e| e.to_string())
         });
+    outputs
+        .finish(written.is_ok().then_some(dir.as_path()))
+        .await;
     let incomplete = match &output.completion {
         Completion::Complete => None,
         Completion::Incomplete(why) => Some(why.clone()),

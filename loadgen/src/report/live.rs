@@ -47,6 +47,8 @@ struct Live {
     lag: Option<LoadgenLag>,
     /// Seconds of intervals after the warm-up so far.
     judged_s: f64,
+    /// The segment this process plays, in a split run (a `segment` label).
+    segment: Option<String>,
 }
 
 impl LivePicture {
@@ -78,8 +80,15 @@ impl LivePicture {
                 labels: vec![("scenario", name.to_string())],
                 lag: None,
                 judged_s: 0.0,
+                segment: None,
             })),
         }
+    }
+
+    /// The picture of one segment of a split run: its series carry `segment="I/N"`.
+    pub fn in_segment(self, segment: Option<crate::segment::Segment>) -> LivePicture {
+        self.with(|live| live.segment = segment.map(|s| s.to_string()));
+        self
     }
 
     /// During the ramp: how many of `users` logged in or failed so far.
@@ -119,6 +128,9 @@ impl LivePicture {
                 ),
                 ("scenario", scenario.clone()),
             ];
+            if let Some(segment) = &live.segment {
+                live.labels.push(("segment", segment.clone()));
+            }
         });
     }
 
@@ -384,5 +396,21 @@ mod tests {
             "the totals count every interval"
         );
         assert!(live.metrics().contains("loadgen_sent_total{run="));
+    }
+
+    #[test]
+    fn a_segments_series_say_which_segment() {
+        let report = sample();
+        let segment = "1/3".parse::<crate::segment::Segment>().unwrap();
+        let live = LivePicture::new("smoke").in_segment(Some(segment));
+        let mut header = report.clone();
+        header.intervals.clear();
+        live.begin(&header);
+        live.tick(&crate::report::tests::sample_closed()[0]);
+        let text = live.metrics();
+        assert!(text.contains(",segment=\"1/3\"} "), "{text}");
+        let whole = LivePicture::new("smoke");
+        whole.begin(&header);
+        assert!(!whole.metrics().contains("segment="));
     }
 }
