@@ -18,6 +18,9 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static REALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not yet freed (wrapping: frees of blocks allocated before counting
+/// began would take it below zero, which no block of this process is).
+static LIVE: AtomicU64 = AtomicU64::new(0);
 
 /// The counts since the process started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub struct AllocationCounts {
     pub reallocations: u64,
     /// Bytes asked for: each allocation's size, and each reallocation's growth.
     pub bytes: u64,
+    /// Bytes allocated now (allocated minus freed): the heap the program holds, which
+    /// resident memory exceeds by what the allocator keeps (fragmentation, free lists).
+    pub live_bytes: u64,
 }
 
 /// Says that a counting allocator is installed: from now on [`counts`] are real.
@@ -40,6 +46,13 @@ pub fn start_counting() {
 pub fn note_allocation(bytes: usize) {
     ALLOCATIONS.fetch_add(1, Relaxed);
     BYTES.fetch_add(bytes as u64, Relaxed);
+    LIVE.fetch_add(bytes as u64, Relaxed);
+}
+
+/// One block of `bytes` freed.
+#[inline]
+pub fn note_deallocation(bytes: usize) {
+    LIVE.fetch_sub(bytes as u64, Relaxed);
 }
 
 /// One reallocation that grew a block by `growth` bytes (0 when it shrank).
@@ -49,11 +62,22 @@ pub fn note_reallocation(growth: usize) {
     BYTES.fetch_add(growth as u64, Relaxed);
 }
 
+/// A block resized from `old` to `new` bytes (for the live heap).
+#[inline]
+pub fn note_resize(old: usize, new: usize) {
+    if new >= old {
+        LIVE.fetch_add((new - old) as u64, Relaxed);
+    } else {
+        LIVE.fetch_sub((old - new) as u64, Relaxed);
+    }
+}
+
 /// The counts, or `None` when no counting allocator is installed.
 pub fn counts() -> Option<AllocationCounts> {
     COUNTING.load(Relaxed).then(|| AllocationCounts {
         allocations: ALLOCATIONS.load(Relaxed),
         reallocations: REALLOCATIONS.load(Relaxed),
         bytes: BYTES.load(Relaxed),
+        live_bytes: LIVE.load(Relaxed),
     })
 }

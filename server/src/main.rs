@@ -15,7 +15,9 @@ use std::time::Duration;
 mod counting {
     use std::alloc::{GlobalAlloc, Layout, System};
 
-    use chat_server::allocations::{note_allocation, note_reallocation};
+    use chat_server::allocations::{
+        note_allocation, note_deallocation, note_reallocation, note_resize,
+    };
 
     pub struct CountingAllocator;
 
@@ -35,12 +37,14 @@ mod counting {
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            note_deallocation(layout.size());
             // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
             unsafe { System.dealloc(ptr, layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             note_reallocation(new_size.saturating_sub(layout.size()));
+            note_resize(layout.size(), new_size);
             // SAFETY: as for `dealloc`, and `new_size` is the caller's valid size.
             unsafe { System.realloc(ptr, layout, new_size) }
         }

@@ -433,6 +433,16 @@ fn render_allocations(out: &mut String, id: &str, counts: &crate::allocations::A
         let _ = writeln!(out, "# TYPE chat_{name} counter");
         let _ = writeln!(out, "chat_{name}{{server_id=\"{id}\"}} {value}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP chat_heap_live_bytes Bytes the process holds on the heap now (allocated minus freed); resident memory above it is the allocator's."
+    );
+    let _ = writeln!(out, "# TYPE chat_heap_live_bytes gauge");
+    let _ = writeln!(
+        out,
+        "chat_heap_live_bytes{{server_id=\"{id}\"}} {}",
+        counts.live_bytes
+    );
 }
 
 /// The process collector's metrics, with the official client's names, help and types and,
@@ -515,6 +525,10 @@ mod tests {
         assert!(counts.allocations >= 1 && counts.reallocations >= 1 && counts.bytes >= 128);
         assert!(
             text.contains("chat_allocated_bytes_total{server_id=\"a\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chat_heap_live_bytes{server_id=\"a\"}"),
             "{text}"
         );
     }

@@ -162,6 +162,11 @@ impl Conn {
         self.ended.borrow().as_ref().map(Ended::closed_with)
     }
 
+    /// When the connection ended (run clock), if it has.
+    pub fn ended_at(&self) -> Option<u64> {
+        self.ended.borrow().as_ref().map(|ended| ended.at_ns)
+    }
+
     /// When the connection ended, if it ended without loadgen expecting it (the server
     /// closed or dropped it unasked).
     pub fn cut_at(&self) -> Option<u64> {

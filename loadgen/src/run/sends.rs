@@ -28,16 +28,61 @@ pub struct SendBook {
     folded_sessions: AtomicU64,
 }
 
+/// How long after a sender's connection ended its handle is kept before only its cut is:
+/// time for whoever closed it to have said whether the end was expected.
+const SETTLED_NS: u64 = 10_000_000_000;
+
 /// One sender's sends.
 #[derive(Default)]
 struct Sends {
     /// `times[k]`: when sequence `k + 1` was sent (run clock, ns).
     times: Vec<u64>,
     /// Each connection the sender used, with the sequence of its first message there.
-    conns: Vec<(Arc<Conn>, u64)>,
+    conns: Vec<(Used, u64)>,
+}
+
+/// A connection a sender used: the handle while it may still change, then only when the
+/// server cut it (if it did), so that a sender's old connections (their buffers) are not
+/// kept for the whole run.
+enum Used {
+    Live(Arc<Conn>),
+    Ended { cut_ns: Option<u64> },
+}
+
+impl Used {
+    fn cut_at(&self) -> Option<u64> {
+        match self {
+            Used::Live(conn) => conn.cut_at(),
+            Used::Ended { cut_ns } => *cut_ns,
+        }
+    }
+
+    fn id(&self) -> Option<u64> {
+        match self {
+            Used::Live(conn) => Some(conn.id),
+            Used::Ended { .. } => None,
+        }
+    }
 }
 
 impl Sends {
+    /// Lets go of the connections that ended more than [`SETTLED_NS`] before `now_ns`,
+    /// keeping when the server cut them.
+    fn settle(&mut self, now_ns: u64) {
+        for (used, _) in &mut self.conns {
+            if let Used::Live(conn) = used {
+                if conn
+                    .ended_at()
+                    .is_some_and(|at| at.saturating_add(SETTLED_NS) < now_ns)
+                {
+                    *used = Used::Ended {
+                        cut_ns: conn.cut_at(),
+                    };
+                }
+            }
+        }
+    }
+
     /// The messages in flight on a connection the server cut: unjudged
     /// ([`delivery`]'s module doc).
     fn unjudged(&self, deadline_ns: u64) -> Vec<(u64, u64)> {
@@ -50,8 +95,8 @@ impl Sends {
         self.conns
             .iter()
             .zip(ends)
-            .filter_map(|((conn, first), last)| {
-                let cut_ns = conn.cut_at()?;
+            .filter_map(|((used, first), last)| {
+                let cut_ns = used.cut_at()?;
                 (*first <= last)
                     .then(|| delivery::cut_range(&self.times, *first, last, cut_ns, deadline_ns))
                     .flatten()
@@ -79,9 +124,10 @@ impl SendBook {
         if sends
             .conns
             .last()
-            .is_none_or(|(last, _)| last.id != conn.id)
+            .is_none_or(|(last, _)| last.id() != Some(conn.id))
         {
-            sends.conns.push((conn.clone(), seq));
+            sends.settle(at_ns);
+            sends.conns.push((Used::Live(conn.clone()), seq));
         }
         sends.times.push(at_ns);
         Some(seq)
