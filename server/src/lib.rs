@@ -40,6 +40,7 @@ mod error;
 mod fault;
 mod frame;
 mod handle;
+mod heap_trim;
 mod http;
 mod hub;
 mod keepalive;

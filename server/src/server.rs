@@ -1,7 +1,7 @@
 //! The machinery behind [`crate::Server`]: bind the listener, build the server's shared
 //! state, join the cluster bus, then accept connections until shutdown — each one handed
 //! to [`crate::http`] (after the TLS handshake, for `wss://`) — while the idle sweeper
-//! ([`crate::keepalive`]) runs beside it.
+//! ([`crate::keepalive`]) and the heap trim ([`crate::heap_trim`]) run beside it.
 //!
 //! `accept` errors back off and retry (out of file descriptors, every pending connection
 //! fails at once: the warning says so once a second, with a count); only shutdown ends
@@ -29,7 +29,7 @@ use crate::registry::SessionRegistry;
 use crate::shared::Shared;
 use crate::shutdown::{ShutdownSignal, TaskCount};
 use crate::transport::ClientStream;
-use crate::{bus, http, keepalive};
+use crate::{bus, heap_trim, http, keepalive};
 
 /// A server that is serving: where, its state, the switch that stops it, and the accept
 /// loop (which owns the listener).
@@ -115,6 +115,7 @@ pub(crate) async fn serve(listener: TcpListener, config: Config) -> Result<Runni
         info!(origins = %shared.origins, "browser origins allowed to log in");
     }
     let accept = tokio::spawn(accept_loop(listener, shared.clone(), signal.clone()));
+    tokio::spawn(heap_trim::run(signal.clone()));
     tokio::spawn(keepalive::run(shared.clone(), signal));
     Ok(Running {
         local_addr,

@@ -297,24 +297,20 @@ impl SegmentFile {
         Ok(())
     }
 
-    /// The intervals, histograms decoded (checked on reading).
-    pub fn interval_records(&self) -> Vec<ClosedInterval> {
-        self.intervals
-            .iter()
-            .map(|i| ClosedInterval {
-                start_s: i.start_s,
-                length_s: i.length_s,
-                users_online: i.users_online,
-                counters: i.counters,
-                latency: histogram_from_text(&i.latency)
-                    .unwrap_or_else(crate::record::new_histogram),
-                connect: i
-                    .connect
-                    .as_ref()
-                    .and_then(|texts| ConnectTimes::from_text(texts))
-                    .map(Box::new),
-            })
-            .collect()
+    /// Interval `k`, its histograms decoded (checked on reading); `None` past the last.
+    pub fn interval(&self, k: usize) -> Option<ClosedInterval> {
+        self.intervals.get(k).map(|i| ClosedInterval {
+            start_s: i.start_s,
+            length_s: i.length_s,
+            users_online: i.users_online,
+            counters: i.counters,
+            latency: histogram_from_text(&i.latency).unwrap_or_else(crate::record::new_histogram),
+            connect: i
+                .connect
+                .as_ref()
+                .and_then(|texts| ConnectTimes::from_text(texts))
+                .map(Box::new),
+        })
     }
 
     /// A histogram field, decoded (checked on reading).

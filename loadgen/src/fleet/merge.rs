@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::checks::delivery::{tally_loss, SentLog};
 use crate::lag::LoadgenLag;
-use crate::record::{new_histogram, ClosedInterval, ConnectTimes, Counters};
+use crate::record::{new_histogram, ClosedInterval, ConnectTimes, Counters, IntervalRecord};
 use crate::report::hlog::LatencyLog;
 use crate::report::{LoadgenResources, RunReport, SegmentProblem, SegmentsInfo};
 use crate::run::Completion;
@@ -140,25 +140,23 @@ fn merged_report(
     let first = files[0];
     let measure_start = first.measure_start_ns;
 
-    // Counts and histograms, interval by interval. Loss is recounted below.
-    let mut records: Vec<ClosedInterval> = Vec::new();
-    let mut totals = Counters::default();
-    let mut latency = new_histogram();
-    let mut connect = ConnectTimes::default();
-    let (mut lag_send, mut lag_timer) = (new_histogram(), new_histogram());
-    for file in files {
-        for (k, record) in file.interval_records().into_iter().enumerate() {
-            if records.len() <= k {
-                records.push(ClosedInterval {
-                    start_s: record.start_s,
-                    length_s: 0.0,
-                    users_online: 0,
-                    counters: Counters::default(),
-                    latency: new_histogram(),
-                    connect: None,
-                });
-            }
-            let merged = &mut records[k];
+    // Counts and histograms, interval by interval: each interval of every segment is
+    // decoded, merged, logged and dropped before the next (a day of them, decoded at once,
+    // would be ~180 KB each). Loss is recounted below.
+    let latency_log = LatencyLog::for_a_run();
+    let intervals = files.iter().map(|f| f.intervals.len()).max().unwrap_or(0);
+    let mut records: Vec<IntervalRecord> = Vec::with_capacity(intervals);
+    for k in 0..intervals {
+        let mut merged: Option<ClosedInterval> = None;
+        for record in files.iter().filter_map(|file| file.interval(k)) {
+            let merged = merged.get_or_insert_with(|| ClosedInterval {
+                start_s: record.start_s,
+                length_s: 0.0,
+                users_online: 0,
+                counters: Counters::default(),
+                latency: new_histogram(),
+                connect: None,
+            });
             merged.length_s = merged.length_s.max(record.length_s);
             merged.users_online += record.users_online;
             merged.counters.add(&without_loss(record.counters));
@@ -167,6 +165,16 @@ fn merged_report(
                 merged.connect.get_or_insert_with(Box::default).add(times);
             }
         }
+        if let Some(merged) = merged {
+            latency_log.append(&merged);
+            records.push(merged.record());
+        }
+    }
+    let mut totals = Counters::default();
+    let mut latency = new_histogram();
+    let mut connect = ConnectTimes::default();
+    let (mut lag_send, mut lag_timer) = (new_histogram(), new_histogram());
+    for file in files {
         if let Some(times) = ConnectTimes::from_text(&file.connect) {
             connect.add(&times);
         }
@@ -242,14 +250,8 @@ fn merged_report(
                 .fold(0.0, f64::max)
                 .clamp(0.0, 1e9),
         ),
-        intervals: records.iter().map(ClosedInterval::record).collect(),
-        latency_log: {
-            let log = LatencyLog::for_a_run();
-            for record in &records {
-                log.append(record);
-            }
-            log
-        },
+        intervals: records,
+        latency_log,
         totals,
         latency,
         connect,

@@ -135,6 +135,11 @@ pub async fn measure(
         if !intervals.keep_texts {
             run.fold_finished(now, intervals.measure_start);
         }
+        // What the run freed goes back to the kernel (procstat::release_free_heap says
+        // why), every ten intervals, off the runtime's workers.
+        if intervals.records.len().is_multiple_of(10) {
+            tokio::task::spawn_blocking(procstat::release_free_heap);
+        }
         next_tick = now + INTERVAL.as_nanos() as u64;
         progress.tick(&phase_name, &last, &intervals.overall);
         progress.lag(|| run.lag.figures());
