@@ -40,9 +40,20 @@ pub fn split<T: AsyncRead + AsyncWrite>(stream: Stream<T>) -> (ReadPart<T>, Writ
 
 /// Waits until the peer has sent something, without a read buffer (plain); a TLS
 /// connection is ready at once (its reader buffers anyway).
+///
+/// It waits in the socket's own reader slot (`poll_read_ready`), as a read would, not in
+/// the list of `readable()` waiters. That slot still holds the waker of whichever task
+/// last read the socket before it was handed over — the HTTP task that read the upgrade
+/// request — and a waker keeps its task's memory (its whole future, about a KiB) alive.
+/// `readable()` would leave that finished task allocated for as long as the connection
+/// lives, because a reader that waits for readability and then finds data never makes a
+/// read that stores its own waker in the slot.
 pub async fn readable<T>(read: &ReadPart<T>) -> io::Result<()> {
     match read {
-        EitherIo::Plain(read) => read.readable().await,
+        EitherIo::Plain(read) => {
+            let socket: &TcpStream = read.as_ref();
+            std::future::poll_fn(|cx| socket.poll_read_ready(cx)).await
+        }
         EitherIo::Tls(_) => Ok(()),
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! The handshake is done with hyper's client directly (as fastwebsockets' helper does, but
 //! without its stderr logging). Afterwards hyper's read buffer is copied out and freed, and
-//! the frame reader is created only when the server first sends something — an idle
-//! simulated user then costs a few hundred bytes instead of two 8 KiB buffers.
+//! the frame reader ([`FrameReader`], over frame-buffer's `FrameBuffer`) holds a read
+//! buffer only while bytes wait to be parsed: a simulated user that receives a broadcast a
+//! second costs, between broadcasts, what an idle one does (no 8 KiB buffer each).
 //!
 //! A connection may leave from a given local address (`[users] source_addresses`): the
 //! socket is bound to that address with port 0 and `IP_BIND_ADDRESS_NO_PORT`, so the
@@ -17,7 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketWrite};
+use frame_buffer::FrameBuffer;
 use http_body_util::Empty;
 use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper::{Request, StatusCode};
@@ -489,51 +491,45 @@ async fn read_body(body: hyper::body::Incoming) -> String {
     }
 }
 
-/// Waits until the server has sent something, without allocating a read buffer.
-pub async fn readable(stream: &ReadStream) -> std::io::Result<()> {
-    let (leftover, socket) = stream.get_ref();
-    if (leftover.position() as usize) < leftover.get_ref().len() {
-        return Ok(());
-    }
-    transport::readable(socket).await
-}
-
 /// A frame from the server, reduced to what the users care about.
 #[derive(Debug)]
 pub enum Incoming {
-    Text(Vec<u8>),
+    /// A Text frame's payload (no copy: a slice of the read buffer).
+    Text(bytes::BytesMut),
     Binary,
     Ping(Vec<u8>),
     Pong,
-    Close { code: Option<u16>, reason: String },
+    Close {
+        code: Option<u16>,
+        reason: String,
+    },
 }
 
 /// Reads whole frames from a [`ReadStream`]; the server never fragments (it is checked
-/// anyway: a fragment is reported as an error).
+/// anyway: a fragment is reported as an error). Between frames it holds no read buffer
+/// ([`FrameBuffer`]), so a simulated user that receives costs what an idle one does.
 pub struct FrameReader<'s> {
-    inner: WebSocketRead<&'s mut ReadStream>,
+    stream: &'s mut ReadStream,
+    frames: FrameBuffer,
 }
 
 impl<'s> FrameReader<'s> {
-    /// A reader over `stream`, allowing frames up to `max_frame` bytes.
+    /// A reader over `stream`, allowing payloads up to `max_frame` bytes.
     pub fn new(stream: &'s mut ReadStream, max_frame: usize) -> Self {
-        let (mut inner, _) =
-            fastwebsockets::after_handshake_split(stream, tokio::io::sink(), Role::Client);
-        inner.set_auto_close(false);
-        inner.set_auto_pong(false);
-        inner.set_max_message_size(max_frame);
-        FrameReader { inner }
+        FrameReader {
+            stream,
+            frames: FrameBuffer::new(Role::Client, max_frame),
+        }
     }
 
     /// The next frame.
     pub async fn next(&mut self) -> Result<Incoming, WebSocketError> {
-        let mut none = |_: Frame<'_>| std::future::ready(Ok::<(), std::io::Error>(()));
-        let frame = self.inner.read_frame(&mut none).await?;
+        let frame = self.frames.next(self.stream).await?;
         if !frame.fin {
             return Err(WebSocketError::InvalidFragment);
         }
         Ok(match frame.opcode {
-            OpCode::Text => Incoming::Text(frame.payload.to_vec()),
+            OpCode::Text => Incoming::Text(frame.payload),
             OpCode::Binary => Incoming::Binary,
             OpCode::Ping => Incoming::Ping(frame.payload.to_vec()),
             OpCode::Pong => Incoming::Pong,

@@ -7,7 +7,7 @@
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-pub use either_io::tcp::{readable, split};
+pub use either_io::tcp::split;
 
 /// A connection to the server: plain TCP, or TLS.
 pub type ClientStream = either_io::tcp::Stream<TlsStream<TcpStream>>;

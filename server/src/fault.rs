@@ -44,6 +44,10 @@ pub enum Fault {
     JwtIgnoreExpiry,
     /// With authentication: any signature is accepted, by any key or none (A2).
     JwtIgnoreSignature,
+    /// A broadcast held by its slowest receiver: while any receiver's queue is backed up
+    /// (a stalled socket), a new message reaches nobody, as in a server that writes to
+    /// every receiver in lock-step (for proving that the wide-broadcast test fails on it).
+    BroadcastHeldByBackedUpReceiver,
     /// With authentication: the session's name comes from `?user=` when one is given,
     /// whatever the token's `sub` (A4): any valid token takes any name.
     JwtNameFromUser,

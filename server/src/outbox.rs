@@ -103,6 +103,13 @@ impl Outbox {
         true
     }
 
+    /// Frames queued and not yet taken by the writer (for the deliberate
+    /// `Fault::BroadcastHeldByBackedUpReceiver`).
+    #[cfg(feature = "fault-injection")]
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
     /// Whether [`Outbox::close`] has been called.
     pub fn is_closed(&self) -> bool {
         self.lock().closed

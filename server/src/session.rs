@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes};
-use fastwebsockets::{upgrade::UpgradeFut, CloseCode, Frame, OpCode, Role, WebSocketError};
+use fastwebsockets::{upgrade::UpgradeFut, CloseCode};
+use frame_buffer::{FrameBuffer, OpCode, Role, WebSocketError};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
@@ -175,21 +176,9 @@ pub(crate) async fn run(
 /// Reads frames until the session ends. Returns whether the peer's side may still be open
 /// (so it is worth lingering for its FIN).
 async fn read_loop(stream: &mut ReadStream, session: &Session, shared: &Shared) -> bool {
-    // An idle connection waits for readability without a read buffer; the frame reader
-    // (which allocates one) is made when the peer first sends something.
-    if stream.get_ref().0.remaining() == 0 {
-        tokio::select! {
-            biased;
-            _ = session.closing() => return true,
-            ready = transport::readable(stream.get_ref().1) => {
-                if ready.is_err() {
-                    session.close(None, true);
-                    return false;
-                }
-            }
-        }
-    }
-    let mut reader = Box::new(MessageReader::new(stream, shared.config.max_message));
+    // An idle connection holds no read buffer: the frame reader has one only while bytes
+    // wait to be parsed (frame-buffer's FrameBuffer).
+    let mut reader = MessageReader::new(stream, shared.config.max_message);
     let mut spending = Spending::new(shared.config.inbound, Instant::now());
     // Only used by the deliberate `Fault::SwapPairs`.
     #[cfg(feature = "fault-injection")]
@@ -281,6 +270,19 @@ fn broadcast(message: &[u8], sender: &Session, shared: &Shared) {
             return;
         }
     }
+    #[cfg(feature = "fault-injection")]
+    if shared.config.fault == Some(crate::fault::Fault::BroadcastHeldByBackedUpReceiver) {
+        let mut held = false;
+        shared
+            .hub
+            .registry
+            .for_each_other(&sender.name, |receiver| {
+                held |= receiver.outbox.queued() > 0
+            });
+        if held {
+            return;
+        }
+    }
     let bytes = frame::chat(message, &sender.name);
     if let Some(bus) = &shared.bus {
         bus.publish_chat(&sender.name, &bytes, &shared.hub.metrics);
@@ -335,36 +337,31 @@ enum Fragments {
 }
 
 /// Turns frames into [`Event`]s: reassembles fragments, enforces the size limit across
-/// them, validates UTF-8 and Close frames. fastwebsockets parses each frame and unmasks it.
+/// them, validates UTF-8 and Close frames. [`FrameBuffer`] parses each frame and unmasks
+/// it; control frames are answered through the outbox, never written from here.
 struct MessageReader<'s> {
-    frames: fastwebsockets::WebSocketRead<&'s mut ReadStream>,
+    stream: &'s mut ReadStream,
+    frames: FrameBuffer,
     fragments: Fragments,
     max_message: usize,
 }
 
 impl<'s> MessageReader<'s> {
     fn new(stream: &'s mut ReadStream, max_message: usize) -> Self {
-        let (mut frames, _unused_writer) =
-            fastwebsockets::after_handshake_split(stream, tokio::io::sink(), Role::Server);
-        // Control frames are answered through the outbox, never written from here.
-        frames.set_auto_close(false);
-        frames.set_auto_pong(false);
-        // fastwebsockets refuses a frame whose length is >= this.
-        frames.set_max_message_size(max_message.saturating_add(1));
         MessageReader {
-            frames,
+            stream,
+            frames: FrameBuffer::new(Role::Server, max_message),
             fragments: Fragments::None,
             max_message,
         }
     }
 
     async fn next(&mut self) -> Event {
-        let mut no_obligations = |_: Frame<'_>| std::future::ready(Ok::<(), io::Error>(()));
-        let mut frame = match self.frames.read_frame(&mut no_obligations).await {
+        let frame = match self.frames.next(self.stream).await {
             Ok(frame) => frame,
             Err(error) => return violation_for(error),
         };
-        if let Some(violation) = frame_violation(&mut frame) {
+        if let Some(violation) = frame_violation(&frame) {
             return violation;
         }
         let payload: &[u8] = &frame.payload;
@@ -442,16 +439,12 @@ fn close_reply(payload: &[u8]) -> Event {
     }
 }
 
-/// Maps a frame-level error to how the connection ends (M5).
-/// What RFC 6455 section 5 forbids in a frame that fastwebsockets lets through
+/// What RFC 6455 section 5 forbids in a frame that [`FrameBuffer`] lets through
 /// (docs/protocol.md R2): a client frame must be masked (5.1), and a control frame may
-/// carry at most 125 bytes (5.5; fastwebsockets checks Ping only). Either closes the
+/// carry at most 125 bytes (5.5; the frame reader checks Ping only). Either closes the
 /// connection with 1002, before the frame is acted on.
-fn frame_violation(frame: &mut Frame<'_>) -> Option<Event> {
-    // fastwebsockets keeps the mask private, but writes it into a formatted head.
-    let mut head = [0u8; 14];
-    frame.fmt_head(&mut head);
-    if head[1] & 0x80 == 0 {
+fn frame_violation(frame: &frame_buffer::Frame) -> Option<Event> {
+    if !frame.masked {
         return Some(Event::Violation(
             close_code::PROTOCOL_ERROR,
             "client frames must be masked",
@@ -467,6 +460,7 @@ fn frame_violation(frame: &mut Frame<'_>) -> Option<Event> {
     None
 }
 
+/// Maps a frame-level error to how the connection ends (M5).
 fn violation_for(error: WebSocketError) -> Event {
     match error {
         WebSocketError::FrameTooLarge => Event::Violation(close_code::TOO_BIG, "message too big"),
@@ -557,7 +551,8 @@ fn gate_slowdown() {
 
 /// Discards what the peer still sends until it closes its side, for at most [`LINGER`].
 async fn linger(stream: &mut (impl AsyncRead + Unpin)) {
-    let mut sink = vec![0u8; 4096];
+    // Small: every session of a mass disconnect lingers at once.
+    let mut sink = vec![0u8; 512];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(n) = stream.read(&mut sink).await {
             if n == 0 {

@@ -7,7 +7,7 @@
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-pub(crate) use either_io::tcp::{readable, split};
+pub(crate) use either_io::tcp::split;
 
 /// An accepted connection: plain TCP, or TLS.
 pub(crate) type ClientStream = either_io::tcp::Stream<TlsStream<TcpStream>>;

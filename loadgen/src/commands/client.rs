@@ -298,7 +298,7 @@ async fn read_loop(mut read: ReadStream, events: mpsc::UnboundedSender<Received>
     let mut frames = FrameReader::new(&mut read, 64 * 1024 * 1024);
     loop {
         let event = match frames.next().await {
-            Ok(Incoming::Text(text)) => Received::Text(text),
+            Ok(Incoming::Text(text)) => Received::Text(text.to_vec()),
             Ok(Incoming::Ping(payload)) => Received::Ping(payload),
             Ok(Incoming::Binary) | Ok(Incoming::Pong) => continue,
             Ok(Incoming::Close { code, reason }) => Received::Close { code, reason },

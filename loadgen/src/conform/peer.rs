@@ -218,7 +218,9 @@ impl Peer {
                             let _ = answers.lock().await.write_frame(close).await;
                             Event::Close { code: None, reason }
                         }
-                        Inbound::Chat | Inbound::Stamps | Inbound::Ignore => Event::Text(bytes),
+                        Inbound::Chat | Inbound::Stamps | Inbound::Ignore => {
+                            Event::Text(bytes.to_vec())
+                        }
                     },
                     Ok(Incoming::Binary) => Event::Binary,
                     Ok(Incoming::Pong) => Event::Pong,

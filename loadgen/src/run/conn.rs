@@ -7,12 +7,13 @@
 //! end* of the old session and *declares a survivor stable*; the reader *records a probe*
 //! and *finishes* the connection. The delivery check reads the result as a ledger.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use fastwebsockets::{Frame, Payload, WebSocketError};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use super::probe_window::ProbeWindow;
 use crate::connection::Writer;
@@ -72,8 +73,11 @@ pub struct Conn {
     probes: Mutex<ProbeWindow>,
     /// Wakes waiters when a probe arrives.
     probe_arrived: Notify,
-    /// `Some` once the connection has ended.
-    ended: watch::Sender<Option<Ended>>,
+    /// `Some` once the connection has ended. (Not a `watch` channel: its eight notifiers
+    /// cost every simulated user a third of a KiB.)
+    ended: Mutex<Option<Ended>>,
+    /// Wakes whoever waits for the end.
+    end_signal: Notify,
     /// Tells the reader to stop (a peer that never closes).
     abort: Notify,
     /// When the token it logged in with expires (minted tokens only).
@@ -104,7 +108,8 @@ impl Conn {
             newest_chat_ns: AtomicU64::new(0),
             probes: Mutex::new(ProbeWindow::default()),
             probe_arrived: Notify::new(),
-            ended: watch::Sender::new(None),
+            ended: Mutex::new(None),
+            end_signal: Notify::new(),
             abort: Notify::new(),
             token_expires,
         }
@@ -119,7 +124,7 @@ impl Conn {
 
     /// Whether the connection has ended.
     pub fn is_open(&self) -> bool {
-        self.ended.borrow().is_none()
+        self.ended().is_none()
     }
 
     /// From when deliveries to this connection are expected, if it was ever stable.
@@ -151,26 +156,25 @@ impl Conn {
     /// Whether the connection ended and the protocol counts the way it ended as an
     /// eviction ([`crate::protocol::Profile::ended_by_eviction`]).
     pub fn evicted(&self, protocol: &crate::protocol::Profile) -> bool {
-        self.ended
-            .borrow()
+        self.ended()
             .as_ref()
             .is_some_and(|e| protocol.ended_by_eviction(e.closed_with(), e.signalled))
     }
 
     /// How the connection ended, if it has: see [`Ended::closed_with`].
     pub fn ended_how(&self) -> Option<Option<Option<u16>>> {
-        self.ended.borrow().as_ref().map(Ended::closed_with)
+        self.ended().as_ref().map(Ended::closed_with)
     }
 
     /// When the connection ended (run clock), if it has.
     pub fn ended_at(&self) -> Option<u64> {
-        self.ended.borrow().as_ref().map(|ended| ended.at_ns)
+        self.ended().as_ref().map(|ended| ended.at_ns)
     }
 
     /// When the connection ended, if it ended without loadgen expecting it (the server
     /// closed or dropped it unasked).
     pub fn cut_at(&self) -> Option<u64> {
-        let ended = self.ended.borrow();
+        let ended = self.ended();
         let at = ended.as_ref()?.at_ns;
         (!self.end_was_expected()).then_some(at)
     }
@@ -246,22 +250,72 @@ impl Conn {
             })
             .await;
         }
-        let mut ended = self.ended.subscribe();
-        if tokio::time::timeout(wait, ended.wait_for(Option::is_some))
+        if tokio::time::timeout(wait, self.until_ended())
             .await
             .is_err()
         {
             self.abort.notify_one();
-            let _ = tokio::time::timeout(wait, ended.wait_for(Option::is_some)).await;
+            let _ = tokio::time::timeout(wait, self.until_ended()).await;
         }
+    }
+
+    /// Starts closing on purpose, without waiting: marks the end expected and sends Close
+    /// 1000 if it can be written at once — the usual case, a few bytes into a socket with
+    /// room. `false` when the write would have to wait (a full socket, or the writer busy):
+    /// then close it with [`Conn::close`]. Closing every connection at the end of a run
+    /// this way costs no task per connection.
+    pub fn start_close(&self, now_ns: u64) -> bool {
+        self.expect_end();
+        self.mark_unstable(now_ns);
+        if !self.is_open() {
+            return true;
+        }
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return false;
+        };
+        // Unconstrained: after a hundred or so writes, tokio's cooperative budget would
+        // make every further one of this loop of many connections report "not yet".
+        let mut write = std::pin::pin!(tokio::task::unconstrained(
+            writer.write_frame(Frame::close(1000, b"loadgen done"))
+        ));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        write.as_mut().poll(&mut cx).is_ready()
+    }
+
+    /// Waits until `deadline` for the connection to end; `true` if it did.
+    pub async fn ended_by(&self, deadline: tokio::time::Instant) -> bool {
+        tokio::time::timeout_at(deadline, self.until_ended())
+            .await
+            .is_ok()
+    }
+
+    /// Resolves once the connection has ended.
+    async fn until_ended(&self) {
+        loop {
+            let mut signal = std::pin::pin!(self.end_signal.notified());
+            // Registered before looking, so an end between the look and the wait wakes it.
+            signal.as_mut().enable();
+            if self.ended().is_some() {
+                return;
+            }
+            signal.await;
+        }
+    }
+
+    /// How it ended so far (`None` while open).
+    fn ended(&self) -> std::sync::MutexGuard<'_, Option<Ended>> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the reader to stop now (a peer that does not answer a Close).
+    pub fn stop_reading(&self) {
+        self.abort.notify_one();
     }
 
     /// Waits up to `wait` for the connection to end; returns how it ended, if it did.
     pub async fn wait_ended(&self, wait: Duration) -> Option<Ended> {
-        let mut ended = self.ended.subscribe();
-        let _ = tokio::time::timeout(wait, ended.wait_for(Option::is_some)).await;
-        let seen = ended.borrow().clone();
-        seen
+        let _ = tokio::time::timeout(wait, self.until_ended()).await;
+        self.ended().clone()
     }
 
     /// Resolves when someone asked the reader to stop ([`Conn::close`] gave up waiting).
@@ -273,6 +327,7 @@ impl Conn {
     /// every waiter woken.
     pub fn finish(&self, ended: Ended) {
         self.mark_unstable(ended.at_ns);
-        self.ended.send_replace(Some(ended));
+        *self.ended() = Some(ended);
+        self.end_signal.notify_waiters();
     }
 }

@@ -595,19 +595,38 @@ async fn wait_for_start(
     }
 }
 
-/// Closes every open connection on purpose and waits for them to end.
+/// Closes every open connection on purpose and waits for them to end: a Close to each at
+/// once, then up to [`CLOSE_WAIT`] for the server's answers; the readers of those that did
+/// not answer are stopped and given [`CLOSE_WAIT`] more. A task per connection only for
+/// the few whose Close could not be written at once.
 async fn close_all(run: &Arc<RunState>) {
     let now = run.now_ns();
-    let mut closing = JoinSet::new();
-    for conn in run.open_connections() {
-        let run = run.clone();
-        closing.spawn(async move {
-            conn.close(run.now_ns().max(now), Duration::from_secs(2))
-                .await
-        });
+    let open = run.open_connections();
+    let mut slow = JoinSet::new();
+    for conn in &open {
+        if !conn.start_close(run.now_ns().max(now)) {
+            let (run, conn) = (run.clone(), conn.clone());
+            slow.spawn(async move { conn.close(run.now_ns().max(now), CLOSE_WAIT).await });
+        }
     }
-    while closing.join_next().await.is_some() {}
+    // All of them are closing at once: waiting for each in turn takes as long as the last.
+    let answered_by = tokio::time::Instant::now() + CLOSE_WAIT;
+    let mut silent = Vec::new();
+    for conn in open {
+        if !conn.ended_by(answered_by).await {
+            conn.stop_reading();
+            silent.push(conn);
+        }
+    }
+    let stopped_by = tokio::time::Instant::now() + CLOSE_WAIT;
+    for conn in silent {
+        conn.ended_by(stopped_by).await;
+    }
+    while slow.join_next().await.is_some() {}
 }
+
+/// How long closing connections wait for the server's Close, and then for their readers.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Adds expected, lost and unverified deliveries to the intervals the messages were sent
 /// in, and returns the run's totals (the ramp's logins included, in the first row too).

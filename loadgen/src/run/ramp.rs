@@ -22,24 +22,33 @@ pub async fn ramp(
     let count = run.segment.user_count(run.users());
     let rate = plan::ramp_rate(&run.scenario);
     let ramp_start = run.now_ns();
+    // A login is spawned when its time comes, not all at once and left to sleep: only the
+    // logins in flight hold a handshake's state (a few KiB each), not every user's.
+    let mut due = run.segment.users(run.users()).peekable();
     let mut logins = JoinSet::new();
-    for index in run.segment.users(run.users()) {
-        let run = run.clone();
-        let at = ramp_start + plan::login_offset_ns(index, rate);
-        logins.spawn(async move {
-            tokio::time::sleep_until(run.clock.instant_at(at)).await;
-            (index, user::open(&run, index, true).await)
-        });
-    }
     let mut completion = Completion::Complete;
     let mut interrupted = false;
     let (mut connected, mut failed, mut unreachable) = (0u64, 0u64, None);
     // Logins refused for their proof (401/403): the first refusal's words, and how many.
     let (mut refused, mut first_refusal) = (0u64, None);
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
-    while !logins.is_empty() {
+    while !logins.is_empty() || due.peek().is_some() {
+        let next_at = due
+            .peek()
+            .map(|&index| ramp_start + plan::login_offset_ns(index, rate));
         tokio::select! {
-            joined = logins.join_next() => match joined {
+            () = tokio::time::sleep_until(run.clock.instant_at(next_at.unwrap_or(0))), if next_at.is_some() => {
+                // Compared as instants, as the sleep was: before a split run's common start
+                // the run clock stands at zero while its workers log in.
+                let now = tokio::time::Instant::now();
+                let login_at = |i: u32| run.clock.instant_at(ramp_start + plan::login_offset_ns(i, rate));
+                while let Some(index) = due.next_if(|&i| login_at(i) <= now) {
+                    let run = run.clone();
+                    logins.spawn(async move { (index, user::open(&run, index, true).await) });
+                }
+            }
+            // Guarded: an empty set answers at once, and the loop would spin between logins.
+            joined = logins.join_next(), if !logins.is_empty() => match joined {
                 Some(Ok((index, Ok(conn)))) => {
                     run.set_current(index, Some(conn));
                     connected += 1;
@@ -59,6 +68,7 @@ pub async fn ramp(
                     let enough = connected == 0 && failed >= 10.min(u64::from(count));
                     if enough && (unreachable.is_some() || refused == failed) {
                         logins.abort_all();
+                        due.by_ref().for_each(drop);
                     }
                 }
                 _ => {}
@@ -67,6 +77,7 @@ pub async fn ramp(
             _ = &mut *interrupt, if !interrupted => {
                 interrupted = true;
                 logins.abort_all();
+                due.by_ref().for_each(drop);
                 completion = Completion::Incomplete(format!("{INTERRUPTED} during the ramp"));
             }
         }

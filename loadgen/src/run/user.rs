@@ -130,6 +130,8 @@ struct Session {
     least_latency_from: Vec<u64>,
 }
 
+/// The replies it writes (Pong, Close, a protocol's answers) are boxed: they are rare, and
+/// inline they would make every simulated user's waiting reader as large as the largest.
 async fn read_frames(
     run: &RunState,
     conn: &Conn,
@@ -143,23 +145,24 @@ async fn read_frames(
         closed: false,
         signalled: false,
     };
-    // No read buffer until the server first sends something.
-    if let Err(error) = connection::readable(read).await {
-        return dropped(error.to_string());
-    }
-    let mut frames = Box::new(FrameReader::new(read, run.max_frame));
+    // No read buffer while nothing is pending (FrameReader).
+    let mut frames = FrameReader::new(read, run.max_frame);
     loop {
         match frames.next().await {
             Ok(Incoming::Text(bytes)) => match run.protocol.inbound(&bytes) {
                 Inbound::Chat => on_text(run, conn, session, &bytes),
                 Inbound::Stamps => on_stamps(run, conn, session, &bytes),
                 Inbound::Reply(answer) => {
-                    let _ = conn.send_text(answer).await;
+                    let _ = Box::pin(conn.send_text(answer)).await;
                 }
                 Inbound::Ended(reason) => {
                     let at_ns = run.now_ns();
                     let close = Frame::close(1000, b"");
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.send(close)).await;
+                    let _ = Box::pin(tokio::time::timeout(
+                        Duration::from_secs(1),
+                        conn.send(close),
+                    ))
+                    .await;
                     return Ended {
                         at_ns,
                         code: None,
@@ -171,13 +174,17 @@ async fn read_frames(
                 Inbound::Ignore => {}
             },
             Ok(Incoming::Ping(payload)) => {
-                let _ = conn.send(Frame::pong(Payload::Owned(payload))).await;
+                let _ = Box::pin(conn.send(Frame::pong(Payload::Owned(payload)))).await;
             }
             Ok(Incoming::Binary | Incoming::Pong) => {}
             Ok(Incoming::Close { code, reason }) => {
                 let at_ns = run.now_ns();
                 let echo = Frame::close(code.unwrap_or(1000), b"");
-                let _ = tokio::time::timeout(Duration::from_secs(1), conn.send(echo)).await;
+                let _ = Box::pin(tokio::time::timeout(
+                    Duration::from_secs(1),
+                    conn.send(echo),
+                ))
+                .await;
                 return Ended {
                     at_ns,
                     code,
